@@ -1,0 +1,1 @@
+"""Alert delivery: the outbox deliverer and the Apprise notifier."""

@@ -1,0 +1,124 @@
+"""The Apprise notifier: the only module that imports apprise.
+
+One ``apprise.Apprise`` object per channel, so each channel's outcome is known on its own.
+Apprise has no overall timeout and reports failures only through its logger, so ``send``
+runs it in a worker thread under our own deadline and captures that thread's apprise log
+records as the error text, with the channel's secrets redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import apprise
+import apprise.decorators
+
+from monitor.core.model import Message
+from monitor.errors import DeliveryError
+
+_apprise_log = logging.getLogger("apprise")
+# Apprise may log URLs with tokens; its records are captured and redacted, never propagated.
+_apprise_log.propagate = False
+_apprise_log.setLevel(logging.WARNING)
+
+# Deliveries get their own threads: a hanging channel must not starve database work.
+_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
+
+
+class _ThreadCapture(logging.Handler):
+    """Collects apprise log records per thread (each send runs in its own thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._local = threading.local()
+
+    def start(self) -> None:
+        self._local.records = []
+
+    def stop(self) -> list[str]:
+        records: list[str] = getattr(self._local, "records", [])
+        self._local.records = None
+        return records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        records = getattr(self._local, "records", None)
+        if records is not None:
+            records.append(record.getMessage())
+
+
+_capture = _ThreadCapture()
+_apprise_log.addHandler(_capture)
+
+
+@apprise.decorators.notify(on="console", name="Terminal output")
+def _console(body: str, title: str, notify_type: str, *args: object, **kwargs: object) -> bool:
+    """``console://``: print notifications to standard output (the demo uses it)."""
+    rule = "─" * 72
+    sys.stdout.write(f"\n{rule}\n🔔 {title}\n{body}\n{rule}\n")
+    sys.stdout.flush()
+    return True
+
+
+def is_valid_url(url: str) -> bool:
+    """True if Apprise recognises the URL (scheme known, required parts present)."""
+    return bool(apprise.Apprise().add(url))
+
+
+class Channel:
+    """One configured destination. ``send`` raises DeliveryError on failure."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self._secrets = secret_fragments(url)
+        self._apprise = apprise.Apprise()
+        if not self._apprise.add(url):
+            raise DeliveryError(f"channel {name}: URL not understood by Apprise", permanent=True)
+
+    async def send(self, message: Message, *, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(_executor, self._send_blocking, message)
+        try:
+            ok, errors = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            # The thread may still finish and deliver: the outbox treats this as a failed
+            # attempt, which is the one place a duplicate can come from besides a crash.
+            raise DeliveryError(f"no answer within {timeout:.0f}s") from None
+        if not ok:
+            detail = "; ".join(errors[-3:]) or "the channel reported failure"
+            raise DeliveryError(self.redact(detail))
+
+    def _send_blocking(self, message: Message) -> tuple[bool, list[str]]:
+        _capture.start()
+        try:
+            ok = self._apprise.notify(
+                title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT
+            )
+        except Exception as exc:  # a plugin bug must count as a failed delivery, not kill us
+            return False, [*_capture.stop(), f"{type(exc).__name__}: {exc}"]
+        return bool(ok), _capture.stop()
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def secret_fragments(url: str) -> list[str]:
+    """Parts of an Apprise URL that may be credentials, longest first.
+
+    Apprise URLs carry secrets in the user/password, the path (Slack and Discord tokens)
+    and the query string; anything of 6+ characters there is treated as secret.
+    """
+    fragments = {url}
+    parts = urlsplit(url)
+    candidates = [parts.username or "", parts.password or ""]
+    candidates += re.split(r"[/,]", unquote(parts.path))
+    candidates += [v for _, v in parse_qsl(parts.query)]
+    fragments.update(c for c in candidates if len(c) >= 6)
+    return sorted(fragments, key=len, reverse=True)

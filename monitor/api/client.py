@@ -1,0 +1,192 @@
+"""The Linq API client: httpx, retries with backoff, Retry-After, errors mapped to ours.
+
+Retry policy follows Linq's official SDKs: retry connection errors, timeouts, 408, 409,
+429 and >= 500 up to ``max_retries`` times; obey ``x-should-retry``, ``retry-after-ms``
+and ``Retry-After`` (seconds or HTTP date); otherwise back off exponentially from 0.5 s,
+capped at 8 s, with up to 25 % jitter. A server asking us to wait longer than
+``MAX_INLINE_WAIT`` ends the attempt with ApiRateLimited, so the scheduler (not a
+sleeping coroutine) waits out the delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from monitor import __version__
+from monitor.api.payload import PhoneNumberList, parse_phone_numbers
+from monitor.errors import ApiAuthError, ApiError, ApiRateLimited
+
+log = logging.getLogger(__name__)
+
+MAX_INLINE_WAIT = 30.0
+_RETRY_STATUSES = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    lines: PhoneNumberList
+    trace_id: str | None
+    attempts: int
+
+
+class LinqClient:
+    """One partner account's view of the API. Use as an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        ca_bundle: Path | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._max_retries = max_retries
+        # TLS verification is always on; a custom CA bundle may replace the system store.
+        verify: Any = str(ca_bundle) if ca_bundle else True
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": f"linq-reputation-monitor/{__version__}",
+            },
+            timeout=httpx.Timeout(timeout),
+            verify=verify,
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> LinqClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_phone_numbers(self) -> ListResult:
+        """Fetch and parse every line of the account.
+
+        Raises ApiAuthError (401/403), ApiRateLimited (429 beyond retries or a long wait),
+        ApiPayloadError (not JSON / wrong shape) or ApiError (anything else).
+        """
+        response, attempts = await self._get("/v3/phone_numbers")
+        trace_id = response.headers.get("x-trace-id")
+        lines = parse_phone_numbers(response.content, trace_id=trace_id)
+        return ListResult(lines=lines, trace_id=trace_id, attempts=attempts)
+
+    async def _get(self, path: str) -> tuple[httpx.Response, int]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.get(path)
+            except httpx.TimeoutException as exc:
+                error: ApiError = ApiError(f"timed out ({type(exc).__name__})")
+                wait = None
+            except httpx.TransportError as exc:
+                error = ApiError(f"connection failed: {_transport_reason(exc)}")
+                wait = None
+            else:
+                if response.is_success:
+                    return response, attempt
+                error = _error_from_response(response)
+                if not _should_retry(response):
+                    raise error
+                wait = _retry_after(response)
+                if wait is not None and wait > MAX_INLINE_WAIT:
+                    raise _rate_limited(error, wait)
+            if attempt > self._max_retries:
+                if isinstance(error, ApiRateLimited) or error.status == 429:
+                    raise _rate_limited(error, wait)
+                raise error
+            delay = wait if wait is not None else _backoff(attempt)
+            log.info("retrying GET %s in %.1fs after: %s", path, delay, error)
+            await asyncio.sleep(delay)
+
+
+def _should_retry(response: httpx.Response) -> bool:
+    override = response.headers.get("x-should-retry")
+    if override == "true":
+        return True
+    if override == "false":
+        return False
+    return response.status_code in _RETRY_STATUSES or response.status_code >= 500
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asked us to wait, if it said."""
+    millis = response.headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _backoff(attempt: int) -> float:
+    base = min(0.5 * 2 ** (attempt - 1), 8.0)
+    return base * (1 - 0.25 * random.random())
+
+
+def _error_from_response(response: httpx.Response) -> ApiError:
+    trace_id = response.headers.get("x-trace-id")
+    status = response.status_code
+    detail = ""
+    try:
+        envelope = orjson.loads(response.content)
+        error = envelope.get("error") if isinstance(envelope, dict) else None
+        if isinstance(error, dict):
+            detail = f" (code {error.get('code')}: {error.get('message')})"
+        if isinstance(envelope, dict) and not trace_id:
+            trace_id = envelope.get("trace_id")
+    except orjson.JSONDecodeError:
+        pass
+    if status in (401, 403):
+        return ApiAuthError(
+            f"the API rejected the token: HTTP {status}{detail}; check the account's token",
+            status=status, trace_id=trace_id, permanent=True,
+        )
+    if status == 429:
+        return ApiRateLimited(f"rate limited: HTTP 429{detail}",
+                              retry_after=_retry_after(response), trace_id=trace_id)
+    return ApiError(f"HTTP {status}{detail}", status=status, trace_id=trace_id,
+                    permanent=400 <= status < 500 and status not in _RETRY_STATUSES)
+
+
+def _rate_limited(error: ApiError, wait: float | None) -> ApiRateLimited:
+    return ApiRateLimited(str(error), retry_after=wait, trace_id=error.trace_id)
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    # httpx messages can include the URL but never headers, so the token cannot leak here.
+    return str(exc) or type(exc).__name__
+
+

@@ -1,0 +1,199 @@
+"""Command line: argument parsing, output and exit codes only.
+
+Exit codes: 0 success; 1 the command ran but something failed (a poll, a delivery);
+2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from monitor import __version__
+from monitor.config import Config, load_config
+from monitor.errors import ConfigError, MonitorError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
+
+
+def default_config_path() -> str:
+    return os.environ.get(CONFIG_ENV) or "config.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reputation-monitor",
+        description="Watch the reputation of Linq phone lines; alert when they degrade.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, *, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if config:
+            p.add_argument("--config", default=None, metavar="FILE",
+                           help=f"config file (default: ${CONFIG_ENV}, then ./config.toml)")
+        p.add_argument("--log-level", default=None,
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        return p
+
+    command("run", "run the daemon: poll, store, alert, serve /metrics")
+    command("poll", "poll every account once (store, detect, alert, deliver) and exit")
+    p = command("status", "show every known line and its current status")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--all", action="store_true", help="include lines removed from the account")
+    p = command("history", "show recorded changes, newest first")
+    p.add_argument("line", nargs="?", metavar="PHONE_OR_ID")
+    p.add_argument("--since", default=None, help="only changes this recent, e.g. 7d, 12h")
+    p.add_argument("--json", action="store_true")
+    command("check-config", "validate the config and explain what it sets up")
+    command("test-alert", "send a test notification to every channel and report each")
+    p = command("db", "database maintenance")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = dbsub.add_parser("upgrade", help="apply pending migrations")
+    up.add_argument("--config", default=None, metavar="FILE")
+    p = command("demo", "run the real daemon against the built-in simulator", config=False)
+    p.add_argument("--config", default=None, metavar="FILE", help="ignored; the demo makes its own")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--port", type=int, default=9464, help="port for /metrics (0: any free)")
+    p.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
+    p = command("simulate", "serve a fake Linq API from a scenario file", config=False)
+    p.add_argument("--config", default=None, metavar="FILE", help="ignored")
+    p.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level or "INFO")
+    handler = _COMMANDS[args.command]
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MonitorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, force=True,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.error", "alembic.runtime"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def load(args: argparse.Namespace) -> Config:
+    path = Path(args.config or default_config_path())
+    config = load_config(path)
+    if args.log_level is None:
+        logging.getLogger().setLevel(config.log_level)
+    for warning in config.warnings:
+        logging.getLogger("monitor").warning("%s", warning)
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from monitor.daemon import run_daemon
+
+    asyncio.run(run_daemon(load(args)))
+    return EXIT_OK
+
+
+def _poll(args: argparse.Namespace) -> int:
+    from monitor.commands import poll_once
+
+    outcomes = asyncio.run(poll_once(load(args)))
+    for outcome in outcomes:
+        print(outcome.summary())
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
+def _status(args: argparse.Namespace) -> int:
+    from monitor.commands import print_status
+
+    return print_status(load(args), as_json=args.json, include_removed=args.all)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from monitor.commands import print_history
+    from monitor.config import parse_duration
+
+    try:
+        since = parse_duration(args.since) if args.since else None
+    except ValueError as exc:
+        raise ConfigError("--since", str(exc)) from None
+    return print_history(load(args), line=args.line, since=since, as_json=args.json)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from monitor.commands import explain_config
+
+    print(explain_config(load(args)))
+    return EXIT_OK
+
+
+def _test_alert(args: argparse.Namespace) -> int:
+    from monitor.commands import send_test_alerts
+
+    return EXIT_OK if asyncio.run(send_test_alerts(load(args))) else EXIT_FAILED
+
+
+def _db(args: argparse.Namespace) -> int:
+    from monitor.runtime import open_database
+    from monitor.store import migrate
+
+    config = load(args)
+    engine, _ = open_database(config, upgrade=False)
+    try:
+        before = migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    print(f"database at revision {head}" + ("" if before == head else f" (was {before or 'empty'})"))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(scenario=args.scenario, port=args.port, duration=args.duration)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from monitor.simulator import Simulator, load_scenario, serve_forever
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except (ValueError, OSError) as exc:
+        raise ConfigError("--scenario", str(exc)) from None
+    print(f"simulated Linq API on http://{args.host}:{args.port} "
+          f"(token: {scenario.token}); Ctrl-C stops", file=sys.stderr)
+    asyncio.run(serve_forever(Simulator(scenario), host=args.host, port=args.port))
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "poll": _poll,
+    "status": _status,
+    "history": _history,
+    "check-config": _check_config,
+    "test-alert": _test_alert,
+    "db": _db,
+    "demo": _demo,
+    "simulate": _simulate,
+}

@@ -1,0 +1,165 @@
+"""What the one-shot CLI commands do, apart from parsing: poll once, show, explain, test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from monitor.alerts.notifier import Channel
+from monitor.config import DEFAULT_TOKEN_ENV, Config
+from monitor.core.render import format_duration, format_time, render_test
+from monitor.errors import DeliveryError
+from monitor.poller import PollOutcome
+from monitor.runtime import Runtime, build_channels, open_database, utcnow
+from monitor.store import queries
+from monitor.store.engine import safe_url
+
+# A one-shot poll delivers what it queued, but does not wait out a channel's backoff.
+_POLL_DELIVERY_ROUNDS = 3
+
+
+async def poll_once(config: Config) -> list[PollOutcome]:
+    """One poll of every account, then delivery of what it queued: the daemon's code path."""
+    engine, sessions = await asyncio.to_thread(open_database, config)
+    async with Runtime(config, engine, sessions) as runtime:
+        outcomes = [await poller.poll() for poller in runtime.pollers.values()]
+        for _ in range(_POLL_DELIVERY_ROUNDS):
+            if not await runtime.deliverer.run_once():
+                break
+        return outcomes
+
+
+def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int:
+    engine, sessions = open_database(config)
+    try:
+        with sessions() as session:
+            lines = queries.current_lines(session, include_removed=include_removed)
+            polls = queries.last_polls(session)
+            outbox = queries.outbox_counts(session)
+            failed = queries.failed_notifications(session)
+    finally:
+        engine.dispose()
+    now = utcnow()
+    if as_json:
+        print(json.dumps({
+            "lines": [_line_json(line) for line in lines],
+            "polls": [{"account": p.account, "finished_at": p.finished_at.isoformat(),
+                       "outcome": p.outcome, "line_count": p.line_count, "error": p.error,
+                       "last_success_at": _iso(p.last_success_at)} for p in polls],
+            "notifications": outbox,
+            "failed_notifications": [{"id": n.id, "channel": n.channel, "line_id": n.line_id,
+                                      "title": n.title, "attempts": n.attempts,
+                                      "last_error": n.last_error} for n in failed],
+        }, indent=2))
+        return 0
+    rows = [(line.account, line.phone_number, line.line_id, line.status if line.present
+             else f"{line.status} (removed)", f"{format_time(line.since)} "
+             f"({format_duration(now - line.since)})", line.doc_url or "-") for line in lines]
+    print(_table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SINCE", "DOC URL"), rows))
+    print()
+    for p in polls:
+        last_ok = format_time(p.last_success_at) if p.last_success_at else "never"
+        detail = f", error: {p.error}" if p.error else ""
+        print(f"account {p.account}: last poll {p.outcome} at {format_time(p.finished_at)}"
+              f" ({p.line_count if p.line_count is not None else '-'} lines), "
+              f"last success {last_ok}{detail}")
+    print(f"notifications: {outbox.get('pending', 0)} pending, "
+          f"{outbox.get('delivered', 0)} delivered, {outbox.get('failed', 0)} gave up")
+    for n in failed:
+        print(f"  gave up: #{n.id} to {n.channel} after {n.attempts} attempts: {n.title}"
+              f" (last error: {n.last_error})")
+    return 0
+
+
+def print_history(
+    config: Config, *, line: str | None, since: timedelta | None, as_json: bool
+) -> int:
+    engine, sessions = open_database(config)
+    try:
+        with sessions() as session:
+            rows = queries.history(session, line=line,
+                                   since=utcnow() - since if since else None)
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps([{
+            "at": r.at.isoformat(), "account": r.account, "phone_number": r.phone_number,
+            "line_id": r.line_id, "kind": r.kind, "from_status": r.from_status,
+            "to_status": r.to_status, "doc_url": r.doc_url, "source": r.source,
+        } for r in rows], indent=2))
+        return 0
+    print(_table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "DOC URL"), [
+        (format_time(r.at), r.account, r.phone_number,
+         f"{r.from_status or '-'} → {r.to_status}", r.kind, r.doc_url or "-") for r in rows
+    ]))
+    return 0
+
+
+def explain_config(config: Config) -> str:
+    out = ["config OK", ""]
+    for account in config.accounts:
+        if account.token is not None:
+            source = "inline token (prefer token_env or token_file)"
+        elif account.token_file is not None:
+            source = f"token from file {account.token_file}"
+        else:
+            source = f"token from ${account.token_env or DEFAULT_TOKEN_ENV}"
+        out.append(f"account {account.name}: polls {account.base_url}/v3/phone_numbers every "
+                   f"{format_duration(account.poll_interval)}, {source}")
+    out.append(f"database: {safe_url(config.database_url())}")
+    out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz")
+    alerts = config.alerts
+    out.append(f"alerts: recovery notices {'on' if alerts.notify_recovery else 'off'}; "
+               f"retries up to {format_duration(alerts.give_up_after)}, "
+               f"each send limited to {format_duration(alerts.delivery_timeout)}")
+    if not alerts.channels:
+        out.append("  no channels: changes are recorded and exposed, nobody is notified")
+    for channel in alerts.channels:
+        scheme = urlsplit(channel.apprise_url.get_secret_value()).scheme
+        out.append(f"  channel {channel.name}: {scheme}:// (details hidden), "
+                   f"hears lines at {channel.min_status} or worse")
+    out += [f"warning: {w}" for w in config.warnings]
+    return "\n".join(out)
+
+
+async def send_test_alerts(config: Config) -> bool:
+    channels = build_channels(config)
+    if not channels:
+        print("no channels configured under [[alerts.channels]]")
+        return False
+    results = await asyncio.gather(*(
+        _test_one(channel, config.alerts.delivery_timeout.total_seconds())
+        for channel in channels.values()
+    ))
+    for name, error in results:
+        print(f"{name}: delivered" if error is None else f"{name}: FAILED: {error}")
+    return all(error is None for _, error in results)
+
+
+async def _test_one(channel: Channel, timeout: float) -> tuple[str, str | None]:
+    try:
+        await channel.send(render_test(channel.name, now=utcnow()), timeout=timeout)
+    except DeliveryError as exc:
+        return channel.name, str(exc)
+    return channel.name, None
+
+
+def _line_json(line: Any) -> dict[str, Any]:
+    return {"account": line.account, "phone_number": line.phone_number,
+            "line_id": line.line_id, "status": line.status, "since": line.since.isoformat(),
+            "doc_url": line.doc_url, "present": line.present}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return "(nothing recorded yet)"
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*headers), *(fmt.format(*r) for r in rows)]).rstrip()

@@ -1,0 +1,317 @@
+"""The TOML configuration: pydantic models, one clear error per bad key, secrets resolved here.
+
+``load_config(path)`` returns a ``Config`` whose secrets (API tokens, channel URLs that embed
+credentials) are already read from the environment or files and wrapped in ``SecretStr``,
+so nothing downstream can print them by accident. Any problem raises ``ConfigError`` naming
+the key path, e.g. ``accounts[0].poll_interval: '5 minutes' is not a duration``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.linqapp.com/api/partner"
+DEFAULT_TOKEN_ENV = "LINQ_API_V3_API_KEY"
+DEFAULT_DATABASE_URL = "sqlite:///reputation-monitor.db"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """'30s', '5m', '1h30m', '7d', or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as '30s', '5m' or '1h'")
+    text = value.strip().replace(" ", "")
+    parts = _DURATION.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"'{value}' is not a duration (use e.g. '30s', '5m', '1h30m', '7d')")
+    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    base_url: str = Field(default_factory=lambda: os.environ.get("LINQ_API_V3_BASE_URL",
+                                                                 DEFAULT_BASE_URL))
+    token_env: str | None = None
+    token_file: Path | None = None
+    token: SecretStr | None = None  # inline: allowed, but warned about at start
+    poll_interval: Duration = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=30)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    ca_bundle: Path | None = None
+
+    _resolved: SecretStr | None = PrivateAttr(default=None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _not_too_fast(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AccountConfig:
+        given = [k for k in ("token_env", "token_file", "token") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set only one of {', '.join(given)}")
+        return self
+
+    @property
+    def api_token(self) -> SecretStr:
+        if self._resolved is None:
+            raise RuntimeError("config secrets were not resolved; use load_config()")
+        return self._resolved
+
+
+class DatabaseConfig(_Section):
+    url: str = DEFAULT_DATABASE_URL
+    url_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+
+class ServerConfig(_Section):
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class ChannelConfig(_Section):
+    name: str = Field(min_length=1)
+    url: SecretStr | None = None  # Apprise URLs often embed credentials: kept secret
+    url_env: str | None = None
+    min_status: Literal["AT_RISK", "CRITICAL"] = "AT_RISK"
+
+    _resolved: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> ChannelConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("set exactly one of url, url_env")
+        return self
+
+    @property
+    def apprise_url(self) -> SecretStr:
+        if self._resolved is None:
+            raise RuntimeError("config secrets were not resolved; use load_config()")
+        return self._resolved
+
+
+class AlertsConfig(_Section):
+    notify_recovery: bool = True
+    delivery_timeout: Duration = timedelta(seconds=30)
+    retry_initial: Duration = timedelta(seconds=5)
+    retry_max: Duration = timedelta(minutes=10)
+    give_up_after: Duration = timedelta(hours=24)
+    stale_after: Duration = timedelta(minutes=10)
+    channels: list[ChannelConfig] = []
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_names(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
+        names = [c.name for c in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channel names must be unique: {', '.join(dupes)}")
+        return value
+
+
+class Config(_Section):
+    accounts: list[AccountConfig] = Field(min_length=1)
+    database: DatabaseConfig = DatabaseConfig()
+    server: ServerConfig = ServerConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _source: Path | None = PrivateAttr(default=None)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_accounts(cls, value: list[AccountConfig]) -> list[AccountConfig]:
+        names = [a.name for a in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"account names must be unique: {', '.join(dupes)}")
+        return value
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things that are allowed but unwise, to be logged once at start."""
+        return list(self._warnings)
+
+    def database_url(self) -> str:
+        return os.environ[self.database.url_env] if self.database.url_env else self.database.url
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and resolve a TOML config. Raises ConfigError naming the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+    config = parse_config(raw, environ=environ, base_dir=path.parent)
+    config._source = path
+    if any(a.token is not None for a in config.accounts) and _readable_by_others(path):
+        config._warnings.append(
+            f"{path} holds an inline API token and is readable by other users; "
+            "use token_env or token_file, or chmod 600 the file"
+        )
+    return config
+
+
+def parse_config(
+    raw: dict[str, Any], *, environ: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Validate a config mapping and resolve its secrets."""
+    env = os.environ if environ is None else environ
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        raise ConfigError(_key_path(first["loc"]), _reason(first)) from None
+    for i, account in enumerate(config.accounts):
+        account._resolved = _resolve_token(account, f"accounts[{i}]", env, base_dir)
+    for i, channel in enumerate(config.alerts.channels):
+        channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env)
+    if config.database.url_env and config.database.url_env not in env:
+        raise ConfigError("database.url_env",
+                          f"environment variable {config.database.url_env} is not set")
+    return config
+
+
+def _resolve_token(
+    account: AccountConfig, key: str, env: Mapping[str, str], base_dir: Path | None
+) -> SecretStr:
+    if account.token is not None:
+        return account.token
+    if account.token_file is not None:
+        token_path = account.token_file
+        if base_dir is not None and not token_path.is_absolute():
+            token_path = base_dir / token_path
+        try:
+            token = token_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}.token_file",
+                              f"cannot read {token_path}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"{key}.token_file", f"{token_path} is empty")
+        return SecretStr(token)
+    name = account.token_env or DEFAULT_TOKEN_ENV
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{key}.token_env", f"environment variable {name} is not set")
+    return SecretStr(value)
+
+
+def _resolve_channel_url(channel: ChannelConfig, key: str, env: Mapping[str, str]) -> SecretStr:
+    from monitor.alerts.notifier import is_valid_url  # the one module that imports apprise
+
+    if channel.url_env is not None:
+        value = env.get(channel.url_env, "").strip()
+        if not value:
+            raise ConfigError(f"{key}.url_env",
+                              f"environment variable {channel.url_env} is not set")
+        url, field = value, "url_env"
+    else:
+        assert channel.url is not None
+        url, field = channel.url.get_secret_value(), "url"
+    if not is_valid_url(url):
+        # Never echo the URL: it usually carries a webhook token or a password.
+        raise ConfigError(f"{key}.{field}", "is not a URL Apprise understands")
+    return SecretStr(url)
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+    except OSError:
+        return False
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith(("function-", "function_")):
+            out += f".{part}" if out else part
+    return out
+
+
+def _reason(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "is required"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,147 @@
+"""The daemon: scheduler wiring, the delivery loop, the HTTP server, signals and shutdown.
+
+One APScheduler interval job per account (never overlapping itself), one delivery loop
+woken right after a poll queues notifications, and the HTTP server, all in one event loop.
+SIGTERM/SIGINT stop the scheduler, abandon an in-flight poll (its transaction either
+committed or did not; memory is reloaded from the database on the next start), let the
+delivery loop finish the message in hand, and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.config import Config
+from monitor.errors import MonitorError
+from monitor.runtime import Runtime, open_database, utcnow
+from monitor.server import build_app, make_server
+
+log = logging.getLogger(__name__)
+
+DELIVERY_TICK = 1.0
+
+
+class Daemon:
+    def __init__(self, config: Config, runtime: Runtime) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._stop = asyncio.Event()
+        self._wake_deliverer = asyncio.Event()
+        self._inflight: set[asyncio.Task[object]] = set()
+        self._scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, listen: socket.socket, on_ready: Callable[[str], None] | None) -> None:
+        server = make_server(build_app(self._runtime, started_at=utcnow()),
+                             host=self._config.server.host, port=self._config.server.port)
+        server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
+        delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
+        for account in self._config.accounts:
+            self._scheduler.add_job(
+                self._poll_job, IntervalTrigger(seconds=account.poll_interval.total_seconds()),
+                args=[account.name], id=f"poll:{account.name}", max_instances=1,
+                coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(UTC),
+            )
+        self._scheduler.start()
+        host, port = listen.getsockname()[:2]
+        log.info("monitoring %d account(s); metrics on http://%s:%d/metrics",
+                 len(self._config.accounts), host, port)
+        if on_ready:
+            on_ready(f"http://{host}:{port}")
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("shutting down")
+            self._scheduler.shutdown(wait=False)
+            for task in list(self._inflight):
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            self._wake_deliverer.set()
+            delivery_task.cancel()
+            await asyncio.gather(delivery_task, return_exceptions=True)
+            server.should_exit = True
+            await server_task
+
+    async def _poll_job(self, account: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            outcome = await self._runtime.pollers[account].poll()
+        finally:
+            self._inflight.discard(task)
+        if outcome.ok:
+            log.info("poll %s", outcome.summary())
+            if outcome.notifications:
+                self._wake_deliverer.set()
+        elif outcome.retry_after:
+            # Obey the server: push the next poll out rather than sleeping in a coroutine.
+            when = datetime.now(UTC) + timedelta(seconds=outcome.retry_after)
+            job = self._scheduler.get_job(f"poll:{account}")
+            if job is not None and job.next_run_time and job.next_run_time < when:
+                job.modify(next_run_time=when)
+                log.info("next poll of %s delayed to %s (Retry-After)", account,
+                         when.isoformat(timespec="seconds"))
+
+    async def _delivery_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._runtime.deliverer.run_once()
+            except MonitorError as exc:
+                log.error("delivery round failed: %s", exc)
+            except Exception:
+                # The loop must outlive any bug in one round; the traceback says where.
+                log.exception("delivery round crashed; continuing")
+            self._wake_deliverer.clear()
+            try:
+                await asyncio.wait_for(self._wake_deliverer.wait(), DELIVERY_TICK)
+            except TimeoutError:
+                pass
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so a busy port is a clear error, not an exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise MonitorError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    duration: float | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``duration`` seconds). Raises MonitorError on bad start."""
+    listen = bind(config.server.host, config.server.port)
+    engine, sessions = await asyncio.to_thread(open_database, config)
+    async with Runtime(config, engine, sessions) as runtime:
+        daemon = Daemon(config, runtime)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop)
+        if duration is not None:
+            loop.call_later(duration, daemon.stop)
+        try:
+            await daemon.run(listen=listen, on_ready=on_ready)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

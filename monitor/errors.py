@@ -1,0 +1,80 @@
+"""The one exception tree of the monitor.
+
+    MonitorError
+    ├── ConfigError            bad configuration; names the key path
+    ├── ApiError               the Linq API answered badly or not at all
+    │   ├── ApiAuthError       401/403: the token was rejected (permanent)
+    │   ├── ApiRateLimited     429 after retries; carries retry_after
+    │   └── ApiPayloadError    the answer is not the documented shape (not JSON, wrong shape)
+    ├── StoreError             the database refused a unit of work
+    └── DeliveryError          a notification channel failed (permanent or not)
+
+Foreign exceptions (httpx, SQLAlchemy, apprise) are mapped to these at the module that
+talks to the foreign library, with ``raise ... from exc`` so the cause stays visible.
+Messages never contain secrets: tokens, webhook secrets and channel URLs are redacted
+before they reach an exception.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """The configuration is invalid. ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+class ApiError(MonitorError):
+    """A request to the Linq API failed.
+
+    ``trace_id`` is the ``X-Trace-ID`` Linq support asks for, when the API sent one.
+    ``permanent`` is true when retrying the same request cannot help.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        trace_id: str | None = None,
+        permanent: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.trace_id = trace_id
+        self.permanent = permanent
+
+
+class ApiAuthError(ApiError):
+    """The API rejected the token (401/403)."""
+
+
+class ApiRateLimited(ApiError):
+    """The API kept answering 429; ``retry_after`` is its last advice in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None, trace_id: str | None) -> None:
+        super().__init__(message, status=429, trace_id=trace_id)
+        self.retry_after = retry_after
+
+
+class ApiPayloadError(ApiError):
+    """The API answered 200 with a body that is not the documented shape."""
+
+
+class StoreError(MonitorError):
+    """A database unit of work failed; nothing of it was committed."""
+
+
+class DeliveryError(MonitorError):
+    """A channel did not accept a notification."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

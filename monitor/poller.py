@@ -1,0 +1,180 @@
+"""One poll cycle of one account: fetch → detect → route → render → commit → expose.
+
+The only I/O is at the two ends (the API call and one database transaction); the middle
+is the pure core. If the commit fails, the in-memory state is left as it was, so the next
+poll detects the same changes again: nothing is lost and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.api.client import LinqClient
+from monitor.core.detect import detect_account
+from monitor.core.model import LineState, Transition, TransitionKind
+from monitor.core.render import describe, render_notice
+from monitor.core.route import ChannelRule, route
+from monitor.core.status import HEALTHY
+from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, StoreError
+from monitor.metrics import Metrics, count_by_status
+from monitor.store.state import (
+    Outgoing,
+    PollRecord,
+    commit_poll,
+    load_lines,
+    record_failed_poll,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    account: str
+    ok: bool
+    lines: int = 0
+    transitions: int = 0
+    notifications: int = 0
+    skipped: int = 0
+    error: str | None = None
+    retry_after: float | None = None
+    duration: float = 0.0
+
+    def summary(self) -> str:
+        if self.ok:
+            return (f"{self.account}: ok, {self.lines} lines, {self.transitions} changes, "
+                    f"{self.notifications} notifications queued, {self.skipped} items skipped "
+                    f"({self.duration:.2f}s)")
+        return f"{self.account}: FAILED: {self.error}"
+
+
+class AccountPoller:
+    """Polls one account. Keeps the account's known lines in memory between polls."""
+
+    def __init__(
+        self,
+        account: str,
+        client: LinqClient,
+        sessions: sessionmaker[Session],
+        metrics: Metrics,
+        *,
+        channels: Sequence[ChannelRule],
+        notify_recovery: bool,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.account = account
+        self._client = client
+        self._sessions = sessions
+        self._metrics = metrics
+        self._channels = channels
+        self._notify_recovery = notify_recovery
+        self._clock = clock
+        self._known: dict[str, LineState] | None = None
+        self._exposed_statuses: set[str] = set()
+        self.last_success_at: datetime | None = None
+
+    async def poll(self) -> PollOutcome:
+        started_at = self._clock()
+        started = time.perf_counter()
+        try:
+            outcome = await self._poll(started_at)
+        except (ApiError, StoreError) as exc:
+            outcome = await self._failed(started_at, exc)
+        outcome = _with_duration(outcome, time.perf_counter() - started)
+        self._metrics.poll_duration.labels(self.account).observe(outcome.duration)
+        self._metrics.polls.labels(self.account, "success" if outcome.ok else "error").inc()
+        self._metrics.up.labels(self.account).set(1 if outcome.ok else 0)
+        return outcome
+
+    async def _poll(self, started_at: datetime) -> PollOutcome:
+        if self._known is None:
+            self._known = await asyncio.to_thread(load_lines, self._sessions, self.account)
+            self._expose(self._known.values())
+        result = await self._client.list_phone_numbers()
+        parsed = result.lines
+        for skipped in parsed.skipped:
+            log.warning("skipped API item account=%s index=%d line_id=%s reason=%s trace_id=%s",
+                        self.account, skipped.index, skipped.line_id or "-", skipped.reason,
+                        result.trace_id or "-")
+        now = self._clock()
+        diff = detect_account(self._known, parsed.observations, account=self.account, now=now,
+                              protected=parsed.protected())
+        states = {s.line_id: s for s in diff.states}
+        outgoing: list[Outgoing] = []
+        for transition in diff.transitions:
+            notices, routed = route(transition, states[transition.line_id], self._channels,
+                                    notify_recovery=self._notify_recovery)
+            states[transition.line_id] = routed
+            outgoing += [Outgoing(n, render_notice(n)) for n in notices]
+        new_lines = [s for s in states.values() if s.line_id not in self._known]
+        changed_lines = [s for s in states.values() if s.line_id in self._known]
+        record = PollRecord(account=self.account, started_at=started_at, finished_at=now,
+                            outcome="success", line_count=len(parsed.observations),
+                            skipped=len(parsed.skipped), trace_id=result.trace_id)
+        await asyncio.to_thread(
+            commit_poll, self._sessions, record, new_lines=new_lines,
+            changed_lines=changed_lines, transitions=diff.transitions, outgoing=outgoing,
+        )
+        # Committed: only now does memory (and what /metrics shows) move forward.
+        self._known.update(states)
+        self._expose(states.values())
+        self._count(diff.transitions, len(parsed.skipped), now)
+        return PollOutcome(self.account, ok=True, lines=len(parsed.observations),
+                           transitions=len(diff.transitions), notifications=len(outgoing),
+                           skipped=len(parsed.skipped))
+
+    async def _failed(self, started_at: datetime, exc: ApiError | StoreError) -> PollOutcome:
+        trace_id = getattr(exc, "trace_id", None)
+        if isinstance(exc, ApiAuthError):
+            log.error("poll failed account=%s: the Linq API rejected the token (HTTP %s); "
+                      "no line state changed trace_id=%s", self.account, exc.status,
+                      trace_id or "-")
+        else:
+            log.error("poll failed account=%s error=%s trace_id=%s; no line state changed",
+                      self.account, exc, trace_id or "-")
+        if isinstance(exc, StoreError):
+            self._known = None  # reload from the database next time: it is the truth
+        record = PollRecord(account=self.account, started_at=started_at,
+                            finished_at=self._clock(), outcome="error", error=str(exc)[:2000],
+                            trace_id=trace_id)
+        try:
+            await asyncio.to_thread(record_failed_poll, self._sessions, record)
+        except StoreError as store_exc:
+            log.error("cannot record the failed poll account=%s error=%s", self.account,
+                      store_exc)
+        retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
+        return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
+
+    def _expose(self, states: Iterable[LineState]) -> None:
+        assert self._known is not None
+        self._metrics.line_series.update(states)
+        counts = count_by_status(self._known.values())
+        for status in self._exposed_statuses - counts.keys():
+            self._metrics.lines.remove(self.account, status)  # an unknown status went away
+        for status, count in counts.items():
+            self._metrics.lines.labels(self.account, status).set(count)
+        self._exposed_statuses = set(counts)
+
+    def _count(self, transitions: Sequence[Transition], skipped: int, now: datetime) -> None:
+        for t in transitions:
+            if t.from_status is not None and t.status_changed:
+                self._metrics.transitions.labels(self.account, t.from_status, t.to_status).inc()
+            # A cold start sees every line for the first time: only degraded ones are news.
+            quiet = t.kind is TransitionKind.FIRST_SEEN and t.to_status == HEALTHY
+            log.log(logging.DEBUG if quiet else logging.INFO, "transition account=%s %s",
+                    self.account, describe(t))
+        if skipped:
+            self._metrics.skipped_items.labels(self.account).inc(skipped)
+        self._metrics.last_success.labels(self.account).set(now.timestamp())
+        self.last_success_at = now
+
+
+def _with_duration(outcome: PollOutcome, seconds: float) -> PollOutcome:
+    return replace(outcome, duration=seconds)

@@ -1,0 +1,91 @@
+"""Builds the long-lived objects from a Config: engine, sessions, clients, pollers, deliverer.
+
+Shared by the daemon and the one-shot CLI commands, so ``poll`` runs the same code path as
+``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.alerts.notifier import Channel
+from monitor.alerts.outbox import Deliverer, DeliveryPolicy
+from monitor.api.client import LinqClient
+from monitor.config import Config
+from monitor.core import status as st
+from monitor.core.route import ChannelRule
+from monitor.metrics import Metrics
+from monitor.poller import AccountPoller
+from monitor.store import migrate
+from monitor.store.engine import make_engine, make_sessionmaker, safe_url
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_database(config: Config, *, upgrade: bool = True) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine and session factory; migrates to head first unless told not to."""
+    url = config.database_url()
+    engine = make_engine(url)
+    if upgrade:
+        before = migrate.upgrade(engine)
+        log.debug("database %s ready (was at revision %s)", safe_url(url), before)
+    return engine, make_sessionmaker(engine)
+
+
+def build_channels(config: Config) -> dict[str, Channel]:
+    return {c.name: Channel(c.name, c.apprise_url.get_secret_value())
+            for c in config.alerts.channels}
+
+
+def channel_rules(config: Config) -> list[ChannelRule]:
+    return [ChannelRule(c.name, st.rank(c.min_status)) for c in config.alerts.channels]
+
+
+class Runtime:
+    """Everything a running monitor holds. Use ``async with Runtime.start(config)``."""
+
+    def __init__(self, config: Config, engine: Engine, sessions: sessionmaker[Session]) -> None:
+        self.config = config
+        self.engine = engine
+        self.sessions = sessions
+        self.metrics = Metrics()
+        self.channels = build_channels(config)
+        alerts = config.alerts
+        self.deliverer = Deliverer(
+            sessions, self.channels,
+            DeliveryPolicy(timeout=alerts.delivery_timeout, retry_initial=alerts.retry_initial,
+                           retry_max=alerts.retry_max, give_up_after=alerts.give_up_after),
+            self.metrics, clock=utcnow,
+        )
+        self.pollers: dict[str, AccountPoller] = {}
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Runtime:
+        rules = channel_rules(self.config)
+        for account in self.config.accounts:
+            client = LinqClient(
+                base_url=account.base_url,
+                token=account.api_token.get_secret_value(),
+                timeout=account.timeout.total_seconds(),
+                max_retries=account.max_retries,
+                ca_bundle=account.ca_bundle,
+            )
+            self._stack.push_async_callback(client.aclose)
+            self.pollers[account.name] = AccountPoller(
+                account.name, client, self.sessions, self.metrics, channels=rules,
+                notify_recovery=self.config.alerts.notify_recovery, clock=utcnow,
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+        self.engine.dispose()

@@ -1,0 +1,73 @@
+"""The HTTP endpoints: /metrics, /healthz, /readyz. Runs inside the daemon's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from monitor.metrics import CONTENT_TYPE
+from monitor.runtime import Runtime, utcnow
+
+
+def build_app(runtime: Runtime, *, started_at: datetime) -> Starlette:
+    async def metrics(_: Request) -> Response:
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        reasons = await _not_ready_reasons(runtime, started_at=started_at)
+        body = {"ready": not reasons, "reasons": reasons}
+        return JSONResponse(body, status_code=503 if reasons else 200)
+
+    return Starlette(routes=[
+        Route("/metrics", metrics),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ])
+
+
+async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime) -> list[str]:
+    reasons: list[str] = []
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_ping, runtime), timeout=5)
+    except (SQLAlchemyError, TimeoutError) as exc:
+        reasons.append(f"database unreachable: {type(exc).__name__}")
+    now = utcnow()
+    stale_after = runtime.config.alerts.stale_after
+    for name, poller in runtime.pollers.items():
+        last = poller.last_success_at or started_at
+        if now - last > stale_after:
+            since = "ever" if poller.last_success_at is None else f"since {last.isoformat()}"
+            reasons.append(f"account {name}: no successful poll {since}")
+    return reasons
+
+
+def _ping(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn in the daemon's own loop; the daemon, not uvicorn, owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_server(app: Starlette, *, host: str, port: int) -> EmbeddedServer:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=2)
+    return EmbeddedServer(config)

@@ -1,0 +1,80 @@
+"""The ASGI app of the fake Linq API: routes, auth, delays and the X-Trace-ID header."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor.simulator.state import Simulator
+from monitor.simulator.wire import new_trace_id
+
+# Linq's documented base URL ends in /api/partner; serving both spellings lets a client be
+# pointed at the simulator with either kind of base_url.
+LIST_PATHS = ("/v3/phone_numbers", "/api/partner/v3/phone_numbers")
+HEALTH_PATH = "/_sim/health"
+
+
+def build_app(sim: Simulator) -> Starlette:
+    """An app answering Linq's list endpoint from `sim`, plus an unauthenticated health check."""
+
+    async def list_phone_numbers(request: Request) -> Response:
+        reply = sim.respond(request.headers.get("authorization"))
+        if reply.delay > 0 and await _client_left_during(request, reply.delay):
+            # Nobody is listening any more; the server drops whatever we return.
+            return Response(status_code=499)
+        return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routes = [Route(path, list_phone_numbers, methods=["GET"]) for path in LIST_PATHS]
+    routes.append(Route(HEALTH_PATH, health, methods=["GET"]))
+    return Starlette(routes=routes, middleware=[Middleware(_TraceIdMiddleware)])
+
+
+async def _client_left_during(request: Request, seconds: float) -> bool:
+    """Sleep `seconds`, stopping early if the client disconnects; True if it did.
+
+    A client that timed out has gone away; waiting on for it would only hold the server's
+    graceful shutdown hostage to a long scripted delay.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            # A GET has no body: the first message is the empty request, the next one
+            # arrives only when the client disconnects.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+class _TraceIdMiddleware:
+    """Give every response an X-Trace-ID, as Linq does, unless the handler set one already.
+
+    Pure ASGI rather than BaseHTTPMiddleware so the large list body is passed through as is.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_trace_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "x-trace-id" not in headers:
+                    headers["X-Trace-ID"] = new_trace_id()
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace_id)

@@ -1,0 +1,1 @@
+"""Persistence: schema, engine and sessions, queries, migrate-at-start."""

@@ -1,0 +1,97 @@
+"""The read side, for the CLI: current lines, history, last polls, outbox health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from monitor.store.schema import Line, Notification, Poll, TransitionRow
+
+
+@dataclass(frozen=True, slots=True)
+class LastPoll:
+    account: str
+    finished_at: datetime
+    outcome: str
+    line_count: int | None
+    error: str | None
+    last_success_at: datetime | None
+
+
+def current_lines(session: Session, *, include_removed: bool = False) -> list[Line]:
+    query = select(Line).order_by(Line.account, Line.phone_number)
+    if not include_removed:
+        query = query.where(Line.present.is_(True))
+    return list(session.scalars(query))
+
+
+def history(
+    session: Session, *, line: str | None = None, since: datetime | None = None,
+    limit: int = 1000,
+) -> list[TransitionRow]:
+    """Recorded changes, newest first. ``line`` matches a phone number or a line id."""
+    query = select(TransitionRow).order_by(TransitionRow.id.desc()).limit(limit)
+    if line:
+        query = query.where(or_(TransitionRow.phone_number == line, TransitionRow.line_id == line))
+    if since:
+        query = query.where(TransitionRow.at >= since)
+    return list(session.scalars(query))
+
+
+def status_at_poll(session: Session, *, account: str, line_id: str, poll_id: int) -> str | None:
+    """The line's status as of poll ``poll_id`` (None if not yet seen, or removed then)."""
+    row = session.scalars(
+        select(TransitionRow)
+        .where(TransitionRow.account == account, TransitionRow.line_id == line_id,
+               TransitionRow.poll_id <= poll_id)
+        .order_by(TransitionRow.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.kind == "removed":
+        return None
+    return row.to_status
+
+
+def last_polls(session: Session) -> list[LastPoll]:
+    latest = select(Poll.account, func.max(Poll.id).label("id")).group_by(Poll.account).subquery()
+    success = (
+        select(Poll.account, func.max(Poll.finished_at).label("at"))
+        .where(Poll.outcome == "success").group_by(Poll.account).subquery()
+    )
+    rows = session.execute(
+        select(Poll, success.c.at)
+        .join(latest, Poll.id == latest.c.id)
+        .outerjoin(success, success.c.account == Poll.account)
+        .order_by(Poll.account)
+    ).all()
+    return [
+        LastPoll(p.account, p.finished_at, p.outcome, p.line_count, p.error,
+                 _aware(at))
+        for p, at in rows
+    ]
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    """Notifications per state: pending, delivered, failed (gave up)."""
+    rows = session.execute(
+        select(Notification.state, func.count()).group_by(Notification.state)
+    ).all()
+    return {state: count for state, count in rows}
+
+
+def failed_notifications(session: Session, *, limit: int = 20) -> list[Notification]:
+    return list(session.scalars(
+        select(Notification).where(Notification.state == "failed")
+        .order_by(Notification.id.desc()).limit(limit)
+    ))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

@@ -1,0 +1,137 @@
+"""The tables, as typed SQLAlchemy models. Changed only through Alembic revisions.
+
+Row growth: a steady-state poll writes one ``polls`` row; only changes write ``lines``,
+``transitions`` and ``notifications`` rows. The status of any line at any past poll is the
+latest ``transitions`` row of that line with ``poll_id`` at or below that poll.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which stores naive text) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Poll(Base):
+    __tablename__ = "polls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))  # success | error
+    line_count: Mapped[int | None] = mapped_column(Integer)
+    changes: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_polls_account_id", "account", "id"),)
+
+
+class Line(Base):
+    """The current state of every line ever seen (``present`` false once removed)."""
+
+    __tablename__ = "lines"
+
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    line_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    phone_number: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    doc_url: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    present: Mapped[bool]
+    alerted_channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TransitionRow(Base):
+    __tablename__ = "transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(100))
+    line_id: Mapped[str] = mapped_column(String(64))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    doc_url: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    previous_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    poll_id: Mapped[int | None] = mapped_column(ForeignKey("polls.id"))
+    source: Mapped[str] = mapped_column(String(16), default="poll")
+
+    __table_args__ = (Index("ix_transitions_line", "account", "line_id", "id"),)
+
+
+class Notification(Base):
+    """The outbox: one row per (transition, channel); see monitor/alerts/outbox.py."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    transition_id: Mapped[int | None] = mapped_column(ForeignKey("transitions.id"))
+    account: Mapped[str] = mapped_column(String(100))
+    line_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_notifications_state_channel", "state", "channel", "id"),)

@@ -1,0 +1,181 @@
+"""The write side of a poll: load the known lines, commit one poll's changes atomically.
+
+``commit_poll`` is the heart of the outbox guarantee: the poll row, the lines that changed,
+their transitions and the pending notifications for them are one transaction. Either all
+of it is durable or none of it is, so a change is never recorded without its alerts (or
+alerted without being recorded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.core.model import LineState, Message, Notice, Transition
+from monitor.errors import StoreError
+from monitor.store.schema import Line, Notification, Poll, TransitionRow
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    account: str
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    line_count: int | None = None
+    skipped: int = 0
+    error: str | None = None
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    notice: Notice
+    message: Message
+
+
+def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineState]:
+    """Every line ever seen in ``account`` (removed ones too), keyed by line id."""
+    try:
+        with sessions() as session:
+            rows = session.execute(select(Line).where(Line.account == account)).scalars()
+            return {row.line_id: _to_state(row) for row in rows}
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot load lines of account {account}: {exc}") from exc
+
+
+def record_failed_poll(sessions: sessionmaker[Session], poll: PollRecord) -> None:
+    try:
+        with sessions.begin() as session:
+            session.add(_poll_row(poll))
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot record failed poll of {poll.account}: {exc}") from exc
+
+
+def commit_poll(
+    sessions: sessionmaker[Session],
+    poll: PollRecord,
+    *,
+    new_lines: Sequence[LineState],
+    changed_lines: Sequence[LineState],
+    transitions: Sequence[Transition],
+    outgoing: Sequence[Outgoing],
+    source: str = "poll",
+) -> int:
+    """Write one successful poll and everything it changed, in one transaction.
+
+    Returns the poll id. Raises StoreError (and nothing is written) if the database fails.
+    """
+    now = poll.finished_at
+    try:
+        with sessions.begin() as session:
+            poll_row = _poll_row(poll, changes=len(transitions))
+            session.add(poll_row)
+            session.flush()
+            if new_lines:
+                session.execute(insert(Line), [_line_values(s, now) for s in new_lines])
+            if changed_lines:
+                # ORM bulk UPDATE by primary key: one executemany, not a round trip per line.
+                session.execute(update(Line), [_line_values(s, now) for s in changed_lines])
+            transition_ids = _insert_transitions(session, transitions, poll_row.id, source)
+            if outgoing:
+                session.execute(
+                    insert(Notification),
+                    [_notification_values(o, transition_ids, now) for o in outgoing],
+                )
+            return poll_row.id
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot record poll of {poll.account}: {exc}") from exc
+
+
+def _insert_transitions(
+    session: Session, transitions: Sequence[Transition], poll_id: int, source: str
+) -> dict[int, int]:
+    """Insert transitions; map each Transition object (by identity) to its row id."""
+    if not transitions:
+        return {}
+    rows = [
+        {
+            "account": t.account,
+            "line_id": t.line_id,
+            "phone_number": t.phone_number,
+            "kind": t.kind.value,
+            "from_status": t.from_status,
+            "to_status": t.to_status,
+            "doc_url": t.doc_url,
+            "at": t.at,
+            "previous_since": t.previous_since,
+            "poll_id": poll_id,
+            "source": source,
+        }
+        for t in transitions
+    ]
+    ids = session.scalars(
+        insert(TransitionRow).returning(TransitionRow.id, sort_by_parameter_order=True), rows
+    ).all()
+    return {id(t): row_id for t, row_id in zip(transitions, ids, strict=True)}
+
+
+def _notification_values(
+    outgoing: Outgoing, transition_ids: dict[int, int], now: datetime
+) -> dict[str, object]:
+    notice = outgoing.notice
+    return {
+        "transition_id": transition_ids[id(notice.transition)],
+        "account": notice.transition.account,
+        "line_id": notice.transition.line_id,
+        "channel": notice.channel,
+        "kind": notice.kind.value,
+        "title": outgoing.message.title,
+        "body": outgoing.message.body,
+        "created_at": now,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+
+
+def _poll_row(poll: PollRecord, *, changes: int = 0) -> Poll:
+    return Poll(
+        account=poll.account,
+        started_at=poll.started_at,
+        finished_at=poll.finished_at,
+        outcome=poll.outcome,
+        line_count=poll.line_count,
+        changes=changes,
+        skipped=poll.skipped,
+        error=poll.error,
+        trace_id=poll.trace_id,
+    )
+
+
+def _line_values(state: LineState, now: datetime) -> dict[str, object]:
+    return {
+        "account": state.account,
+        "line_id": state.line_id,
+        "phone_number": state.phone_number,
+        "status": state.status,
+        "doc_url": state.doc_url,
+        "since": state.since,
+        "present": state.present,
+        "alerted_channels": sorted(state.alerted_channels),
+        "updated_at": now,
+    }
+
+
+def _to_state(row: Line) -> LineState:
+    return LineState(
+        account=row.account,
+        line_id=row.line_id,
+        phone_number=row.phone_number,
+        status=row.status,
+        doc_url=row.doc_url,
+        since=row.since,
+        present=row.present,
+        alerted_channels=frozenset(row.alerted_channels or ()),
+    )
