@@ -163,7 +163,8 @@ def _db(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     head = migrate.head_revision()
-    print(f"database at revision {head}" + ("" if before == head else f" (was {before or 'empty'})"))
+    was = "" if before == head else f" (was {before or 'empty'})"
+    print(f"database at revision {head}{was}")
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ delivery loop finish the message in hand, and exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -103,10 +104,8 @@ class Daemon:
                 # The loop must outlive any bug in one round; the traceback says where.
                 log.exception("delivery round crashed; continuing")
             self._wake_deliverer.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_deliverer.wait(), DELIVERY_TICK)
-            except TimeoutError:
-                pass
 
 
 def bind(host: str, port: int) -> socket.socket:

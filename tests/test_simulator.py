@@ -173,7 +173,10 @@ def test_it_holds_a_delayed_answer_long_enough_for_a_client_timeout() -> None:
     with serving(sim, timeout=0.3) as client:
         with pytest.raises(httpx.ReadTimeout):
             client.get("/v3/phone_numbers")
+        sim.queue_delay(0.1)
         assert client.get("/v3/phone_numbers").status_code == 200
+        assert client.get("/v3/phone_numbers").status_code == 200
+    assert sim.served_count == 3  # the abandoned answer was produced, just never read
 
 
 def test_it_advances_one_step_per_authorized_poll_and_loops() -> None:
@@ -267,9 +270,10 @@ def test_it_renders_100k_lines_once_until_something_changes() -> None:
         changed = client.get("/v3/phone_numbers")
 
     assert first.content == second.content
-    assert len(first.json()["phone_numbers"]) == 100_000
-    assert first.json()["phone_numbers"][-1]["phone_number"] == "+12020100000"
+    items = first.json()["phone_numbers"]
+    assert (len(items), items[-1]["phone_number"]) == (100_000, "+12020100000")
     assert sim.render_count == 2
+    assert ids[0] == str(uuid.uuid5(uuid.NAMESPACE_URL, "+12020000001"))
     assert changed.json()["phone_numbers"][-1]["reputation"]["status"] == "AT_RISK"
 
 
@@ -304,6 +308,22 @@ def test_it_ships_a_demo_that_tells_the_promised_story() -> None:
     assert any(step.remove for step in scenario.step)
     assert any(step.add for step in scenario.step)
     assert set(builtin_scenarios()) >= {"demo", "steady", "flaky-api"}
+
+
+def test_it_numbers_generated_lines_on_from_the_last_batch() -> None:
+    sim = Simulator()
+    sim.add_lines(2)
+    sim.add_lines(1, prefix="+44")
+    sim.add_lines(1, status="AT_RISK")
+
+    assert [(line["phone_number"], line["reputation"]["status"]) for line in sim.lines()] == [
+        ("+12020000001", "HEALTHY"),
+        ("+12020000002", "HEALTHY"),
+        ("+44000000001", "HEALTHY"),
+        ("+12020000003", "AT_RISK"),
+    ]
+    with pytest.raises(ValueError, match="already exists"):
+        sim.add_line("+12020000003")
 
 
 def test_it_generates_scenario_lines_with_stable_ids() -> None:

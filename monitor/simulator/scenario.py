@@ -29,6 +29,7 @@ at start-up is cheaper than a scenario that silently does nothing at step 14.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 import uuid
 from importlib import resources
@@ -42,13 +43,22 @@ LegacyMode = Literal["both", "only", "none"]
 
 GENERATED_PREFIX = "+1202555"
 _PACKAGE = "monitor.simulator"
+_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 # E.164: a plus, a non-zero country digit, at most 15 digits in all.
 _E164 = r"^\+[1-9][0-9]{6,14}$"
 
 
 def default_line_id(phone_number: str) -> str:
-    """The id a line gets when none is given: stable across runs and restarts."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, phone_number))
+    """The id a line gets when none is given: ``uuid5(NAMESPACE_URL, phone_number)``.
+
+    Computed by hand because `uuid.uuid5` builds a UUID object per call, which is most of
+    the cost of generating 100,000 lines; the result is the same string.
+    """
+    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + phone_number.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class LineSpec(BaseModel):

@@ -138,8 +138,8 @@ async def serve_forever(
     """Serve `sim` until SIGINT/SIGTERM (for the ``simulate`` command, in the main thread).
 
     Uvicorn installs its own signal handlers while serving and re-raises the signal after a
-    graceful shutdown, so Ctrl-C ends in KeyboardInterrupt for the caller to turn into an
-    exit code.
+    graceful shutdown, so Ctrl-C usually ends in KeyboardInterrupt for the caller to turn
+    into an exit code; where SIGINT is ignored (a background job) this simply returns.
     """
     config = uvicorn.Config(build_app(sim), host=host, port=port, log_level=log_level, ws="none")
     await uvicorn.Server(config).serve()

@@ -42,14 +42,22 @@ def default_doc_url(status: str) -> str:
     return DOC_URL_BASE + status.lower().replace("_", "-")
 
 
+def make_reputation(status: str, doc_url: str | None = None) -> dict[str, str]:
+    """A `reputation` object; `doc_url` defaults to the guide link for `status`."""
+    return {"status": status, "doc_url": doc_url or default_doc_url(status)}
+
+
 def make_item(
-    line_id: str, phone_number: str, status: str, doc_url: str | None, forwarding: str | None
+    line_id: str, phone_number: str, reputation: dict[str, str], forwarding: str | None
 ) -> dict[str, Any]:
-    """One PhoneNumber in its current shape (`reputation`, no deprecated alias)."""
+    """One PhoneNumber in its current shape (`reputation`, no deprecated alias).
+
+    `reputation` may be shared between items: changes replace it, never mutate it.
+    """
     return {
         "id": line_id,
         "phone_number": phone_number,
-        "reputation": {"status": status, "doc_url": doc_url or default_doc_url(status)},
+        "reputation": reputation,
         "forwarding_number": forwarding,
     }
 

@@ -1,0 +1,78 @@
+"""Shared fixtures: databases (SQLite and a real PostgreSQL), the simulator on a real socket,
+a local HTTP receiver for Apprise's json:// notifier, config files, the daemon subprocess."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from monitor.simulator import Simulator, SimulatorServer
+from tests.support.receiver import Receiver
+
+PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+
+def _postgres_reason() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return None
+    except psycopg.OperationalError as exc:
+        return f"PostgreSQL not reachable at {PG_ADMIN}: {str(exc).strip()[:200]}"
+
+
+_PG_UNAVAILABLE = _postgres_reason()
+
+
+def require_postgres() -> None:
+    if _PG_UNAVAILABLE is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"REQUIRE_POSTGRES=1 but {_PG_UNAVAILABLE}")
+    pytest.skip(_PG_UNAVAILABLE)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    require_postgres()
+    name = f"rm_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs on both databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'monitor.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return Simulator(token="sim-token")
+
+
+@pytest.fixture
+def sim_server(sim: Simulator) -> Iterator[SimulatorServer]:
+    with SimulatorServer(sim) as server:
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r

@@ -1,0 +1,88 @@
+"""A local HTTP endpoint that Apprise's real ``json://`` notifier posts to.
+
+Tests wait on its condition variable for messages to arrive (no sleeps), and can make it
+answer errors, or hang, to exercise retries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    title: str
+    message: str
+    raw: dict[str, Any]
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.status = 200
+        self.attempts = 0
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with receiver._cond:
+                    receiver.attempts += 1
+                    status = receiver.status
+                    if status < 300:
+                        receiver.messages.append(Received(
+                            self.path, body.get("title", ""), body.get("message", ""), body))
+                    receiver._cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def url(self, path: str = "ops") -> str:
+        """An Apprise json:// URL posting to this receiver under /``path``."""
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def set_status(self, status: int) -> None:
+        with self._cond:
+            self.status = status
+
+    def wait_for(self, count: int, *, timeout: float = 20.0, path: str | None = None
+                 ) -> list[Received]:
+        """Block until ``count`` messages (to ``path``, if given) arrived; return them."""
+        def matching() -> list[Received]:
+            return [m for m in self.messages if path is None or m.path == f"/{path}"]
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(matching()) >= count, timeout):
+                got = [m.title for m in matching()]
+                raise AssertionError(f"expected {count} messages, got {len(got)}: {got}")
+            return matching()
+
+    def wait_for_attempts(self, count: int, *, timeout: float = 20.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.attempts >= count, timeout):
+                raise AssertionError(f"expected {count} attempts, got {self.attempts}")
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

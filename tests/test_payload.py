@@ -1,0 +1,108 @@
+"""Parsing GET /v3/phone_numbers bodies, including every drift fixture from shared/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.api.payload import parse_phone_numbers
+from monitor.errors import ApiPayloadError
+
+# A copy of ../shared/fixtures, so a clone tests the same bodies wherever it lives.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def load(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def test_it_reads_the_current_shape_and_keeps_doc_urls_verbatim() -> None:
+    parsed = parse_phone_numbers(load("phone_numbers.json"))
+    assert [(o.phone_number, o.status) for o in parsed.observations] == [
+        ("+12025551234", "HEALTHY"), ("+12025555678", "AT_RISK"), ("+12025550100", "CRITICAL"),
+    ]
+    assert parsed.observations[2].doc_url == (
+        "https://docs.linqapp.com/guides/phone-numbers/phone-reputation#critical")
+    assert parsed.skipped == []
+
+
+def test_it_keeps_an_unknown_status_verbatim() -> None:
+    parsed = parse_phone_numbers(load("drift/unknown_status.json"))
+    assert parsed.observations[0].status == "FLAGGED"
+
+
+def test_it_falls_back_to_the_deprecated_health_status() -> None:
+    parsed = parse_phone_numbers(load("drift/only_health_status.json"))
+    (line,) = parsed.observations
+    assert line.status == "AT_RISK"
+    assert line.doc_url.endswith("phone-health#at-risk")
+
+
+def test_it_prefers_reputation_when_both_fields_disagree() -> None:
+    body = (b'{"phone_numbers": [{"id": "a", "phone_number": "+1", '
+            b'"reputation": {"status": "CRITICAL"}, "health_status": {"status": "HEALTHY"}}]}')
+    assert parse_phone_numbers(body).observations[0].status == "CRITICAL"
+
+
+def test_it_skips_an_item_without_reputation_and_protects_its_line() -> None:
+    parsed = parse_phone_numbers(load("drift/no_reputation.json"))
+    assert parsed.observations == []
+    (skipped,) = parsed.skipped
+    assert "reputation" in skipped.reason
+    assert "550e8400-e29b-41d4-a716-446655440000" in parsed.protected()
+
+
+def test_it_skips_an_item_without_id_but_protects_it_by_phone_number() -> None:
+    parsed = parse_phone_numbers(load("drift/item_without_id.json"))
+    assert [o.phone_number for o in parsed.observations] == ["+12025555678"]
+    assert "+12025551234" in parsed.protected()
+
+
+def test_it_rejects_a_wrong_top_level_shape() -> None:
+    with pytest.raises(ApiPayloadError, match="phone_numbers"):
+        parse_phone_numbers(load("drift/wrong_shape.json"), trace_id="abc")
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>502</html>", b'{"phone_numbers": [', b"[]",
+                                  b'"text"', b"null"])
+def test_it_rejects_bodies_that_are_not_the_documented_json(body: bytes) -> None:
+    with pytest.raises(ApiPayloadError):
+        parse_phone_numbers(body)
+
+
+@pytest.mark.parametrize("item", [
+    b"1", b'"x"', b"null", b'{"id": 5, "phone_number": "+1", "reputation": {"status": "HEALTHY"}}',
+    b'{"id": "a", "phone_number": "+1", "reputation": "HEALTHY"}',
+    b'{"id": "a", "phone_number": "+1", "reputation": {"status": 2}}',
+    b'{"id": "a", "reputation": {"status": "HEALTHY"}}',
+])
+def test_it_skips_malformed_items_without_failing_the_poll(item: bytes) -> None:
+    body = b'{"phone_numbers": [' + item + b', {"id": "ok", "phone_number": "+2", ' \
+           b'"reputation": {"status": "HEALTHY", "doc_url": null}}]}'
+    parsed = parse_phone_numbers(body)
+    assert [o.line_id for o in parsed.observations] == ["ok"]
+    assert len(parsed.skipped) == 1
+
+
+def test_it_ignores_unknown_fields_and_a_non_string_doc_url() -> None:
+    body = (b'{"extra": 1, "phone_numbers": [{"id": "a", "phone_number": "+1", "new": [1], '
+            b'"reputation": {"status": "AT_RISK", "doc_url": 7, "score": 0.3}}]}')
+    (line,) = parse_phone_numbers(body).observations
+    assert (line.status, line.doc_url) == ("AT_RISK", None)
+
+
+def test_it_keeps_the_first_of_duplicate_ids() -> None:
+    body = (b'{"phone_numbers": [{"id": "a", "phone_number": "+1", "reputation": {"status": '
+            b'"HEALTHY"}}, {"id": "a", "phone_number": "+1", "reputation": {"status": "CRITICAL"}}]}')
+    parsed = parse_phone_numbers(body)
+    assert [o.status for o in parsed.observations] == ["HEALTHY"]
+    assert parsed.skipped[0].reason == "duplicate id"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no ../shared/fixtures beside this checkout")
+def test_it_tests_the_current_shared_fixtures() -> None:
+    shared = {p.relative_to(SHARED): p.read_bytes() for p in SHARED.rglob("*.json")}
+    copied = {p.relative_to(FIXTURES): p.read_bytes() for p in FIXTURES.rglob("*.json")}
+    assert copied == shared, "tests/fixtures is out of date: copy ../shared/fixtures again"
