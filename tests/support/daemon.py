@@ -8,10 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 TOKEN = "sim-token"
 
@@ -32,6 +35,8 @@ def write_config(
     poll_interval: str = "1s",
     extra_alerts: str = "",
     extra_account: str = "",
+    retry_initial: str = "200ms",
+    retry_max: str = "1s",
 ) -> Path:
     """A config with one account ``main`` polling ``base_url`` with the simulator's token.
 
@@ -55,8 +60,8 @@ url = "{database_url}"
 listen = "127.0.0.1:{port if port is not None else free_port()}"
 
 [alerts]
-retry_initial = "200ms"
-retry_max = "1s"
+retry_initial = "{retry_initial}"
+retry_max = "{retry_max}"
 {extra_alerts}
 """
     for name, url, min_status in channels:
@@ -71,13 +76,47 @@ min_status = "{min_status}"
     return path
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60
-        ) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion, as a user would from a shell."""
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args], capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
+        timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
     )
+
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 20.0, what: str = "condition"
+               ) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that, or fail at the deadline.
+
+    For states only observable by asking (``/metrics``, ``status --json``): there is no
+    event to wait on, so this asks every 50 ms instead of sleeping a guessed amount.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def parse_metrics(text: str) -> list[Sample]:
+    """Every sample of a Prometheus exposition; raises ValueError if it does not parse."""
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def sample_value(samples: Sequence[Sample], name: str, **labels: str) -> float | None:
+    """The value of the one sample ``name`` whose labels include ``labels``, None if absent."""
+    found = [s.value for s in samples
+             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    if len(found) > 1:
+        raise AssertionError(f"{len(found)} samples of {name} match {labels}")
+    return found[0] if found else None
 
 
 class DaemonProcess:
@@ -112,6 +151,30 @@ class DaemonProcess:
     def metrics(self) -> str:
         return httpx.get(self.url + "/metrics", timeout=5).text
 
+    def samples(self) -> list[Sample]:
+        return parse_metrics(self.metrics())
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """One sample's current value (``None`` when the series is not exposed)."""
+        return sample_value(self.samples(), name, **labels)
+
+    def polls(self, outcome: str = "success", account: str = "main") -> int:
+        """How many polls of ``account`` ended with ``outcome`` so far."""
+        return int(self.value("linq_reputation_polls_total", account=account,
+                              outcome=outcome) or 0)
+
+    def wait_for_polls(self, count: int, *, outcome: str = "success", account: str = "main",
+                       timeout: float = 20.0) -> None:
+        """Block until at least ``count`` polls ended with ``outcome``."""
+        wait_until(lambda: self.polls(outcome, account) >= count, timeout=timeout,
+                   what=f"{count} polls of {account} with outcome {outcome}")
+
+    def settle(self, polls: int = 2) -> None:
+        """Let ``polls`` more successful polls (and the delivery rounds they wake) happen."""
+        self.wait_for_polls(self.polls() + polls)
+        wait_until(lambda: self.value("linq_reputation_notifications_pending") == 0,
+                   what="the outbox to drain")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -121,8 +184,12 @@ class DaemonProcess:
         self.proc.wait(10)
 
     def terminate(self, *, timeout: float = 20) -> int:
+        return self.send_signal(signal.SIGTERM, timeout=timeout)
+
+    def send_signal(self, sig: signal.Signals, *, timeout: float = 20) -> int:
+        """Send ``sig`` and wait for the process to exit; returns its exit code."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
     def stop(self) -> None:

@@ -1,0 +1,103 @@
+"""The Linq client against the simulator over a real socket: retries, Retry-After, errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from monitor.api.client import LinqClient
+from monitor.errors import ApiAuthError, ApiError, ApiPayloadError, ApiRateLimited
+from monitor.simulator import Simulator, SimulatorServer
+
+
+def client(server: SimulatorServer, *, token: str = "sim-token", retries: int = 2,
+           timeout: float = 5) -> LinqClient:
+    return LinqClient(base_url=server.url, token=token, max_retries=retries, timeout=timeout)
+
+
+async def test_it_lists_lines_with_the_trace_id(sim: Simulator, sim_server: SimulatorServer
+                                                ) -> None:
+    sim.add_lines(3, status="AT_RISK")
+    async with client(sim_server) as api:
+        result = await api.list_phone_numbers()
+    assert [o.status for o in result.lines.observations] == ["AT_RISK"] * 3
+    assert result.trace_id is not None and len(result.trace_id) == 32
+
+
+async def test_it_works_with_the_documented_base_url_path(sim: Simulator,
+                                                          sim_server: SimulatorServer) -> None:
+    sim.add_lines(1)
+    async with LinqClient(base_url=sim_server.url + "/api/partner", token="sim-token") as api:
+        assert len((await api.list_phone_numbers()).lines.observations) == 1
+
+
+async def test_a_rejected_token_is_a_permanent_auth_error_with_trace_id(
+        sim_server: SimulatorServer) -> None:
+    async with client(sim_server, token="wrong") as api:
+        with pytest.raises(ApiAuthError) as info:
+            await api.list_phone_numbers()
+    assert info.value.permanent and info.value.status == 401
+    assert "rejected the token" in str(info.value) and "2004" in str(info.value)
+    assert info.value.trace_id and len(info.value.trace_id) == 32
+    assert "wrong" not in str(info.value)
+
+
+async def test_it_retries_server_errors_then_succeeds(sim: Simulator,
+                                                      sim_server: SimulatorServer) -> None:
+    sim.add_lines(1)
+    sim.queue_error(500, times=2)
+    async with client(sim_server, retries=2) as api:
+        result = await api.list_phone_numbers()
+    assert result.attempts == 3
+
+
+async def test_it_gives_up_after_the_configured_retries(sim: Simulator,
+                                                        sim_server: SimulatorServer) -> None:
+    sim.queue_error(503, times=3)
+    async with client(sim_server, retries=1) as api:
+        with pytest.raises(ApiError) as info:
+            await api.list_phone_numbers()
+    assert info.value.status == 503 and sim.request_count == 2
+
+
+async def test_it_waits_as_long_as_retry_after_says(sim: Simulator, sim_server: SimulatorServer
+                                                    ) -> None:
+    sim.add_lines(1)
+    sim.queue_error(429, retry_after=1)
+    async with client(sim_server) as api:
+        started = time.monotonic()
+        result = await api.list_phone_numbers()
+    assert result.attempts == 2
+    assert time.monotonic() - started >= 0.95  # the server asked for a full second
+
+
+async def test_a_long_retry_after_is_handed_to_the_scheduler(sim: Simulator,
+                                                             sim_server: SimulatorServer) -> None:
+    sim.queue_error(429, retry_after=120)
+    async with client(sim_server) as api:
+        with pytest.raises(ApiRateLimited) as info:
+            await api.list_phone_numbers()
+    assert info.value.retry_after == pytest.approx(120, abs=1)
+    assert sim.request_count == 1  # it did not hammer the API
+
+
+async def test_a_slow_answer_times_out(sim: Simulator, sim_server: SimulatorServer) -> None:
+    sim.queue_delay(5, times=3)
+    async with client(sim_server, retries=0, timeout=0.3) as api:
+        with pytest.raises(ApiError, match="timed out"):
+            await api.list_phone_numbers()
+
+
+async def test_a_refused_connection_is_an_api_error() -> None:
+    async with LinqClient(base_url="http://127.0.0.1:9", token="t", max_retries=0) as api:
+        with pytest.raises(ApiError, match="connection failed"):
+            await api.list_phone_numbers()
+
+
+async def test_a_non_json_body_is_a_payload_error(sim: Simulator, sim_server: SimulatorServer
+                                                  ) -> None:
+    sim.queue_raw("<html>gateway</html>")
+    async with client(sim_server) as api:
+        with pytest.raises(ApiPayloadError):
+            await api.list_phone_numbers()
