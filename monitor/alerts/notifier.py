@@ -9,10 +9,10 @@ records as the error text, with the channel's secrets redacted.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -31,28 +31,34 @@ _apprise_log.setLevel(logging.WARNING)
 _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
 
 
-class _ThreadCapture(logging.Handler):
-    """Collects apprise log records per thread (each send runs in its own thread)."""
+class _SendCapture(logging.Handler):
+    """Collects apprise log records per send.
+
+    A context variable, not a thread-local: Apprise may run the plugin in a thread of its
+    own, and it carries the caller's context there.
+    """
+
+    _records: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+        "apprise_records", default=None)
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self._local = threading.local()
 
     def start(self) -> None:
-        self._local.records = []
+        self._records.set([])
 
     def stop(self) -> list[str]:
-        records: list[str] = getattr(self._local, "records", [])
-        self._local.records = None
+        records = self._records.get() or []
+        self._records.set(None)
         return records
 
     def emit(self, record: logging.LogRecord) -> None:
-        records = getattr(self._local, "records", None)
+        records = self._records.get()
         if records is not None:
             records.append(record.getMessage())
 
 
-_capture = _ThreadCapture()
+_capture = _SendCapture()
 _apprise_log.addHandler(_capture)
 
 
@@ -76,7 +82,9 @@ class Channel:
     def __init__(self, name: str, url: str) -> None:
         self.name = name
         self._secrets = secret_fragments(url)
-        self._apprise = apprise.Apprise()
+        # Sequential mode keeps the plugin in our worker thread, where its log records
+        # (Apprise's only error channel) are captured for this channel alone.
+        self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
         if not self._apprise.add(url):
             raise DeliveryError(f"channel {name}: URL not understood by Apprise", permanent=True)
 

@@ -88,7 +88,7 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float = 20.0, what: str = "condition"
+def wait_until(predicate: Callable[[], T], timeout: float = 20.0, *, what: str = "condition"
                ) -> T:
     """Poll ``predicate`` until it returns something truthy; return that, or fail at the deadline.
 
