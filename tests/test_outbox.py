@@ -108,7 +108,7 @@ async def test_it_gives_up_after_the_configured_age_and_says_so(sessions,
     await d.run_once()
     clock.now += timedelta(hours=2)
     await d.run_once()
-    ((title, state, attempts),) = states(sessions)
+    ((_title, state, attempts),) = states(sessions)
     assert (state, attempts) == ("failed", 2)
     with sessions() as session:
         error = session.scalars(select(Notification.last_error)).one()

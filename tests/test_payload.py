@@ -94,8 +94,9 @@ def test_it_ignores_unknown_fields_and_a_non_string_doc_url() -> None:
 
 
 def test_it_keeps_the_first_of_duplicate_ids() -> None:
-    body = (b'{"phone_numbers": [{"id": "a", "phone_number": "+1", "reputation": {"status": '
-            b'"HEALTHY"}}, {"id": "a", "phone_number": "+1", "reputation": {"status": "CRITICAL"}}]}')
+    body = (b'{"phone_numbers": ['
+            b'{"id": "a", "phone_number": "+1", "reputation": {"status": "HEALTHY"}}, '
+            b'{"id": "a", "phone_number": "+1", "reputation": {"status": "CRITICAL"}}]}')
     parsed = parse_phone_numbers(body)
     assert [o.status for o in parsed.observations] == ["HEALTHY"]
     assert parsed.skipped[0].reason == "duplicate id"

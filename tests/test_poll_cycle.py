@@ -3,8 +3,8 @@ what it stores, how many rows it writes, and what a failed poll leaves alone."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
