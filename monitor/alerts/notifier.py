@@ -62,7 +62,7 @@ _capture = _SendCapture()
 _apprise_log.addHandler(_capture)
 
 
-@apprise.decorators.notify(on="console", name="Terminal output")
+@apprise.decorators.notify(on="console", name="Terminal output")  # type: ignore[untyped-decorator,no-untyped-call]
 def _console(body: str, title: str, notify_type: str, *args: object, **kwargs: object) -> bool:
     """``console://``: print notifications to standard output (the demo uses it)."""
     rule = "─" * 72

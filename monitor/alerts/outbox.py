@@ -49,7 +49,8 @@ class DeliveryPolicy:
     give_up_after: timedelta
 
     def backoff(self, attempts: int) -> timedelta:
-        return min(self.retry_initial * 2 ** max(0, attempts - 1), self.retry_max)
+        delay: timedelta = self.retry_initial * 2 ** max(0, attempts - 1)
+        return min(delay, self.retry_max)
 
     @property
     def claim_ttl(self) -> timedelta:
@@ -157,7 +158,8 @@ class Deliverer:
                         attempts=Notification.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
-            return result.rowcount == 1  # type: ignore[attr-defined]
+            claimed: bool = result.rowcount == 1  # type: ignore[attr-defined]
+            return claimed
 
     def _record_success(self, row_id: int) -> None:
         with self._sessions.begin() as session:

@@ -152,7 +152,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _backoff(attempt: int) -> float:
-    base = min(0.5 * 2 ** (attempt - 1), 8.0)
+    base: float = min(0.5 * 2.0 ** (attempt - 1), 8.0)
     return base * (1 - 0.25 * random.random())
 
 
