@@ -326,8 +326,8 @@ def test_it_delivers_every_pending_notification_once_after_a_kill_9(
         receiver.set_status(500)
         sim.set_many({LINE_A: "AT_RISK", LINE_B: "CRITICAL"})
         wait_until(lambda: daemon.value("linq_reputation_notifications_pending") == 2
-                   and daemon.value("linq_reputation_notifications_total",
-                                    channel="ops", outcome="failed") == 1,
+                   and (daemon.value("linq_reputation_notifications_total",
+                                     channel="ops", outcome="failed") or 0) >= 1,
                    what="two notifications pending after a failed attempt")
         daemon.kill9()
         assert receiver.messages == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -19,6 +20,7 @@ from monitor.simulator.wire import new_trace_id
 # pointed at the simulator with either kind of base_url.
 LIST_PATHS = ("/v3/phone_numbers", "/api/partner/v3/phone_numbers")
 HEALTH_PATH = "/_sim/health"
+SET_PATH = "/_sim/set"
 
 
 def build_app(sim: Simulator) -> Starlette:
@@ -34,8 +36,23 @@ def build_app(sim: Simulator) -> Starlette:
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def set_statuses(request: Request) -> Response:
+        """Change statuses from another process (benchmarks, scripted demos).
+
+        Body: ``{"<phone or id>": "STATUS", ...}``; needs the same bearer token as the API.
+        """
+        if request.headers.get("authorization") != f"Bearer {sim.token}":
+            return PlainTextResponse("unauthorized", status_code=401)
+        try:
+            changes = orjson.loads(await request.body())
+            sim.set_many(changes)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            return PlainTextResponse(f"bad request: {exc}", status_code=400)
+        return PlainTextResponse(f"{len(changes)} set")
+
     routes = [Route(path, list_phone_numbers, methods=["GET"]) for path in LIST_PATHS]
     routes.append(Route(HEALTH_PATH, health, methods=["GET"]))
+    routes.append(Route(SET_PATH, set_statuses, methods=["POST"]))
     return Starlette(routes=routes, middleware=[Middleware(_TraceIdMiddleware)])
 
 

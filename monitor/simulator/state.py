@@ -127,6 +127,11 @@ class Simulator:
 
     # -- how requests are answered ---------------------------------------------------------
 
+    @property
+    def token(self) -> str:
+        with self._lock:
+            return self._token
+
     def set_token(self, token: str) -> None:
         """Expect a different bearer token from now on (e.g. to test a rotated secret)."""
         with self._lock:

@@ -1,0 +1,1 @@
+"""Benchmarks of the monitor (never timed assertions in tests; see bench/README.md)."""

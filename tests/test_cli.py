@@ -1,0 +1,359 @@
+"""The command line as a user runs it: ``python -m monitor ...`` in a subprocess, against the
+simulator on a real socket and a local receiver for Apprise's real ``json://`` notifier."""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from monitor.simulator import Simulator, SimulatorServer
+from monitor.store.migrate import head_revision
+from tests.support.daemon import TOKEN, cli, free_port, write_config
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
+TOKEN_ENV = "RM_TEST_LINQ_TOKEN"
+SECRET_TOKEN = "tok-SECRET-123"
+SECRET_HOOK = "hooks-SECRET-456"
+GUIDE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"
+LINE_A = "+12025550201"
+LINE_B = "+12025550202"
+SUBCOMMANDS = ("run", "poll", "status", "history", "check-config", "test-alert", "db", "demo",
+               "simulate")
+
+VALID = f"""
+[[accounts]]
+name = "acme-prod"
+base_url = "http://127.0.0.1:9"
+token_env = "{TOKEN_ENV}"
+poll_interval = "30s"
+
+[database]
+url = "sqlite:///monitor.db"
+
+[[alerts.channels]]
+name = "ops-room"
+url = "json://127.0.0.1:9/{SECRET_HOOK}"
+min_status = "AT_RISK"
+"""
+
+
+def output(result: CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'monitor.db'}"
+
+
+def add_account(config: Path, name: str, base_url: str) -> None:
+    with config.open("a") as f:
+        f.write(f'\n[[accounts]]\nname = "{name}"\nbase_url = "{base_url}"\n'
+                f'token_file = "{config.parent / "token"}"\n')
+
+
+def status_json(config: Path) -> dict[str, Any]:
+    result = cli("status", "--config", str(config), "--json")
+    assert result.returncode == 0, output(result)
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+# -- check-config ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("old", "new", "key", "reason"), [
+    ('poll_interval = "30s"', 'pol_interval = "30s"', "accounts[0].pol_interval", "unknown"),
+    ('poll_interval = "30s"', 'poll_interval = "5 minutes"', "accounts[0].poll_interval",
+     "duration"),
+    (f'token_env = "{TOKEN_ENV}"', 'token_file = "no-such-token-file"',
+     "accounts[0].token_file", "cannot read"),
+    (f"json://127.0.0.1:9/{SECRET_HOOK}", f"slack://{SECRET_HOOK}", "alerts.channels[0].url",
+     "apprise"),
+    (f'token_env = "{TOKEN_ENV}"', 'token_env = "RM_TEST_UNSET_VARIABLE"',
+     "accounts[0].token_env", "RM_TEST_UNSET_VARIABLE"),
+    (f'token_env = "{TOKEN_ENV}"', f'token = ["{SECRET_TOKEN}"]', "accounts[0].token", ""),
+], ids=["unknown-key", "bad-duration", "unreadable-token-file", "malformed-apprise-url",
+        "missing-env-var", "secret-of-the-wrong-type"])
+def test_it_refuses_a_bad_config_naming_the_key_and_the_reason_without_secrets(
+    tmp_path: Path, old: str, new: str, key: str, reason: str,
+) -> None:
+    assert old in VALID
+    config = tmp_path / "config.toml"
+    config.write_text(VALID.replace(old, new))
+
+    result = cli("check-config", "--config", str(config), env={TOKEN_ENV: SECRET_TOKEN})
+
+    assert result.returncode == 2, output(result)
+    assert key in result.stderr, output(result)
+    assert reason.lower() in result.stderr.lower(), output(result)
+    assert SECRET_TOKEN not in output(result)
+    assert SECRET_HOOK not in output(result)
+
+
+def test_it_explains_a_valid_config_naming_account_and_channel_without_secrets(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(VALID)
+
+    result = cli("check-config", "--config", str(config), env={TOKEN_ENV: SECRET_TOKEN})
+
+    assert result.returncode == 0, output(result)
+    assert "acme-prod" in result.stdout
+    assert "ops-room" in result.stdout
+    assert SECRET_TOKEN not in output(result)
+    assert SECRET_HOOK not in output(result)
+
+
+def test_it_reads_the_config_named_by_the_env_var_else_config_toml_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    (tmp_path / "config.toml").write_text(VALID.replace("acme-prod", "from-cwd"))
+    elsewhere = tmp_path / "elsewhere" / "monitor.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(VALID.replace("acme-prod", "from-env"))
+
+    from_cwd = cli("check-config", cwd=tmp_path, env={TOKEN_ENV: SECRET_TOKEN})
+    from_env = cli("check-config", cwd=tmp_path,
+                   env={TOKEN_ENV: SECRET_TOKEN, CONFIG_ENV: str(elsewhere)})
+
+    assert from_cwd.returncode == 0, output(from_cwd)
+    assert "from-cwd" in from_cwd.stdout
+    assert from_env.returncode == 0, output(from_env)
+    assert "from-env" in from_env.stdout and "from-cwd" not in from_env.stdout
+
+
+# -- poll --------------------------------------------------------------------------------------
+
+def test_it_polls_every_account_once_with_one_summary_line_each(
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
+) -> None:
+    sim.add_line(LINE_A)
+    sim.add_line(LINE_B, status="AT_RISK")
+    config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                          database_url=sqlite(tmp_path))
+    add_account(config, "second", sim_server.url)
+
+    result = cli("poll", "--config", str(config))
+
+    assert result.returncode == 0, output(result)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.stdout
+    assert lines[0].startswith("main") and "2 lines" in lines[0]
+    assert lines[1].startswith("second") and "2 lines" in lines[1]
+    accounts = {line["account"] for line in status_json(config)["lines"]}
+    assert accounts == {"main", "second"}
+
+
+def test_it_exits_1_when_a_poll_is_refused(
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
+) -> None:
+    sim.add_line(LINE_A)
+    sim.set_token("rotated-elsewhere")
+    config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                          database_url=sqlite(tmp_path))
+
+    result = cli("poll", "--config", str(config))
+
+    assert result.returncode == 1, output(result)
+    assert result.stdout.startswith("main")
+    assert "token" in result.stdout.lower()
+    assert TOKEN not in output(result)
+
+
+def test_it_delivers_what_a_poll_queued_before_exiting_and_never_twice(
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer, receiver: Receiver,
+) -> None:
+    sim.add_line(LINE_A, status="AT_RISK")
+    sim.add_line(LINE_B)
+    config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                          database_url=sqlite(tmp_path),
+                          channels=[("ops", receiver.url("ops"), "AT_RISK")])
+
+    first = cli("poll", "--config", str(config))
+    assert first.returncode == 0, output(first)
+    assert len(receiver.messages) == 1  # already there: poll waits for its delivery
+    assert LINE_A in receiver.messages[0].title
+
+    again = cli("poll", "--config", str(config))
+    assert again.returncode == 0, output(again)
+    assert len(receiver.messages) == 1
+    assert status_json(config)["notifications"] == {"delivered": 1}
+
+
+# -- status and history ------------------------------------------------------------------------
+
+def test_it_shows_every_line_with_status_and_doc_url_as_a_table_and_as_json(
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
+) -> None:
+    doc_url = f"{GUIDE}?from=cli#critical-5e2d"
+    line_a = sim.add_line(LINE_A, status="CRITICAL", doc_url=doc_url)
+    sim.add_line(LINE_B)
+    config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                          database_url=sqlite(tmp_path))
+    assert cli("poll", "--config", str(config)).returncode == 0
+
+    table = cli("status", "--config", str(config))
+    assert table.returncode == 0, output(table)
+    row = next(line for line in table.stdout.splitlines() if LINE_A in line)
+    assert "CRITICAL" in row and doc_url in row.split()
+    assert any(LINE_B in line and "HEALTHY" in line for line in table.stdout.splitlines())
+
+    lines = {line["phone_number"]: line for line in status_json(config)["lines"]}
+    assert set(lines) == {LINE_A, LINE_B}
+    assert lines[LINE_A]["status"] == "CRITICAL"
+    assert lines[LINE_A]["doc_url"] == doc_url
+    assert lines[LINE_A]["line_id"] == line_a
+    assert lines[LINE_A]["account"] == "main"
+    assert lines[LINE_B]["status"] == "HEALTHY"
+
+
+def test_it_lists_a_lines_changes_newest_first_and_nothing_for_an_unknown_line(
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
+) -> None:
+    sim.add_line(LINE_A, status="AT_RISK")
+    sim.add_line(LINE_B)
+    config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                          database_url=sqlite(tmp_path))
+    assert cli("poll", "--config", str(config)).returncode == 0
+    sim.set_many({LINE_A: "CRITICAL", LINE_B: "AT_RISK"})
+    assert cli("poll", "--config", str(config)).returncode == 0
+    sim.set_status(LINE_A, "HEALTHY")
+    assert cli("poll", "--config", str(config)).returncode == 0
+
+    result = cli("history", "--config", str(config), LINE_A, "--since", "7d", "--json")
+    assert result.returncode == 0, output(result)
+    rows = json.loads(result.stdout)
+    assert [(r["from_status"], r["to_status"]) for r in rows] == [
+        ("CRITICAL", "HEALTHY"), ("AT_RISK", "CRITICAL"), (None, "AT_RISK")]
+    assert {r["phone_number"] for r in rows} == {LINE_A}
+    times = [datetime.fromisoformat(r["at"]) for r in rows]
+    assert times == sorted(times, reverse=True)
+
+    unknown_json = cli("history", "--config", str(config), "+19995550000", "--json")
+    assert unknown_json.returncode == 0, output(unknown_json)
+    assert json.loads(unknown_json.stdout) == []
+    unknown_table = cli("history", "--config", str(config), "+19995550000")
+    assert unknown_table.returncode == 0, output(unknown_table)
+    assert LINE_A not in unknown_table.stdout and LINE_B not in unknown_table.stdout
+
+
+# -- test-alert --------------------------------------------------------------------------------
+
+def test_it_sends_a_test_alert_to_every_channel_and_reports_each(
+    tmp_path: Path, receiver: Receiver,
+) -> None:
+    closed = f"json://127.0.0.1:{free_port()}/{SECRET_HOOK}"
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=sqlite(tmp_path), channels=[
+                              ("ops", receiver.url("ops"), "AT_RISK"),
+                              ("nowhere", closed, "CRITICAL"),
+                          ])
+
+    result = cli("test-alert", "--config", str(config))
+
+    assert result.returncode == 1, output(result)
+    report = {line.split(":")[0]: line for line in result.stdout.splitlines() if ":" in line}
+    assert "FAILED" not in report["ops"]
+    assert "FAILED" in report["nowhere"]
+    assert SECRET_HOOK not in output(result)
+    [message] = receiver.wait_for(1, path="ops")
+    assert "test" in message.title.lower()
+
+
+def test_it_exits_0_when_every_channel_got_the_test_alert(
+    tmp_path: Path, receiver: Receiver,
+) -> None:
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=sqlite(tmp_path), channels=[
+                              ("ops", receiver.url("ops"), "AT_RISK"),
+                              ("pager", receiver.url("pager"), "CRITICAL"),
+                          ])
+
+    result = cli("test-alert", "--config", str(config))
+
+    assert result.returncode == 0, output(result)
+    assert len(receiver.wait_for(1, path="ops")) == 1
+    assert len(receiver.wait_for(1, path="pager")) == 1
+
+
+# -- db upgrade --------------------------------------------------------------------------------
+
+def test_it_upgrades_an_empty_database_to_head_and_is_idempotent(
+    tmp_path: Path, database_url: str,
+) -> None:
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=database_url)
+    head = head_revision()
+    assert head
+
+    first = cli("db", "upgrade", "--config", str(config))
+    second = cli("db", "upgrade", "--config", str(config))
+
+    assert first.returncode == 0, output(first)
+    assert head in first.stdout
+    assert second.returncode == 0, output(second)
+    assert head in second.stdout
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
+                (head,)]
+    finally:
+        engine.dispose()
+
+
+# -- the command set ---------------------------------------------------------------------------
+
+def test_it_lists_every_subcommand_in_help() -> None:
+    result = cli("--help")
+    assert result.returncode == 0, output(result)
+    for name in SUBCOMMANDS:
+        assert re.search(rf"^\s+{re.escape(name)}\b", result.stdout, re.MULTILINE), name
+
+
+def test_it_accepts_config_after_every_subcommand_name(tmp_path: Path) -> None:
+    missing = tmp_path / "not-there.toml"
+    uses_config = [
+        ["run", "--config", str(missing)],
+        ["poll", "--config", str(missing)],
+        ["status", "--config", str(missing)],
+        ["history", "--config", str(missing)],
+        ["check-config", "--config", str(missing)],
+        ["test-alert", "--config", str(missing)],
+        ["db", "upgrade", "--config", str(missing)],
+        ["db", "--config", str(missing), "upgrade"],
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda args: cli(*args, cwd=tmp_path), uses_config))
+        helps = list(pool.map(lambda name: cli(name, "--help"), ["demo", "simulate"]))
+
+    for args, result in zip(uses_config, results, strict=True):
+        # The named file was the one looked for: the option reached the command.
+        assert result.returncode == 2, (args, output(result))
+        assert str(missing) in result.stderr, (args, output(result))
+    for result in helps:
+        assert result.returncode == 0
+        assert "--config FILE" in result.stdout
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+def test_it_runs_a_demo_that_prints_alerts_and_says_where_the_metrics_are() -> None:
+    result = cli("demo", "--duration", "8", "--port", "0", timeout=90)
+
+    assert result.returncode == 0, output(result)
+    assert "degraded" in result.stdout
+    assert re.search(rf"{re.escape(GUIDE)}\S*", result.stdout), result.stdout
+    assert "/metrics" in result.stdout
