@@ -72,8 +72,8 @@ class Result:
 
 
 HEADER = ("| lines | db | floor s (httpx+orjson) | cold poll s | steady poll s | steady/floor "
-          "| GET /metrics s | metrics MB | changes/poll | rows added/steady poll | rows added/quiet poll "
-          "| peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| GET /metrics s | metrics MB | changes/poll | rows added/steady poll "
+          "| rows added/quiet poll | peak RSS MB |\n" + "|---" * 12 + "|")
 
 
 def free_port() -> int:
@@ -116,7 +116,8 @@ async def database(kind: str) -> AsyncIterator[str]:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
+        server = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        yield f"{server}/{name}"
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -193,7 +194,7 @@ async def bench_one(lines: int, db: str, runs: int) -> Result:
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started:
                 await asyncio.sleep(0.01)
-            metrics_url = "http://127.0.0.1:%d/metrics" % sock.getsockname()[1]
+            metrics_url = f"http://127.0.0.1:{sock.getsockname()[1]}/metrics"
             scrapes, body = [], b""
             for _ in range(runs):
                 started = time.perf_counter()
