@@ -139,6 +139,12 @@ class ServerConfig(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class MetricsConfig(_Section):
+    # "full": state set + severity + since per line (5 series a line); "severity": the
+    # severity gauge only (1 a line), for fleets of tens of thousands; "off": none.
+    per_line: Literal["full", "severity", "off"] = "full"
+
+
 class ChannelConfig(_Section):
     name: str = Field(min_length=1)
     url: SecretStr | None = None  # Apprise URLs often embed credentials: kept secret
@@ -183,6 +189,7 @@ class Config(_Section):
     accounts: list[AccountConfig] = Field(min_length=1)
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
+    metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -42,7 +42,7 @@ _LINE_FAMILIES = (
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, per_line: str = "full") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.lines = Gauge("linq_reputation_lines", "Lines per account and status.",
@@ -71,69 +71,69 @@ class Metrics:
         self.skipped_items = Counter("linq_reputation_skipped_items",
                                      "API items skipped because they could not be parsed.",
                                      ["account"], registry=r)
-        self.line_series = LineSeries()
+        self.line_series = LineSeries(mode=per_line)
 
     def render(self) -> bytes:
         return generate_latest(self.registry) + self.line_series.render()
 
 
 class LineSeries:
-    """Pre-rendered per-line samples, grouped by family as the exposition format requires."""
+    """Pre-rendered per-line samples, grouped by family as the exposition format requires.
 
-    def __init__(self) -> None:
-        self._status: dict[tuple[str, str], str] = {}
-        self._severity: dict[tuple[str, str], str] = {}
-        self._since: dict[tuple[str, str], str] = {}
+    Each line keeps its three encoded sample blocks; a scrape joins them (one memcpy-speed
+    pass) and the result is reused until a line changes. ``mode`` "severity" keeps only the
+    severity gauge (one series per line instead of five) for very large fleets; "off"
+    exposes no per-line series at all.
+    """
+
+    def __init__(self, *, mode: str = "full") -> None:
+        self._mode = mode
+        self._lines: dict[tuple[str, str], tuple[bytes, bytes, bytes]] = {}
         self._rendered: bytes | None = None
 
     def update(self, states: Iterable[LineState]) -> None:
+        if self._mode == "off":
+            return
+        full = self._mode == "full"
         for state in states:
             key = (state.account, state.line_id)
             if not state.present:
-                self._status.pop(key, None)
-                self._severity.pop(key, None)
-                self._since.pop(key, None)
+                self._lines.pop(key, None)
                 continue
             labels = (f'account="{_escape(state.account)}",line_id="{_escape(state.line_id)}",'
                       f'phone_number="{_escape(state.phone_number)}"')
-            statuses = st.KNOWN_STATUSES if st.is_known(state.status) else (
-                *st.KNOWN_STATUSES, state.status)
-            self._status[key] = "".join(
-                f'linq_reputation_line_status{{{labels},status="{_escape(s)}"}} '
-                f'{1 if s == state.status else 0}\n'
-                for s in statuses
-            )
-            severity = st.rank(state.status)
-            self._severity[key] = f"linq_reputation_line_severity{{{labels}}} {severity}\n"
-            self._since[key] = (f"linq_reputation_line_status_since_timestamp_seconds{{{labels}}} "
-                                f"{state.since.timestamp():.3f}\n")
-        self._rendered = None
-
-    def drop_account(self, account: str) -> None:
-        for family in (self._status, self._severity, self._since):
-            for key in [k for k in family if k[0] == account]:
-                del family[key]
+            severity = f"linq_reputation_line_severity{{{labels}}} {st.rank(state.status)}\n"
+            if full:
+                statuses = st.KNOWN_STATUSES if st.is_known(state.status) else (
+                    *st.KNOWN_STATUSES, state.status)
+                status_set = "".join(
+                    f'linq_reputation_line_status{{{labels},status="{_escape(s)}"}} '
+                    f"{1 if s == state.status else 0}\n"
+                    for s in statuses
+                )
+                since = (f"linq_reputation_line_status_since_timestamp_seconds{{{labels}}} "
+                         f"{state.since.timestamp():.3f}\n")
+                self._lines[key] = (status_set.encode(), severity.encode(), since.encode())
+            else:
+                self._lines[key] = (b"", severity.encode(), b"")
         self._rendered = None
 
     def render(self) -> bytes:
         if self._rendered is None:
-            parts: list[str] = []
-            for (name, help_text), family in zip(
-                _LINE_FAMILIES, (self._status, self._severity, self._since), strict=True
-            ):
-                parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-                parts.append("".join(family.values()))
-            self._rendered = "".join(parts).encode()
+            parts: list[bytes] = []
+            for i, (name, help_text) in enumerate(_LINE_FAMILIES):
+                if self._mode == "off" or (self._mode == "severity" and i != 1):
+                    continue
+                parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode())
+                parts.extend(samples[i] for samples in self._lines.values())
+            self._rendered = b"".join(parts)
         return self._rendered
+
+    def __len__(self) -> int:
+        return len(self._lines)
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def count_by_status(states: Iterable[LineState]) -> dict[str, int]:
-    counts = dict.fromkeys(st.KNOWN_STATUSES, 0)
-    for state in states:
-        if state.present:
-            counts[state.status] = counts.get(state.status, 0) + 1
-    return counts

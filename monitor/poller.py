@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -17,13 +18,13 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.client import LinqClient
+from monitor.core import status as st
 from monitor.core.detect import detect_account
 from monitor.core.model import LineState, Transition, TransitionKind
 from monitor.core.render import describe, render_notice
 from monitor.core.route import ChannelRule, route
-from monitor.core.status import HEALTHY
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, StoreError
-from monitor.metrics import Metrics, count_by_status
+from monitor.metrics import Metrics
 from monitor.store.state import (
     Outgoing,
     PollRecord,
@@ -77,7 +78,7 @@ class AccountPoller:
         self._notify_recovery = notify_recovery
         self._clock = clock
         self._known: dict[str, LineState] | None = None
-        self._exposed_statuses: set[str] = set()
+        self._counts: Counter[str] = Counter()
         self.last_success_at: datetime | None = None
 
     async def poll(self) -> PollOutcome:
@@ -95,8 +96,9 @@ class AccountPoller:
 
     async def _poll(self, started_at: datetime) -> PollOutcome:
         if self._known is None:
-            self._known = await asyncio.to_thread(load_lines, self._sessions, self.account)
-            self._expose(self._known.values())
+            loaded = await asyncio.to_thread(load_lines, self._sessions, self.account)
+            self._known, self._counts = {}, Counter(dict.fromkeys(st.KNOWN_STATUSES, 0))
+            self._remember(loaded.values())
         result = await self._client.list_phone_numbers()
         parsed = result.lines
         for skipped in parsed.skipped:
@@ -123,8 +125,7 @@ class AccountPoller:
             changed_lines=changed_lines, transitions=diff.transitions, outgoing=outgoing,
         )
         # Committed: only now does memory (and what /metrics shows) move forward.
-        self._known.update(states)
-        self._expose(states.values())
+        self._remember(states.values())
         self._count(diff.transitions, len(parsed.skipped), now)
         return PollOutcome(self.account, ok=True, lines=len(parsed.observations),
                            transitions=len(diff.transitions), notifications=len(outgoing),
@@ -152,22 +153,31 @@ class AccountPoller:
         retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
 
-    def _expose(self, states: Iterable[LineState]) -> None:
+    def _remember(self, states: Iterable[LineState]) -> None:
+        """Move memory and metrics forward to ``states`` (only after they are committed)."""
         assert self._known is not None
+        counts = self._counts
+        for state in states:
+            before = self._known.get(state.line_id)
+            if before is not None and before.present:
+                counts[before.status] -= 1
+            if state.present:
+                counts[state.status] += 1
+            self._known[state.line_id] = state
         self._metrics.line_series.update(states)
-        counts = count_by_status(self._known.values())
-        for status in self._exposed_statuses - counts.keys():
-            self._metrics.lines.remove(self.account, status)  # an unknown status went away
-        for status, count in counts.items():
-            self._metrics.lines.labels(self.account, status).set(count)
-        self._exposed_statuses = set(counts)
+        for status, count in list(counts.items()):
+            if count or status in st.KNOWN_STATUSES:
+                self._metrics.lines.labels(self.account, status).set(count)
+            else:  # an undocumented status no line has any more: drop its series
+                self._metrics.lines.remove(self.account, status)
+                del counts[status]
 
     def _count(self, transitions: Sequence[Transition], skipped: int, now: datetime) -> None:
         for t in transitions:
             if t.from_status is not None and t.status_changed:
                 self._metrics.transitions.labels(self.account, t.from_status, t.to_status).inc()
             # A cold start sees every line for the first time: only degraded ones are news.
-            quiet = t.kind is TransitionKind.FIRST_SEEN and t.to_status == HEALTHY
+            quiet = t.kind is TransitionKind.FIRST_SEEN and t.to_status == st.HEALTHY
             log.log(logging.DEBUG if quiet else logging.INFO, "transition account=%s %s",
                     self.account, describe(t))
         if skipped:

@@ -57,7 +57,7 @@ class Runtime:
         self.config = config
         self.engine = engine
         self.sessions = sessions
-        self.metrics = Metrics()
+        self.metrics = Metrics(per_line=config.metrics.per_line)
         self.channels = build_channels(config)
         alerts = config.alerts
         self.deliverer = Deliverer(

@@ -43,14 +43,9 @@ def detect_line(
         )
         return state, _transition(None, state, TransitionKind.FIRST_SEEN, now)
 
-    status_changed = observation.status != previous.status
-    if (
-        previous.present
-        and not status_changed
-        and observation.doc_url == previous.doc_url
-        and observation.phone_number == previous.phone_number
-    ):
+    if unchanged(previous, observation):
         return previous, None
+    status_changed = observation.status != previous.status
 
     state = replace(
         previous,
@@ -65,6 +60,16 @@ def detect_line(
     if status_changed:
         return state, _transition(previous, state, TransitionKind.CHANGED, now)
     return state, None  # doc_url or phone number moved: remember it, nothing to announce
+
+
+def unchanged(previous: LineState, observation: Observation) -> bool:
+    """True when the observation tells nothing new about a present line."""
+    return (
+        previous.status == observation.status
+        and previous.present
+        and previous.doc_url == observation.doc_url
+        and previous.phone_number == observation.phone_number
+    )
 
 
 def _transition(
@@ -111,6 +116,8 @@ def detect_account(
     for observation in observations:
         seen.add(observation.line_id)
         before = previous.get(observation.line_id)
+        if before is not None and unchanged(before, observation):
+            continue  # the steady state of nearly every line: skip the call
         after, transition = detect_line(before, observation, account=account, now=now)
         if after is not before and after is not None:
             states.append(after)

@@ -8,17 +8,29 @@ alerted without being recorded).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.core.model import LineState, Message, Notice, Transition
 from monitor.errors import StoreError
 from monitor.store.schema import Line, Notification, Poll, TransitionRow
+
+_T = TypeVar("_T")
+_LINES: Table = Line.__table__  # type: ignore[assignment]
+_TRANSITIONS: Table = TransitionRow.__table__  # type: ignore[assignment]
+_NOTIFICATIONS: Table = Notification.__table__  # type: ignore[assignment]
+_UPDATE_LINE = (
+    update(_LINES)
+    .where(_LINES.c.account == bindparam("k_account"), _LINES.c.line_id == bindparam("k_line_id"))
+    .values({c: bindparam(c) for c in ("phone_number", "status", "doc_url", "since", "present",
+                                       "alerted_channels", "updated_at")})
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,48 +89,69 @@ def commit_poll(
             poll_row = _poll_row(poll, changes=len(transitions))
             session.add(poll_row)
             session.flush()
-            if new_lines:
-                session.execute(insert(Line), [_line_values(s, now) for s in new_lines])
-            if changed_lines:
-                # ORM bulk UPDATE by primary key: one executemany, not a round trip per line.
-                session.execute(update(Line), [_line_values(s, now) for s in changed_lines])
-            transition_ids = _insert_transitions(session, transitions, poll_row.id, source)
-            if outgoing:
-                session.execute(
-                    insert(Notification),
-                    [_notification_values(o, transition_ids, now) for o in outgoing],
-                )
+            # Core executemany in chunks: a cold start writes 100k lines without holding
+            # 100k parameter dicts, and without the ORM's per-row bookkeeping.
+            for lines in _chunks(new_lines):
+                session.execute(_LINES.insert(), [_line_values(s, now) for s in lines])
+            for lines in _chunks(changed_lines):
+                session.execute(_UPDATE_LINE, [_line_values(s, now, key="k_") for s in lines])
+            transition_ids = _insert_transitions(session, transitions, outgoing, poll_row.id,
+                                                 source)
+            for batch in _chunks(outgoing):
+                session.execute(_NOTIFICATIONS.insert(),
+                                [_notification_values(o, transition_ids, now) for o in batch])
             return poll_row.id
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot record poll of {poll.account}: {exc}") from exc
 
 
 def _insert_transitions(
-    session: Session, transitions: Sequence[Transition], poll_id: int, source: str
+    session: Session,
+    transitions: Sequence[Transition],
+    outgoing: Sequence[Outgoing],
+    poll_id: int,
+    source: str,
 ) -> dict[int, int]:
-    """Insert transitions; map each Transition object (by identity) to its row id."""
-    if not transitions:
-        return {}
-    rows = [
-        {
-            "account": t.account,
-            "line_id": t.line_id,
-            "phone_number": t.phone_number,
-            "kind": t.kind.value,
-            "from_status": t.from_status,
-            "to_status": t.to_status,
-            "doc_url": t.doc_url,
-            "at": t.at,
-            "previous_since": t.previous_since,
-            "poll_id": poll_id,
-            "source": source,
-        }
-        for t in transitions
-    ]
-    ids = session.scalars(
-        insert(TransitionRow).returning(TransitionRow.id, sort_by_parameter_order=True), rows
-    ).all()
-    return {id(t): row_id for t, row_id in zip(transitions, ids, strict=True)}
+    """Insert transitions; map those that have notifications (by identity) to their row id.
+
+    Only transitions that notifications point at need their ids back (RETURNING); the
+    rest (a cold start's first sightings, mostly) go in as plain executemany batches.
+    """
+    announced = {id(o.notice.transition) for o in outgoing}
+    ids: dict[int, int] = {}
+    with_ids = [t for t in transitions if id(t) in announced]
+    if with_ids:
+        rows = session.scalars(
+            insert(TransitionRow).returning(TransitionRow.id, sort_by_parameter_order=True),
+            [_transition_values(t, poll_id, source) for t in with_ids],
+        ).all()
+        ids = {id(t): row_id for t, row_id in zip(with_ids, rows, strict=True)}
+    quiet = [t for t in transitions if id(t) not in announced]
+    for chunk in _chunks(quiet):
+        session.execute(_TRANSITIONS.insert(),
+                        [_transition_values(t, poll_id, source) for t in chunk])
+    return ids
+
+
+def _transition_values(t: Transition, poll_id: int, source: str) -> dict[str, object]:
+    return {
+        "account": t.account,
+        "line_id": t.line_id,
+        "phone_number": t.phone_number,
+        "kind": t.kind.value,
+        "from_status": t.from_status,
+        "to_status": t.to_status,
+        "doc_url": t.doc_url,
+        "at": t.at,
+        "previous_since": t.previous_since,
+        "poll_id": poll_id,
+        "source": source,
+    }
+
+
+def _chunks(items: Sequence[_T], size: int = 5000) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _notification_values(
@@ -154,10 +187,10 @@ def _poll_row(poll: PollRecord, *, changes: int = 0) -> Poll:
     )
 
 
-def _line_values(state: LineState, now: datetime) -> dict[str, object]:
+def _line_values(state: LineState, now: datetime, *, key: str = "") -> dict[str, object]:
     return {
-        "account": state.account,
-        "line_id": state.line_id,
+        f"{key}account": state.account,
+        f"{key}line_id": state.line_id,
         "phone_number": state.phone_number,
         "status": state.status,
         "doc_url": state.doc_url,
