@@ -17,6 +17,7 @@ from pathlib import Path
 from monitor import __version__
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError
+from monitor.runtime import run_async
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("db", "database maintenance")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dbsub.add_parser("upgrade", help="apply pending migrations")
-    up.add_argument("--config", default=None, metavar="FILE")
+    # SUPPRESS: `db --config F upgrade` must keep the F the parent parser read.
+    up.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
     p = command("demo", "run the real daemon against the built-in simulator", config=False)
     p.add_argument("--config", default=None, metavar="FILE", help="ignored; the demo makes its own")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -109,14 +111,14 @@ def load(args: argparse.Namespace) -> Config:
 def _run(args: argparse.Namespace) -> int:
     from monitor.daemon import run_daemon
 
-    asyncio.run(run_daemon(load(args)))
+    run_async(run_daemon(load(args)))
     return EXIT_OK
 
 
 def _poll(args: argparse.Namespace) -> int:
     from monitor.commands import poll_once
 
-    outcomes = asyncio.run(poll_once(load(args)))
+    outcomes = run_async(poll_once(load(args)))
     for outcome in outcomes:
         print(outcome.summary())
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
@@ -149,7 +151,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _test_alert(args: argparse.Namespace) -> int:
     from monitor.commands import send_test_alerts
 
-    return EXIT_OK if asyncio.run(send_test_alerts(load(args))) else EXIT_FAILED
+    return EXIT_OK if run_async(send_test_alerts(load(args))) else EXIT_FAILED
 
 
 def _db(args: argparse.Namespace) -> int:

@@ -67,9 +67,15 @@ class Daemon:
             for task in list(self._inflight):
                 task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+            # Let the message in hand be sent and recorded (cancelling would leave it sent
+            # but "pending", to be sent again); claim nothing new; bound the wait.
+            self._runtime.deliverer.stop()
             self._wake_deliverer.set()
-            delivery_task.cancel()
-            await asyncio.gather(delivery_task, return_exceptions=True)
+            grace = self._config.alerts.delivery_timeout.total_seconds() + 5
+            try:
+                await asyncio.wait_for(delivery_task, grace)
+            except TimeoutError:
+                log.warning("a notification was still being sent at exit; it will be retried")
             server.should_exit = True
             await server_task
 

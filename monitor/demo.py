@@ -3,7 +3,6 @@ alerts printed in this terminal through a real Apprise notifier (``console://``)
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from monitor.config import load_config
 from monitor.daemon import run_daemon
 from monitor.errors import ConfigError
+from monitor.runtime import run_async
 from monitor.simulator import Simulator, SimulatorServer, load_scenario
 
 _CONFIG = """\
@@ -65,7 +65,7 @@ def run_demo(*, scenario: str, port: int, duration: float | None) -> int:
                 + (f" (Stopping by itself after {duration:.0f}s.)" if duration else "")
             )
 
-        asyncio.run(run_daemon(config, on_ready=ready, duration=duration))
+        run_async(run_daemon(config, on_ready=ready, duration=duration))
     say("demo stopped")
     return 0
 

@@ -1,9 +1,9 @@
 """Every metric the monitor exposes, defined in one place.
 
 Account-level series use prometheus-client. Per-line series (three families, ~5 samples
-per line) are kept pre-rendered in exposition format and updated only for lines that
+per line) are kept pre-rendered in exposition format and re-rendered only where lines
 changed: at 100k lines, rendering them through prometheus-client on every scrape would
-take seconds, while joining cached strings takes milliseconds.
+take seconds, while joining cached blocks takes milliseconds.
 
 ``linq_reputation_line_severity``: 0 HEALTHY, 1 AT_RISK, 2 CRITICAL, 3 a status Linq did
 not document (kept verbatim in the state set's ``status`` label; ranked worst so that an
@@ -12,7 +12,7 @@ alert rule on ``>= 2`` never misses it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -73,64 +73,106 @@ class Metrics:
                                      ["account"], registry=r)
         self.line_series = LineSeries(mode=per_line)
 
+    def pieces(self) -> list[bytes]:
+        """The whole exposition as byte blocks, for streaming without one huge copy."""
+        return [generate_latest(self.registry), *self.line_series.pieces()]
+
     def render(self) -> bytes:
-        return generate_latest(self.registry) + self.line_series.render()
+        return b"".join(self.pieces())
+
+
+def stream(pieces: list[bytes], *, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Group small blocks into ~1 MiB writes."""
+    group: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        group.append(piece)
+        size += len(piece)
+        if size >= chunk:
+            yield b"".join(group)
+            group, size = [], 0
+    if group:
+        yield b"".join(group)
 
 
 class LineSeries:
-    """Pre-rendered per-line samples, grouped by family as the exposition format requires.
+    """Per-line samples, rendered incrementally, grouped by family as the format requires.
 
-    Each line keeps its three encoded sample blocks; a scrape joins them (one memcpy-speed
-    pass) and the result is reused until a line changes. ``mode`` "severity" keeps only the
-    severity gauge (one series per line instead of five) for very large fleets; "off"
-    exposes no per-line series at all.
+    Lines are spread over ``BUCKETS`` buckets by key. A bucket keeps its rendered bytes
+    (one block per family) until one of its lines changes; a scrape re-renders only the
+    dirty buckets (a steady poll touches a few dozen) and joins the rest as they are. The
+    buckets hold the poller's own LineState objects, so the only extra memory is the
+    rendered text itself.
+
+    ``mode`` "severity" keeps only the severity gauge (one series per line instead of five)
+    for very large fleets; "off" exposes no per-line series at all.
     """
+
+    BUCKETS = 4096
 
     def __init__(self, *, mode: str = "full") -> None:
         self._mode = mode
-        self._lines: dict[tuple[str, str], tuple[bytes, bytes, bytes]] = {}
-        self._rendered: bytes | None = None
+        self._families = [i for i in range(len(_LINE_FAMILIES))
+                          if mode == "full" or (mode == "severity" and i == 1)]
+        self._lines: list[dict[tuple[str, str], LineState]] = [{} for _ in range(self.BUCKETS)]
+        self._rendered: list[tuple[bytes, bytes, bytes] | None] = [None] * self.BUCKETS
 
     def update(self, states: Iterable[LineState]) -> None:
-        if self._mode == "off":
+        if not self._families:
             return
-        full = self._mode == "full"
         for state in states:
             key = (state.account, state.line_id)
-            if not state.present:
-                self._lines.pop(key, None)
-                continue
-            labels = (f'account="{_escape(state.account)}",line_id="{_escape(state.line_id)}",'
-                      f'phone_number="{_escape(state.phone_number)}"')
-            severity = f"linq_reputation_line_severity{{{labels}}} {st.rank(state.status)}\n"
-            if full:
-                statuses = st.KNOWN_STATUSES if st.is_known(state.status) else (
-                    *st.KNOWN_STATUSES, state.status)
-                status_set = "".join(
-                    f'linq_reputation_line_status{{{labels},status="{_escape(s)}"}} '
-                    f"{1 if s == state.status else 0}\n"
-                    for s in statuses
-                )
-                since = (f"linq_reputation_line_status_since_timestamp_seconds{{{labels}}} "
-                         f"{state.since.timestamp():.3f}\n")
-                self._lines[key] = (status_set.encode(), severity.encode(), since.encode())
+            bucket = hash(key) % self.BUCKETS
+            if state.present:
+                self._lines[bucket][key] = state
             else:
-                self._lines[key] = (b"", severity.encode(), b"")
-        self._rendered = None
+                self._lines[bucket].pop(key, None)
+            self._rendered[bucket] = None
 
-    def render(self) -> bytes:
-        if self._rendered is None:
-            parts: list[bytes] = []
-            for i, (name, help_text) in enumerate(_LINE_FAMILIES):
-                if self._mode == "off" or (self._mode == "severity" and i != 1):
-                    continue
-                parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode())
-                parts.extend(samples[i] for samples in self._lines.values())
-            self._rendered = b"".join(parts)
-        return self._rendered
+    def pieces(self) -> list[bytes]:
+        """The exposition text as an ordered list of existing byte blocks (no copying).
+
+        Call it on the thread that calls ``update``: it renders the dirty buckets. The
+        list is a consistent snapshot; later updates do not change it.
+        """
+        blocks = [self._bucket(b) for b in range(self.BUCKETS)]
+        parts: list[bytes] = []
+        for family in self._families:
+            name, help_text = _LINE_FAMILIES[family]
+            parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode())
+            parts.extend(block[family] for block in blocks if block[family])
+        return parts
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return sum(len(bucket) for bucket in self._lines)
+
+    def _bucket(self, bucket: int) -> tuple[bytes, bytes, bytes]:
+        block = self._rendered[bucket]
+        if block is None:
+            full = self._mode == "full"
+            status_set: list[str] = []
+            severity: list[str] = []
+            since: list[str] = []
+            for state in self._lines[bucket].values():
+                labels = (f'account="{_escape(state.account)}",'
+                          f'line_id="{_escape(state.line_id)}",'
+                          f'phone_number="{_escape(state.phone_number)}"')
+                severity.append(
+                    f"linq_reputation_line_severity{{{labels}}} {st.rank(state.status)}\n")
+                if full:
+                    statuses = st.KNOWN_STATUSES if st.is_known(state.status) else (
+                        *st.KNOWN_STATUSES, state.status)
+                    status_set.extend(
+                        f'linq_reputation_line_status{{{labels},status="{_escape(s)}"}} '
+                        f"{1 if s == state.status else 0}\n"
+                        for s in statuses)
+                    since.append(
+                        f"linq_reputation_line_status_since_timestamp_seconds{{{labels}}} "
+                        f"{state.since.timestamp():.3f}\n")
+            block = ("".join(status_set).encode(), "".join(severity).encode(),
+                     "".join(since).encode())
+            self._rendered[bucket] = block
+        return block
 
 
 def _escape(value: str) -> str:

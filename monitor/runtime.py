@@ -6,9 +6,12 @@ Shared by the daemon and the one-shot CLI commands, so ``poll`` runs the same co
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,9 +29,21 @@ from monitor.store.engine import make_engine, make_sessionmaker, safe_url
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop where it is installed (faster sockets), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def open_database(config: Config, *, upgrade: bool = True) -> tuple[Engine, sessionmaker[Session]]:

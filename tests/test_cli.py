@@ -25,6 +25,8 @@ CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
 TOKEN_ENV = "RM_TEST_LINQ_TOKEN"
 SECRET_TOKEN = "tok-SECRET-123"
 SECRET_HOOK = "hooks-SECRET-456"
+SECRET_DB_PASSWORD = "db-SECRET-789"
+SECRETS = (SECRET_TOKEN, SECRET_HOOK, SECRET_DB_PASSWORD)
 GUIDE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"
 LINE_A = "+12025550201"
 LINE_B = "+12025550202"
@@ -39,7 +41,7 @@ token_env = "{TOKEN_ENV}"
 poll_interval = "30s"
 
 [database]
-url = "sqlite:///monitor.db"
+url = "postgresql+psycopg://monitor:{SECRET_DB_PASSWORD}@127.0.0.1:9/monitor"
 
 [[alerts.channels]]
 name = "ops-room"
@@ -96,8 +98,8 @@ def test_it_refuses_a_bad_config_naming_the_key_and_the_reason_without_secrets(
     assert result.returncode == 2, output(result)
     assert key in result.stderr, output(result)
     assert reason.lower() in result.stderr.lower(), output(result)
-    assert SECRET_TOKEN not in output(result)
-    assert SECRET_HOOK not in output(result)
+    for secret in SECRETS:
+        assert secret not in output(result)
 
 
 def test_it_explains_a_valid_config_naming_account_and_channel_without_secrets(
@@ -111,8 +113,8 @@ def test_it_explains_a_valid_config_naming_account_and_channel_without_secrets(
     assert result.returncode == 0, output(result)
     assert "acme-prod" in result.stdout
     assert "ops-room" in result.stdout
-    assert SECRET_TOKEN not in output(result)
-    assert SECRET_HOOK not in output(result)
+    for secret in SECRETS:
+        assert secret not in output(result)
 
 
 def test_it_reads_the_config_named_by_the_env_var_else_config_toml_in_the_working_directory(
@@ -314,6 +316,23 @@ def test_it_upgrades_an_empty_database_to_head_and_is_idempotent(
         engine.dispose()
 
 
+def test_it_upgrades_the_database_of_the_config_given_between_db_and_its_action(
+    tmp_path: Path,
+) -> None:
+    # `db --config FILE upgrade`: the `db` command offers --config, so it must be honoured.
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    database = tmp_path / "monitor.db"
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=f"sqlite:///{database}")
+
+    result = cli("db", "--config", str(config), "upgrade", cwd=workdir)
+
+    assert result.returncode == 0, output(result)
+    assert str(head_revision()) in result.stdout
+    assert database.exists()
+
+
 # -- the command set ---------------------------------------------------------------------------
 
 def test_it_lists_every_subcommand_in_help() -> None:
@@ -333,7 +352,6 @@ def test_it_accepts_config_after_every_subcommand_name(tmp_path: Path) -> None:
         ["check-config", "--config", str(missing)],
         ["test-alert", "--config", str(missing)],
         ["db", "upgrade", "--config", str(missing)],
-        ["db", "--config", str(missing), "upgrade"],
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda args: cli(*args, cwd=tmp_path), uses_config))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 from collections import Counter
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,49 @@ def record_replies(sim: Simulator) -> list[SimResponse]:
 
     sim.respond = recording  # type: ignore[method-assign]
     return replies
+
+
+class HeldEndpoint:
+    """A webhook for ``json://`` that takes a request in, then holds its answer until released.
+
+    Stands for a slow channel: it lets a test act while a delivery is in the middle of a send.
+    """
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.titles: list[str] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                                  or b"{}")
+                endpoint.arrived.set()
+                endpoint.release.wait(30)
+                endpoint.titles.append(body.get("title", ""))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self._server.server_address[1]}/held"
+
+    def __enter__(self) -> HeldEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
 
 
 # -- 1. a line's whole life, one message per change --------------------------------------------
@@ -291,9 +336,9 @@ def test_it_alerts_changes_made_while_it_was_killed_once_and_resends_nothing(
                    what="both deliveries to be recorded")
         daemon.kill9()
 
-        sim.set_many({LINE_A: "CRITICAL", LINE_C: "AT_RISK"})
+        sim.set_many({LINE_A: "CRITICAL", LINE_B: "HEALTHY", LINE_C: "AT_RISK"})
         daemon.start()
-        receiver.wait_for(4, path="ops")
+        receiver.wait_for(5, path="ops")
         daemon.settle(3)
     finally:
         daemon.stop()
@@ -304,8 +349,10 @@ def test_it_alerts_changes_made_while_it_was_killed_once_and_resends_nothing(
                      for phone in (LINE_A, LINE_B, LINE_C) if phone in m.title
                      for status in KNOWN if m.title.startswith(f"[{status}]"))
     assert changes == [(LINE_A, "AT_RISK"), (LINE_A, "CRITICAL"),
-                       (LINE_B, "CRITICAL"), (LINE_C, "AT_RISK")]
+                       (LINE_B, "CRITICAL"), (LINE_B, "HEALTHY"), (LINE_C, "AT_RISK")]
     assert "AT_RISK → CRITICAL" in about(receiver.messages, LINE_A)[-1].title
+    # The recovery reached the channel told before the kill: who was told survives a restart.
+    assert "CRITICAL → HEALTHY" in about(receiver.messages, LINE_B)[-1].title
 
 
 # -- 6. kill -9 with notifications pending ----------------------------------------------------
@@ -361,6 +408,30 @@ def test_it_exits_0_and_says_it_is_shutting_down_on_a_signal_even_mid_poll(
     finally:
         daemon.stop()
     assert "shutting down" in daemon.log().lower()
+
+
+def test_it_finishes_and_records_the_notification_in_hand_when_told_to_stop(
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
+) -> None:
+    sim.add_line(LINE_A)
+    with HeldEndpoint() as endpoint:
+        daemon = start(tmp_path, sim_server, f"sqlite:///{tmp_path / 'monitor.db'}",
+                       channels=[("ops", endpoint.url, "AT_RISK")])
+        try:
+            daemon.wait_for_polls(1)
+            sim.set_status(LINE_A, "CRITICAL")
+            assert endpoint.arrived.wait(20), "the notification was never sent"
+            daemon.signal(signal.SIGTERM)
+            wait_until(lambda: "shutting down" in daemon.log().lower(),
+                       what="the daemon to start shutting down")
+            endpoint.release.set()
+            assert daemon.wait(timeout=20) == 0
+        finally:
+            daemon.stop()
+
+    assert len(endpoint.titles) == 1
+    # The channel has the message: recorded as anything but delivered, a restart sends it again.
+    assert status_json(daemon.config)["notifications"] == {"delivered": 1}
 
 
 # -- 8. failed polls ---------------------------------------------------------------------------
@@ -446,6 +517,10 @@ def test_it_keeps_shows_exposes_and_alerts_an_unknown_status_once(
                      if s.name == "linq_reputation_line_status"
                      and s.labels["line_id"] == line_a}
         assert state_set == {"HEALTHY": 0, "AT_RISK": 0, "CRITICAL": 0, "FLAGGED": 1}
+        assert sample_value(samples, "linq_reputation_lines", account="main",
+                            status="FLAGGED") == 1
+        assert sample_value(samples, "linq_reputation_transitions_total", account="main",
+                            from_status="HEALTHY", to_status="FLAGGED") == 1
 
         [line] = status_json(daemon.config)["lines"]
         assert line["status"] == "FLAGGED"

@@ -76,7 +76,12 @@ class Deliverer:
         self._metrics = metrics
         self._clock = clock
         self._paused_until: dict[str, datetime] = {}
+        self._stopping = False
         self._timeout = policy.timeout.total_seconds()
+
+    def stop(self) -> None:
+        """Claim nothing new; a send already under way is finished and recorded."""
+        self._stopping = True
 
     async def run_once(self) -> int:
         """One delivery round over every channel. Returns how many were delivered."""
@@ -109,6 +114,8 @@ class Deliverer:
         rows = await asyncio.to_thread(self._due_rows, name, now)
         delivered = 0
         for row_id, message in rows:
+            if self._stopping:
+                break
             if not await asyncio.to_thread(self._claim, row_id):
                 continue  # another deliverer has it, or it was settled meanwhile
             try:

@@ -188,8 +188,17 @@ class DaemonProcess:
 
     def send_signal(self, sig: signal.Signals, *, timeout: float = 20) -> int:
         """Send ``sig`` and wait for the process to exit; returns its exit code."""
+        self.signal(sig)
+        return self.wait(timeout=timeout)
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` without waiting for anything."""
         assert self.proc is not None
         self.proc.send_signal(sig)
+
+    def wait(self, *, timeout: float = 20) -> int:
+        """Wait for the process to exit; returns its exit code."""
+        assert self.proc is not None
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
