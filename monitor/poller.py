@@ -24,6 +24,7 @@ from monitor.core.model import LineState, Transition, TransitionKind
 from monitor.core.render import describe, render_notice
 from monitor.core.route import ChannelRule, route
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, StoreError
+from monitor.gcpause import gc_paused
 from monitor.metrics import Metrics
 from monitor.store.state import (
     Outgoing,
@@ -106,17 +107,18 @@ class AccountPoller:
                         self.account, skipped.index, skipped.line_id or "-", skipped.reason,
                         result.trace_id or "-")
         now = self._clock()
-        diff = detect_account(self._known, parsed.observations, account=self.account, now=now,
-                              protected=parsed.protected())
-        states = {s.line_id: s for s in diff.states}
-        outgoing: list[Outgoing] = []
-        for transition in diff.transitions:
-            notices, routed = route(transition, states[transition.line_id], self._channels,
-                                    notify_recovery=self._notify_recovery)
-            states[transition.line_id] = routed
-            outgoing += [Outgoing(n, render_notice(n)) for n in notices]
-        new_lines = [s for s in states.values() if s.line_id not in self._known]
-        changed_lines = [s for s in states.values() if s.line_id in self._known]
+        with gc_paused():
+            diff = detect_account(self._known, parsed.observations, account=self.account,
+                                  now=now, protected=parsed.protected())
+            states = {s.line_id: s for s in diff.states}
+            outgoing: list[Outgoing] = []
+            for transition in diff.transitions:
+                notices, routed = route(transition, states[transition.line_id],
+                                        self._channels, notify_recovery=self._notify_recovery)
+                states[transition.line_id] = routed
+                outgoing += [Outgoing(n, render_notice(n)) for n in notices]
+            new_lines = [s for s in states.values() if s.line_id not in self._known]
+            changed_lines = [s for s in states.values() if s.line_id in self._known]
         record = PollRecord(account=self.account, started_at=started_at, finished_at=now,
                             outcome="success", line_count=len(parsed.observations),
                             skipped=len(parsed.skipped), trace_id=result.trace_id)

@@ -25,6 +25,7 @@ import orjson
 from monitor import __version__
 from monitor.api.payload import PhoneNumberList, parse_phone_numbers
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited
+from monitor.gcpause import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class LinqClient:
         """
         response, attempts = await self._get("/v3/phone_numbers")
         trace_id = response.headers.get("x-trace-id")
-        lines = parse_phone_numbers(response.content, trace_id=trace_id)
+        with gc_paused():
+            lines = parse_phone_numbers(response.content, trace_id=trace_id)
         return ListResult(lines=lines, trace_id=trace_id, attempts=attempts)
 
     async def _get(self, path: str) -> tuple[httpx.Response, int]:

@@ -53,10 +53,21 @@ def parse_phone_numbers(body: bytes, *, trace_id: str | None = None) -> PhoneNum
         raise ApiPayloadError(
             "response has no 'phone_numbers' list (shape changed?)", trace_id=trace_id
         )
+    del document
     observations: list[Observation] = []
     skipped: list[SkippedItem] = []
     seen: set[str] = set()
-    for index, item in enumerate(items):
+    # Statuses and doc URLs repeat across lines: share one string each instead of keeping
+    # 100k equal copies alive in the line states.
+    shared: dict[str, str] = {}
+    # Consume the decoded items as we go (reverse once, then pop from the end), so each
+    # item's dicts are freed as soon as it is read: the peak holds the decoded answer or
+    # the observations, not both.
+    items.reverse()
+    index = -1
+    while items:
+        item = items.pop()
+        index += 1
         # Fast path for a well-formed item (nearly all of them): a handful of dict lookups
         # and exact type checks. Anything unusual falls through to _parse_item, which
         # applies the same rules and says what is wrong.
@@ -68,22 +79,25 @@ def parse_phone_numbers(body: bytes, *, trace_id: str | None = None) -> PhoneNum
                 reputation = item["health_status"]
             status = reputation["status"]
             doc_url = reputation.get("doc_url")
+            well_formed = (type(line_id) is str and type(phone) is str and type(status) is str
+                           and line_id and phone and status
+                           and (doc_url is None or type(doc_url) is str))
         except (KeyError, TypeError, AttributeError):
-            result: Observation | str = _parse_item(item)
+            well_formed = False
+        if well_formed:
+            status = shared.setdefault(status, status)
+            if doc_url is not None:
+                doc_url = shared.setdefault(doc_url, doc_url)
+            result: Observation | str = Observation(line_id, phone, status, doc_url)
         else:
-            if (type(line_id) is str and type(phone) is str and type(status) is str
-                    and line_id and phone and status
-                    and (doc_url is None or type(doc_url) is str)):
-                result = Observation(line_id, phone, status, doc_url)
-            else:
-                result = _parse_item(item)
-        if type(result) is str:
+            result = _parse_item(item)
+        if isinstance(result, str):
             skipped.append(_skipped(index, item, result))
-        elif result.line_id in seen:  # type: ignore[union-attr]
+        elif result.line_id in seen:
             skipped.append(SkippedItem(index, "duplicate id", None, None))
         else:
-            seen.add(result.line_id)  # type: ignore[union-attr]
-            observations.append(result)  # type: ignore[arg-type]
+            seen.add(result.line_id)
+            observations.append(result)
     return PhoneNumberList(observations, skipped)
 
 

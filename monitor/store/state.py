@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.core.model import LineState, Message, Notice, Transition
 from monitor.errors import StoreError
+from monitor.store.bulk import insert_rows
 from monitor.store.schema import Line, Notification, Poll, TransitionRow
 
 _T = TypeVar("_T")
@@ -91,8 +92,10 @@ def commit_poll(
             session.flush()
             # Core executemany in chunks: a cold start writes 100k lines without holding
             # 100k parameter dicts, and without the ORM's per-row bookkeeping.
+            connection = session.connection()
             for lines in _chunks(new_lines):
-                session.execute(_LINES.insert(), [_line_values(s, now) for s in lines])
+                insert_rows(connection, _LINES, _LINE_COLUMNS,
+                            [_line_row(s, now) for s in lines])
             for lines in _chunks(changed_lines):
                 session.execute(_UPDATE_LINE, [_line_values(s, now, key="k_") for s in lines])
             transition_ids = _insert_transitions(session, transitions, outgoing, poll_row.id,
@@ -127,9 +130,10 @@ def _insert_transitions(
         ).all()
         ids = {id(t): row_id for t, row_id in zip(with_ids, rows, strict=True)}
     quiet = [t for t in transitions if id(t) not in announced]
+    connection = session.connection()
     for chunk in _chunks(quiet):
-        session.execute(_TRANSITIONS.insert(),
-                        [_transition_values(t, poll_id, source) for t in chunk])
+        insert_rows(connection, _TRANSITIONS, _TRANSITION_COLUMNS,
+                    [tuple(_transition_values(t, poll_id, source).values()) for t in chunk])
     return ids
 
 
@@ -185,6 +189,17 @@ def _poll_row(poll: PollRecord, *, changes: int = 0) -> Poll:
         error=poll.error,
         trace_id=poll.trace_id,
     )
+
+
+_LINE_COLUMNS = ("account", "line_id", "phone_number", "status", "doc_url", "since", "present",
+                 "alerted_channels", "updated_at")
+_TRANSITION_COLUMNS = ("account", "line_id", "phone_number", "kind", "from_status",
+                       "to_status", "doc_url", "at", "previous_since", "poll_id", "source")
+
+
+def _line_row(state: LineState, now: datetime) -> tuple[object, ...]:
+    return (state.account, state.line_id, state.phone_number, state.status, state.doc_url,
+            state.since, state.present, sorted(state.alerted_channels), now)
 
 
 def _line_values(state: LineState, now: datetime, *, key: str = "") -> dict[str, object]:
