@@ -17,6 +17,7 @@ from pathlib import Path
 from monitor import __version__
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError
+from monitor.logs import setup_logging
 from monitor.runtime import run_async
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"config file (default: ${CONFIG_ENV}, then ./config.toml)")
         p.add_argument("--log-level", default=None,
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        p.add_argument("--log-format", default=None, choices=["text", "json"],
+                       help="text for people (default), json for log pipelines")
         return p
 
     command("run", "run the daemon: poll, store, alert, serve /metrics")
@@ -60,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = dbsub.add_parser("upgrade", help="apply pending migrations")
     # SUPPRESS: `db --config F upgrade` must keep the F the parent parser read.
     up.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
+    pr = dbsub.add_parser("prune", help="condense history older than [database] retention")
+    pr.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
+    p = command("report", "per line: time in each status, degradations, time to recover")
+    p.add_argument("--since", default="30d", help="the window, e.g. 30d (default), 7d, 12h")
+    p.add_argument("--format", choices=["md", "csv"], default="md")
     p = command("demo", "run the real daemon against the built-in simulator", config=False)
     p.add_argument("--config", default=None, metavar="FILE", help="ignored; the demo makes its own")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -75,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level or "INFO")
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
     handler = _COMMANDS[args.command]
     try:
         return handler(args)
@@ -89,20 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, force=True,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.error", "alembic.runtime"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-
-
 def load(args: argparse.Namespace) -> Config:
     path = Path(args.config or default_config_path())
     config = load_config(path)
-    if args.log_level is None:
-        logging.getLogger().setLevel(config.log_level)
+    setup_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     for warning in config.warnings:
         logging.getLogger("monitor").warning("%s", warning)
     return config
@@ -154,11 +152,26 @@ def _test_alert(args: argparse.Namespace) -> int:
     return EXIT_OK if run_async(send_test_alerts(load(args))) else EXIT_FAILED
 
 
+def _report(args: argparse.Namespace) -> int:
+    from monitor.commands import print_report
+    from monitor.config import parse_duration
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        raise ConfigError("--since", str(exc)) from None
+    return print_report(load(args), since=since, fmt=args.format)
+
+
 def _db(args: argparse.Namespace) -> int:
     from monitor.runtime import open_database
     from monitor.store import migrate
 
     config = load(args)
+    if args.db_command == "prune":
+        from monitor.commands import prune_now
+
+        return prune_now(config)
     engine, _ = open_database(config, upgrade=False)
     try:
         before = migrate.upgrade(engine)
@@ -197,6 +210,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": _check_config,
     "test-alert": _test_alert,
     "db": _db,
+    "report": _report,
     "demo": _demo,
     "simulate": _simulate,
 }

@@ -164,3 +164,36 @@ def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*headers), *(fmt.format(*r) for r in rows)]).rstrip()
+
+
+def print_report(config: Config, *, since: timedelta, fmt: str) -> int:
+    from monitor import reporting
+
+    end = utcnow()
+    start = end - since
+    engine, sessions = open_database(config)
+    try:
+        with sessions() as session:
+            histories = queries.line_histories(session, start=start)
+    finally:
+        engine.dispose()
+    rows = reporting.build(histories, start=start, end=end)
+    print(reporting.to_csv(rows) if fmt == "csv" else reporting.to_markdown(
+        rows, start=start, end=end), end="" if fmt == "csv" else "\n")
+    return 0
+
+
+def prune_now(config: Config) -> int:
+    from monitor.store.retention import prune
+
+    retention = config.database.retention
+    if retention is None:
+        print("retention is off ([database] retention = \"off\"): nothing pruned")
+        return 0
+    engine, sessions = open_database(config)
+    try:
+        result = prune(sessions, cutoff=utcnow() - retention)
+    finally:
+        engine.dispose()
+    print(f"{result.summary()} (older than {format_duration(retention)})")
+    return 0

@@ -105,9 +105,16 @@ class AccountConfig(_Section):
         return self._resolved
 
 
+def _optional_duration(value: object) -> object:
+    return None if value == "off" else value
+
+
 class DatabaseConfig(_Section):
     url: str = DEFAULT_DATABASE_URL
     url_env: str | None = None
+    # History older than this is condensed into summaries by a daily job ("off": keep all).
+    retention: Annotated[Duration | None, BeforeValidator(_optional_duration)] = timedelta(
+        days=400)
 
     @field_validator("url")
     @classmethod
@@ -192,6 +199,7 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     _source: Path | None = PrivateAttr(default=None)
     _warnings: list[str] = PrivateAttr(default_factory=list)

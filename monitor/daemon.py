@@ -18,12 +18,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, StoreError
+from monitor.logs import log_context
 from monitor.runtime import Runtime, open_database, utcnow
 from monitor.server import build_app, make_server
+from monitor.store.retention import prune
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class Daemon:
                 args=[account.name], id=f"poll:{account.name}", max_instances=1,
                 coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(UTC),
             )
+        if self._config.database.retention is not None:
+            # Daily, at a quiet hour; the work is one transaction of deletes and summaries.
+            self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
+                                    id="prune", max_instances=1, coalesce=True)
         self._scheduler.start()
         host, port = listen.getsockname()[:2]
         log.info("monitoring %d account(s); metrics on http://%s:%d/metrics",
@@ -80,6 +87,10 @@ class Daemon:
             await server_task
 
     async def _poll_job(self, account: str) -> None:
+        with log_context(account=account):
+            await self._poll_account(account)
+
+    async def _poll_account(self, account: str) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
@@ -99,6 +110,17 @@ class Daemon:
                 job.modify(next_run_time=when)
                 log.info("next poll of %s delayed to %s (Retry-After)", account,
                          when.isoformat(timespec="seconds"))
+
+    async def _prune_job(self) -> None:
+        retention = self._config.database.retention
+        assert retention is not None
+        try:
+            result = await asyncio.to_thread(prune, self._runtime.sessions,
+                                             cutoff=utcnow() - retention)
+        except StoreError as exc:
+            log.error("retention pruning failed (will try again tomorrow): %s", exc)
+            return
+        log.info("retention: %s", result.summary())
 
     async def _delivery_loop(self) -> None:
         while not self._stop.is_set():

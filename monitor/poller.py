@@ -25,6 +25,7 @@ from monitor.core.render import describe, render_notice
 from monitor.core.route import ChannelRule, route
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, StoreError
 from monitor.gcpause import gc_paused
+from monitor.logs import log_context
 from monitor.metrics import Metrics
 from monitor.store.state import (
     Outgoing,
@@ -83,6 +84,10 @@ class AccountPoller:
         self.last_success_at: datetime | None = None
 
     async def poll(self) -> PollOutcome:
+        with log_context(account=self.account):
+            return await self._timed_poll()
+
+    async def _timed_poll(self) -> PollOutcome:
         started_at = self._clock()
         started = time.perf_counter()
         try:
@@ -103,9 +108,9 @@ class AccountPoller:
         result = await self._client.list_phone_numbers()
         parsed = result.lines
         for skipped in parsed.skipped:
-            log.warning("skipped API item account=%s index=%d line_id=%s reason=%s trace_id=%s",
-                        self.account, skipped.index, skipped.line_id or "-", skipped.reason,
-                        result.trace_id or "-")
+            log.warning("skipped API item index=%d line_id=%s reason=%s", skipped.index,
+                        skipped.line_id or "-", skipped.reason,
+                        extra={"trace_id": result.trace_id})
         now = self._clock()
         with gc_paused():
             diff = detect_account(self._known, parsed.observations, account=self.account,
@@ -136,12 +141,12 @@ class AccountPoller:
     async def _failed(self, started_at: datetime, exc: ApiError | StoreError) -> PollOutcome:
         trace_id = getattr(exc, "trace_id", None)
         if isinstance(exc, ApiAuthError):
-            log.error("poll failed account=%s: the Linq API rejected the token (HTTP %s); "
-                      "no line state changed trace_id=%s", self.account, exc.status,
-                      trace_id or "-")
+            log.error("poll failed: the Linq API rejected the token (HTTP %s); check the "
+                      "account's token; no line state changed", exc.status,
+                      extra={"trace_id": trace_id})
         else:
-            log.error("poll failed account=%s error=%s trace_id=%s; no line state changed",
-                      self.account, exc, trace_id or "-")
+            log.error("poll failed: %s; no line state changed", exc,
+                      extra={"trace_id": trace_id})
         if isinstance(exc, StoreError):
             self._known = None  # reload from the database next time: it is the truth
         record = PollRecord(account=self.account, started_at=started_at,
@@ -150,8 +155,7 @@ class AccountPoller:
         try:
             await asyncio.to_thread(record_failed_poll, self._sessions, record)
         except StoreError as store_exc:
-            log.error("cannot record the failed poll account=%s error=%s", self.account,
-                      store_exc)
+            log.error("cannot record the failed poll: %s", store_exc)
         retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
 
@@ -180,8 +184,7 @@ class AccountPoller:
                 self._metrics.transitions.labels(self.account, t.from_status, t.to_status).inc()
             # A cold start sees every line for the first time: only degraded ones are news.
             quiet = t.kind is TransitionKind.FIRST_SEEN and t.to_status == st.HEALTHY
-            log.log(logging.DEBUG if quiet else logging.INFO, "transition account=%s %s",
-                    self.account, describe(t))
+            log.log(logging.DEBUG if quiet else logging.INFO, "transition %s", describe(t))
         if skipped:
             self._metrics.skipped_items.labels(self.account).inc(skipped)
         self._metrics.last_success.labels(self.account).set(now.timestamp())

@@ -38,6 +38,11 @@ def row_counts(rt: Runtime) -> dict[str, int]:
                 for table in Base.metadata.sorted_tables}
 
 
+def growth(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Rows added per table, tables that did not grow left out."""
+    return {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
 async def poll(rt: Runtime):
     outcome = await rt.pollers["main"].poll()
     assert outcome.ok, outcome.error
@@ -52,8 +57,7 @@ async def test_a_steady_poll_writes_one_row_whatever_the_number_of_lines(
     await poll(runtime)
     await poll(runtime)
     after = row_counts(runtime)
-    assert {k: after[k] - before[k] for k in after} == {
-        "polls": 2, "lines": 0, "transitions": 0, "notifications": 0}
+    assert growth(before, after) == {"polls": 2}
 
 
 async def test_a_change_writes_its_transition_and_one_notification_per_channel(
@@ -101,8 +105,7 @@ async def test_a_failed_poll_changes_no_state_and_is_recorded(
         outcome = await runtime.pollers["main"].poll()
         assert not outcome.ok
     after = row_counts(runtime)
-    assert {k: after[k] - before[k] for k in after} == {
-        "polls": 3, "lines": 0, "transitions": 0, "notifications": 0}
+    assert growth(before, after) == {"polls": 3}
     with runtime.sessions() as session:
         assert session.get_one(Line, ("main", ids[0])).status == "HEALTHY"
         errors = session.scalars(select(Poll.error).where(Poll.outcome == "error")).all()

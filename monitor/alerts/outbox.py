@@ -93,7 +93,7 @@ class Deliverer:
             if isinstance(result, BaseException):
                 if not isinstance(result, StoreError | SQLAlchemyError):
                     raise result
-                log.error("delivery round failed channel=%s error=%s", name, result)
+                log.error("delivery round failed: %s", result, extra={"channel": name})
                 continue
             delivered += result
         await self.refresh_pending_gauge()

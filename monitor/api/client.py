@@ -116,7 +116,8 @@ class LinqClient:
                     raise _rate_limited(error, wait)
                 raise error
             delay = wait if wait is not None else _backoff(attempt)
-            log.info("retrying GET %s in %.1fs after: %s", path, delay, error)
+            log.info("retrying GET %s in %.1fs after: %s", path, delay, error,
+                     extra={"trace_id": error.trace_id})
             await asyncio.sleep(delay)
 
 

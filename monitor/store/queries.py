@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from monitor.store.schema import Line, Notification, Poll, TransitionRow
+from monitor.core.report import Change
+from monitor.store.schema import Line, Notification, Poll, TransitionRow, as_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ def last_polls(session: Session) -> list[LastPoll]:
     ).all()
     return [
         LastPoll(p.account, p.finished_at, p.outcome, p.line_count, p.error,
-                 _aware(at))
+                 as_utc(at))
         for p, at in rows
     ]
 
@@ -89,9 +90,37 @@ def failed_notifications(session: Session, *, limit: int = 20) -> list[Notificat
     ))
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
 
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+@dataclass(frozen=True, slots=True)
+class LineHistory:
+    account: str
+    line_id: str
+    phone_number: str
+    current: str | None  # None once removed from the account
+    initial: str | None  # status at the window start
+    changes: list[Change]
+
+
+def line_histories(session: Session, *, start: datetime) -> list[LineHistory]:
+    """Every line's status at ``start`` and its changes since, for the report."""
+    before = (
+        select(func.max(TransitionRow.id)).where(TransitionRow.at < start)
+        .group_by(TransitionRow.account, TransitionRow.line_id)
+    )
+    initial = {
+        (r.account, r.line_id): None if r.kind == "removed" else r.to_status
+        for r in session.scalars(select(TransitionRow).where(TransitionRow.id.in_(before)))
+    }
+    changes: dict[tuple[str, str], list[Change]] = {}
+    for r in session.scalars(select(TransitionRow).where(TransitionRow.at >= start)
+                             .order_by(TransitionRow.id)):
+        changes.setdefault((r.account, r.line_id), []).append(
+            Change(r.at, None if r.kind == "removed" else r.to_status))
+    return [
+        LineHistory(line.account, line.line_id, line.phone_number,
+                    line.status if line.present else None,
+                    initial.get((line.account, line.line_id)),
+                    changes.get((line.account, line.line_id), []))
+        for line in current_lines(session, include_removed=True)
+        if (line.account, line.line_id) in initial or (line.account, line.line_id) in changes
+    ]

@@ -58,6 +58,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def as_utc(value: datetime | None) -> datetime | None:
+    """Aggregates (max, min) can bypass the column type on SQLite and come back naive."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -136,3 +143,33 @@ class Notification(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_notifications_state_channel", "state", "channel", "id"),)
+
+
+class HistorySummary(Base):
+    """What retention pruning condensed: one line's time per status over a past period."""
+
+    __tablename__ = "history_summaries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(100))
+    line_id: Mapped[str] = mapped_column(String(64))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    seconds_by_status: Mapped[dict[str, float]] = mapped_column(JSON)
+    changes: Mapped[int] = mapped_column(Integer)
+    degradations: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_history_summaries_line", "account", "line_id", "period_end"),)
+
+
+class PollSummary(Base):
+    """Pruned polls, counted per account and UTC day."""
+
+    __tablename__ = "poll_summaries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(100))
+    day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
+    successes: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
