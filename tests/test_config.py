@@ -37,6 +37,13 @@ def test_it_applies_documented_defaults() -> None:
     assert cfg.alerts.notify_recovery is True
 
 
+def test_retention_defaults_to_400_days_and_can_be_turned_off() -> None:
+    assert parse_config(config(), environ=ENV).database.retention == timedelta(days=400)
+    off = parse_config(config(database={"retention": "off"}), environ=ENV)
+    assert off.database.retention is None
+    assert error_of(config(database={"retention": "forever"})).key == "database.retention"
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400),
                                                ("7d", 604800), ("250ms", 0.25), (90, 90)])
 def test_it_reads_durations(text: str | int, seconds: float) -> None:
