@@ -59,6 +59,12 @@ def parse_duration(value: object) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+def _require_unique(names: list[str], what: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique: {', '.join(dupes)}")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -185,10 +191,7 @@ class AlertsConfig(_Section):
     @field_validator("channels")
     @classmethod
     def _unique_names(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
-        names = [c.name for c in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"channel names must be unique: {', '.join(dupes)}")
+        _require_unique([c.name for c in value], "channel")
         return value
 
 
@@ -207,10 +210,7 @@ class Config(_Section):
     @field_validator("accounts")
     @classmethod
     def _unique_accounts(cls, value: list[AccountConfig]) -> list[AccountConfig]:
-        names = [a.name for a in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"account names must be unique: {', '.join(dupes)}")
+        _require_unique([a.name for a in value], "account")
         return value
 
     @property
