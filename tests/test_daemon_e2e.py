@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import re
 import signal
-import threading
 from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -96,49 +94,6 @@ def record_replies(sim: Simulator) -> list[SimResponse]:
 
     sim.respond = recording  # type: ignore[method-assign]
     return replies
-
-
-class HeldEndpoint:
-    """A webhook for ``json://`` that takes a request in, then holds its answer until released.
-
-    Stands for a slow channel: it lets a test act while a delivery is in the middle of a send.
-    """
-
-    def __init__(self) -> None:
-        self.arrived = threading.Event()
-        self.release = threading.Event()
-        self.titles: list[str] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                                  or b"{}")
-                endpoint.arrived.set()
-                endpoint.release.wait(30)
-                endpoint.titles.append(body.get("title", ""))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self._server.server_address[1]}/held"
-
-    def __enter__(self) -> HeldEndpoint:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 # -- 1. a line's whole life, one message per change --------------------------------------------
@@ -411,25 +366,25 @@ def test_it_exits_0_and_says_it_is_shutting_down_on_a_signal_even_mid_poll(
 
 
 def test_it_finishes_and_records_the_notification_in_hand_when_told_to_stop(
-    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer, receiver: Receiver,
 ) -> None:
     sim.add_line(LINE_A)
-    with HeldEndpoint() as endpoint:
-        daemon = start(tmp_path, sim_server, f"sqlite:///{tmp_path / 'monitor.db'}",
-                       channels=[("ops", endpoint.url, "AT_RISK")])
-        try:
-            daemon.wait_for_polls(1)
-            sim.set_status(LINE_A, "CRITICAL")
-            assert endpoint.arrived.wait(20), "the notification was never sent"
-            daemon.signal(signal.SIGTERM)
-            wait_until(lambda: "shutting down" in daemon.log().lower(),
-                       what="the daemon to start shutting down")
-            endpoint.release.set()
-            assert daemon.wait(timeout=20) == 0
-        finally:
-            daemon.stop()
+    receiver.hold()
+    daemon = start(tmp_path, sim_server, f"sqlite:///{tmp_path / 'monitor.db'}",
+                   channels=[("ops", receiver.url("ops"), "AT_RISK")])
+    try:
+        daemon.wait_for_polls(1)
+        sim.set_status(LINE_A, "CRITICAL")
+        assert receiver.arrived.wait(20), "the notification was never sent"
+        daemon.signal(signal.SIGTERM)
+        wait_until(lambda: "shutting down" in daemon.log().lower(),
+                   what="the daemon to start shutting down")
+        receiver.release()
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        daemon.stop()
 
-    assert len(endpoint.titles) == 1
+    assert len(receiver.messages) == 1
     # The channel has the message: recorded as anything but delivered, a restart sends it again.
     assert status_json(daemon.config)["notifications"] == {"delivered": 1}
 

@@ -26,6 +26,9 @@ class Receiver:
         self.messages: list[Received] = []
         self.status = 200
         self.attempts = 0
+        self.arrived = threading.Event()  # set when any request comes in
+        self._released = threading.Event()
+        self._released.set()
         self._cond = threading.Condition()
         receiver = self
 
@@ -33,6 +36,8 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                receiver.arrived.set()
+                receiver._released.wait(30)  # a held receiver is a channel hanging mid-send
                 with receiver._cond:
                     receiver.attempts += 1
                     status = receiver.status
@@ -57,6 +62,13 @@ class Receiver:
     def url(self, path: str = "ops") -> str:
         """An Apprise json:// URL posting to this receiver under /``path``."""
         return f"json://127.0.0.1:{self.port}/{path}"
+
+    def hold(self) -> None:
+        """Take requests in but answer none until ``release``."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
 
     def set_status(self, status: int) -> None:
         with self._cond:
@@ -84,5 +96,6 @@ class Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
