@@ -85,7 +85,7 @@ async def test_a_long_retry_after_is_handed_to_the_scheduler(sim: Simulator,
 async def test_a_slow_answer_times_out(sim: Simulator, sim_server: SimulatorServer) -> None:
     sim.queue_delay(5, times=3)
     async with client(sim_server, retries=0, timeout=0.3) as api:
-        with pytest.raises(ApiError, match="timed out"):
+        with pytest.raises(ApiError, match="timed out|no complete answer"):
             await api.list_phone_numbers()
 
 
@@ -101,3 +101,29 @@ async def test_a_non_json_body_is_a_payload_error(sim: Simulator, sim_server: Si
     async with client(sim_server) as api:
         with pytest.raises(ApiPayloadError):
             await api.list_phone_numbers()
+
+
+async def test_a_body_that_trickles_in_hits_the_overall_deadline() -> None:
+    """A server that sends a byte now and then never trips a per-read timeout."""
+    import asyncio
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        try:
+            for _ in range(100):
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, LinqClient(base_url=f"http://127.0.0.1:{port}", token="t",
+                                  max_retries=0, timeout=1) as api:
+        started = time.monotonic()
+        with pytest.raises(ApiError, match="no complete answer within 1s"):
+            await api.list_phone_numbers()
+        assert time.monotonic() - started < 3

@@ -54,6 +54,7 @@ class LinqClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._max_retries = max_retries
+        self._deadline = timeout
         # TLS verification is always on; a custom CA bundle may replace the system store.
         verify: Any = str(ca_bundle) if ca_bundle else True
         self._http = httpx.AsyncClient(
@@ -95,9 +96,15 @@ class LinqClient:
         while True:
             attempt += 1
             try:
-                response = await self._http.get(path)
+                # httpx's timeout bounds each network operation; a body trickling in a byte
+                # at a time never trips it, so the whole attempt gets a deadline too.
+                async with asyncio.timeout(self._deadline):
+                    response = await self._http.get(path)
+            except TimeoutError:
+                error: ApiError = ApiError(f"no complete answer within {self._deadline:.0f}s")
+                wait = None
             except httpx.TimeoutException as exc:
-                error: ApiError = ApiError(f"timed out ({type(exc).__name__})")
+                error = ApiError(f"timed out ({type(exc).__name__})")
                 wait = None
             except httpx.TransportError as exc:
                 error = ApiError(f"connection failed: {_transport_reason(exc)}")
