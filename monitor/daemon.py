@@ -38,7 +38,7 @@ class Daemon:
         self._config = config
         self._runtime = runtime
         self._stop = asyncio.Event()
-        self._wake_deliverer = asyncio.Event()
+        self._wake: dict[str, asyncio.Event] = {}
         self._inflight: set[asyncio.Task[object]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
 
@@ -77,7 +77,7 @@ class Daemon:
             # Let the message in hand be sent and recorded (cancelling would leave it sent
             # but "pending", to be sent again); claim nothing new; bound the wait.
             self._runtime.deliverer.stop()
-            self._wake_deliverer.set()
+            self._wake_deliverers()
             grace = self._config.alerts.delivery_timeout.total_seconds() + 5
             try:
                 await asyncio.wait_for(delivery_task, grace)
@@ -101,7 +101,7 @@ class Daemon:
         if outcome.ok:
             log.info("poll %s", outcome.summary())
             if outcome.notifications:
-                self._wake_deliverer.set()
+                self._wake_deliverers()
         elif outcome.retry_after:
             # Obey the server: push the next poll out rather than sleeping in a coroutine.
             when = datetime.now(UTC) + timedelta(seconds=outcome.retry_after)
@@ -123,17 +123,36 @@ class Daemon:
         log.info("retention: %s", result.summary())
 
     async def _delivery_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self._runtime.deliverer.run_once()
-            except MonitorError as exc:
-                log.error("delivery round failed: %s", exc)
-            except Exception:
-                # The loop must outlive any bug in one round; the traceback says where.
-                log.exception("delivery round crashed; continuing")
-            self._wake_deliverer.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_deliverer.wait(), DELIVERY_TICK)
+        """One sender per channel, so a slow or hanging channel delays only itself."""
+        deliverer = self._runtime.deliverer
+        senders = [asyncio.create_task(self._channel_loop(name), name=f"deliver:{name}")
+                   for name in deliverer.channel_names]
+        try:
+            while not self._stop.is_set():
+                await deliverer.refresh_pending_gauge()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), DELIVERY_TICK)
+        finally:
+            await asyncio.gather(*senders, return_exceptions=True)
+
+    async def _channel_loop(self, name: str) -> None:
+        wake = self._wake[name] = asyncio.Event()
+        with log_context(channel=name):
+            while not self._stop.is_set():
+                wake.clear()
+                try:
+                    await self._runtime.deliverer.deliver_channel(name)
+                except MonitorError as exc:
+                    log.error("delivery round failed: %s", exc)
+                except Exception:
+                    # The loop must outlive any bug in one round; the traceback says where.
+                    log.exception("delivery round crashed; continuing")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), DELIVERY_TICK)
+
+    def _wake_deliverers(self) -> None:
+        for event in self._wake.values():
+            event.set()
 
 
 def bind(host: str, port: int) -> socket.socket:

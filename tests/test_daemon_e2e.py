@@ -512,3 +512,30 @@ def test_it_retries_a_failed_notification_until_the_channel_is_back_and_delivers
     finally:
         daemon.stop()
 
+
+
+# -- a hanging channel delays only itself ------------------------------------------------------
+
+def test_a_hanging_channel_does_not_hold_up_the_others(
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer, receiver: Receiver,
+) -> None:
+    sim.add_line(LINE_A)
+    with Receiver() as hanging:
+        hanging.hold()
+        daemon = start(tmp_path, sim_server, f"sqlite:///{tmp_path / 'monitor.db'}",
+                       channels=[("slow", hanging.url("slow"), "AT_RISK"),
+                                 ("ops", receiver.url("ops"), "AT_RISK")],
+                       extra_alerts='delivery_timeout = "60s"')
+        try:
+            daemon.wait_for_polls(1)
+            sim.set_status(LINE_A, "AT_RISK")
+            assert hanging.arrived.wait(20), "the slow channel was never tried"
+            sim.set_status(LINE_A, "CRITICAL")
+            # Both changes reach ops while the slow channel is still stuck on the first.
+            titles = [m.title for m in receiver.wait_for(2, path="ops", timeout=15)]
+            assert "HEALTHY → AT_RISK" in titles[0] and "AT_RISK → CRITICAL" in titles[1]
+            assert hanging.messages == []
+            hanging.release()
+            assert len(hanging.wait_for(2, path="slow", timeout=20)) == 2
+        finally:
+            daemon.stop()

@@ -83,10 +83,14 @@ class Deliverer:
         """Claim nothing new; a send already under way is finished and recorded."""
         self._stopping = True
 
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self._channels)
+
     async def run_once(self) -> int:
         """One delivery round over every channel. Returns how many were delivered."""
         results = await asyncio.gather(
-            *(self._deliver_channel(name) for name in self._channels), return_exceptions=True
+            *(self.deliver_channel(name) for name in self._channels), return_exceptions=True
         )
         delivered = 0
         for name, result in zip(self._channels, results, strict=True):
@@ -107,7 +111,8 @@ class Deliverer:
             return
         self._metrics.notifications_pending.set(pending)
 
-    async def _deliver_channel(self, name: str) -> int:
+    async def deliver_channel(self, name: str) -> int:
+        """Send what is due on one channel, in order. Returns how many were delivered."""
         now = self._clock()
         if self._paused_until.get(name, now) > now:
             return 0
