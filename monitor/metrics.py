@@ -73,6 +73,24 @@ class Metrics:
                                      ["account"], registry=r)
         self.line_series = LineSeries(mode=per_line)
 
+    def declare(self, *, accounts: Iterable[str], channels: Iterable[str]) -> None:
+        """Create every labelled counter at 0, so that ``increase()`` sees the first event.
+
+        A counter series born at 1 has no earlier sample to compare with: PromQL would
+        miss the first failed poll, first transition or first abandoned notification.
+        """
+        for account in accounts:
+            for outcome in ("success", "error"):
+                self.polls.labels(account, outcome)
+            self.skipped_items.labels(account)
+            for before in st.KNOWN_STATUSES:
+                for after in st.KNOWN_STATUSES:
+                    if before != after:
+                        self.transitions.labels(account, before, after)
+        for channel in channels:
+            for outcome in ("delivered", "failed", "gave_up"):
+                self.notifications.labels(channel, outcome)
+
     def pieces(self) -> list[bytes]:
         """The whole exposition as byte blocks, for streaming without one huge copy."""
         return [generate_latest(self.registry), *self.line_series.pieces()]

@@ -73,6 +73,8 @@ class Runtime:
         self.engine = engine
         self.sessions = sessions
         self.metrics = Metrics(per_line=config.metrics.per_line)
+        self.metrics.declare(accounts=[a.name for a in config.accounts],
+                             channels=[c.name for c in config.alerts.channels])
         self.channels = build_channels(config)
         alerts = config.alerts
         self.deliverer = Deliverer(

@@ -108,3 +108,13 @@ def test_promtool_accepts_the_exposition() -> None:
     result = subprocess.run([tool, "check", "metrics"], input=metrics.render(),
                             capture_output=True, check=False)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_counters_exist_at_zero_before_their_first_event() -> None:
+    metrics = Metrics()
+    metrics.declare(accounts=["main"], channels=["ops"])
+    assert value(metrics, "linq_reputation_polls_total", account="main", outcome="error") == 0
+    assert value(metrics, "linq_reputation_notifications_total", channel="ops",
+                 outcome="gave_up") == 0
+    assert value(metrics, "linq_reputation_transitions_total", account="main",
+                 from_status="HEALTHY", to_status="CRITICAL") == 0
