@@ -96,6 +96,11 @@ class Daemon:
         self._inflight.add(task)
         try:
             outcome = await self._runtime.pollers[account].poll()
+        except asyncio.CancelledError:
+            # Only shutdown cancels a poll; its transaction committed or did not, and the
+            # next start reloads from the database. Ending quietly keeps the log clean.
+            log.info("in-flight poll abandoned for shutdown")
+            return
         finally:
             self._inflight.discard(task)
         if outcome.ok:

@@ -18,8 +18,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.client import LinqClient
+from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
-from monitor.core.detect import detect_account
+from monitor.core.detect import AccountDiff, detect_account
 from monitor.core.model import LineState, Transition, TransitionKind
 from monitor.core.render import describe, render_notice
 from monitor.core.route import ChannelRule, route
@@ -56,6 +57,13 @@ class PollOutcome:
                     f"{self.notifications} notifications queued, {self.skipped} items skipped "
                     f"({self.duration:.2f}s)")
         return f"{self.account}: FAILED: {self.error}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    diff: AccountDiff
+    states: dict[str, LineState]
+    outgoing: list[Outgoing]
 
 
 class AccountPoller:
@@ -112,18 +120,12 @@ class AccountPoller:
                         skipped.line_id or "-", skipped.reason,
                         extra={"trace_id": result.trace_id})
         now = self._clock()
-        with gc_paused():
-            diff = detect_account(self._known, parsed.observations, account=self.account,
-                                  now=now, protected=parsed.protected())
-            states = {s.line_id: s for s in diff.states}
-            outgoing: list[Outgoing] = []
-            for transition in diff.transitions:
-                notices, routed = route(transition, states[transition.line_id],
-                                        self._channels, notify_recovery=self._notify_recovery)
-                states[transition.line_id] = routed
-                outgoing += [Outgoing(n, render_notice(n)) for n in notices]
-            new_lines = [s for s in states.values() if s.line_id not in self._known]
-            changed_lines = [s for s in states.values() if s.line_id in self._known]
+        # Off the event loop (see the client's parse), on a snapshot-free read of _known:
+        # only this poll's task changes _known, and it is waiting here.
+        plan = await asyncio.to_thread(self._plan, parsed, now)
+        diff, states, outgoing = plan.diff, plan.states, plan.outgoing
+        new_lines = [s for s in states.values() if s.line_id not in self._known]
+        changed_lines = [s for s in states.values() if s.line_id in self._known]
         record = PollRecord(account=self.account, started_at=started_at, finished_at=now,
                             outcome="success", line_count=len(parsed.observations),
                             skipped=len(parsed.skipped), trace_id=result.trace_id)
@@ -158,6 +160,21 @@ class AccountPoller:
             log.error("cannot record the failed poll: %s", store_exc)
         retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
+
+    def _plan(self, parsed: PhoneNumberList, now: datetime) -> _Plan:
+        """Detect, route and render: the pure middle of a poll."""
+        assert self._known is not None
+        with gc_paused():
+            diff = detect_account(self._known, parsed.observations, account=self.account,
+                                  now=now, protected=parsed.protected())
+            states = {s.line_id: s for s in diff.states}
+            outgoing: list[Outgoing] = []
+            for transition in diff.transitions:
+                notices, routed = route(transition, states[transition.line_id],
+                                        self._channels, notify_recovery=self._notify_recovery)
+                states[transition.line_id] = routed
+                outgoing += [Outgoing(n, render_notice(n)) for n in notices]
+        return _Plan(diff, states, outgoing)
 
     def _remember(self, states: Iterable[LineState]) -> None:
         """Move memory and metrics forward to ``states`` (only after they are committed)."""

@@ -87,8 +87,9 @@ class LinqClient:
         """
         response, attempts = await self._get("/v3/phone_numbers")
         trace_id = response.headers.get("x-trace-id")
-        with gc_paused():
-            lines = parse_phone_numbers(response.content, trace_id=trace_id)
+        # Off the event loop: at 100k lines parsing takes ~0.5 s of CPU, and /metrics
+        # scrapes must not wait for it.
+        lines = await asyncio.to_thread(_parse, response.content, trace_id)
         return ListResult(lines=lines, trace_id=trace_id, attempts=attempts)
 
     async def _get(self, path: str) -> tuple[httpx.Response, int]:
@@ -126,6 +127,11 @@ class LinqClient:
             log.info("retrying GET %s in %.1fs after: %s", path, delay, error,
                      extra={"trace_id": error.trace_id})
             await asyncio.sleep(delay)
+
+
+def _parse(body: bytes, trace_id: str | None) -> PhoneNumberList:
+    with gc_paused():
+        return parse_phone_numbers(body, trace_id=trace_id)
 
 
 def _should_retry(response: httpx.Response) -> bool:
