@@ -10,8 +10,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.simulator import Simulator, SimulatorServer
+from monitor.store import migrate
+from monitor.store.engine import make_engine, make_sessionmaker
 from tests.support.receiver import Receiver
 
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -59,6 +62,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'monitor.db'}"
     else:
         yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """A migrated database (each test runs on SQLite and PostgreSQL) and its sessions."""
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture

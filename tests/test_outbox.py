@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
 from monitor.alerts.outbox import Deliverer, DeliveryPolicy
 from monitor.metrics import Metrics
-from monitor.store import migrate
-from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.schema import Notification
 from tests.support.receiver import Receiver
 
@@ -28,14 +24,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def enqueue(sessions: sessionmaker[Session], *, channel: str, line: str, title: str,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,22 +9,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.core.model import LineState, Message, Notice, NoticeKind, Transition, TransitionKind
-from monitor.store import migrate
-from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.retention import prune
 from monitor.store.schema import HistorySummary, Notification, Poll, PollSummary, TransitionRow
 from monitor.store.state import Outgoing, PollRecord, commit_poll
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=400)
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def record(sessions: sessionmaker[Session], when: datetime, status: str | None, *,

@@ -97,7 +97,7 @@ def commit_poll(
                 insert_rows(connection, _LINES, _LINE_COLUMNS,
                             [_line_row(s, now) for s in lines])
             for lines in _chunks(changed_lines):
-                session.execute(_UPDATE_LINE, [_line_values(s, now, key="k_") for s in lines])
+                session.execute(_UPDATE_LINE, [_line_update(s, now) for s in lines])
             transition_ids = _insert_transitions(session, transitions, outgoing, poll_row.id,
                                                  source)
             for batch in _chunks(outgoing):
@@ -202,18 +202,12 @@ def _line_row(state: LineState, now: datetime) -> tuple[object, ...]:
             state.since, state.present, sorted(state.alerted_channels), now)
 
 
-def _line_values(state: LineState, now: datetime, *, key: str = "") -> dict[str, object]:
-    return {
-        f"{key}account": state.account,
-        f"{key}line_id": state.line_id,
-        "phone_number": state.phone_number,
-        "status": state.status,
-        "doc_url": state.doc_url,
-        "since": state.since,
-        "present": state.present,
-        "alerted_channels": sorted(state.alerted_channels),
-        "updated_at": now,
-    }
+def _line_update(state: LineState, now: datetime) -> dict[str, object]:
+    """Parameters for _UPDATE_LINE: the key columns under their bind names."""
+    values = dict(zip(_LINE_COLUMNS, _line_row(state, now), strict=True))
+    values["k_account"] = values.pop("account")
+    values["k_line_id"] = values.pop("line_id")
+    return values
 
 
 def _to_state(row: Line) -> LineState:
