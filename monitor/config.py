@@ -204,7 +204,6 @@ class Config(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    _source: Path | None = PrivateAttr(default=None)
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("accounts")
@@ -234,7 +233,6 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
     config = parse_config(raw, environ=environ, base_dir=path.parent)
-    config._source = path
     if any(a.token is not None for a in config.accounts) and _readable_by_others(path):
         config._warnings.append(
             f"{path} holds an inline API token and is readable by other users; "

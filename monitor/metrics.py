@@ -161,9 +161,6 @@ class LineSeries:
             parts.extend(block[family] for block in blocks if block[family])
         return parts
 
-    def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._lines)
-
     def _bucket(self, bucket: int) -> tuple[bytes, bytes, bytes]:
         block = self._rendered[bucket]
         if block is None:

@@ -120,8 +120,8 @@ class AccountPoller:
                         skipped.line_id or "-", skipped.reason,
                         extra={"trace_id": result.trace_id})
         now = self._clock()
-        # Off the event loop (see the client's parse), on a snapshot-free read of _known:
-        # only this poll's task changes _known, and it is waiting here.
+        # Off the event loop, like the client's parse. Reading _known from the worker
+        # thread is safe: only this poll's task changes it, and that task waits here.
         plan = await asyncio.to_thread(self._plan, parsed, now)
         diff, states, outgoing = plan.diff, plan.states, plan.outgoing
         new_lines = [s for s in states.values() if s.line_id not in self._known]
