@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +64,13 @@ class Transition:
 
 
 class NoticeKind(enum.StrEnum):
-    DEGRADED = "degraded"
-    IMPROVED = "improved"
-    RECOVERED = "recovered"
-    UNKNOWN = "unknown"
+    DEGRADED = "degraded"  # worse than what the channel last heard
+    IMPROVED = "improved"  # better, but still at or above the channel's min_status
+    RECOVERED = "recovered"  # below the channel's min_status again (usually HEALTHY)
+    UNKNOWN = "unknown"  # a status Linq does not document
+    REMINDER = "reminder"  # still degraded after the channel's repeat_interval
+    FLAPPING = "flapping"  # changing too often: per-change alerts stop
+    SETTLED = "settled"  # stable again after flapping: where it settled
     TEST = "test"
 
 
@@ -82,3 +87,81 @@ class Notice:
 class Message:
     title: str
     body: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineMeta:
+    """What the config says about a line: a human name and labels for routing."""
+
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What one message says about one line: the payload of an outbox row.
+
+    Rendering happens when the message is sent, so that rows due together on a channel
+    become one grouped message. Every kind carries the phone number, the line's name,
+    from→to, how long the line was in the previous status and the doc_url the API gave.
+    """
+
+    kind: NoticeKind
+    account: str
+    line_id: str
+    phone_number: str
+    from_status: str | None
+    to_status: str
+    at: datetime  # when the change happened (for reminders: when the reminder is due)
+    previous_since: datetime | None  # when from_status began
+    doc_url: str | None
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    reason: str | None = None  # why now, when not simply "it changed"
+    degraded_since: datetime | None = None  # start of the episode, for reminders
+    sequence: tuple[tuple[datetime, str], ...] = ()  # recent changes, for flapping notices
+    source: str = "poll"  # poll | webhook | policy
+
+    @property
+    def time_in_previous(self) -> timedelta | None:
+        if self.previous_since is None or self.from_status is None:
+            return None
+        return self.at - self.previous_since
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value, "account": self.account, "line_id": self.line_id,
+            "phone_number": self.phone_number, "from_status": self.from_status,
+            "to_status": self.to_status, "at": _iso(self.at),
+            "previous_since": _iso(self.previous_since), "doc_url": self.doc_url,
+            "name": self.name, "labels": dict(self.labels), "reason": self.reason,
+            "degraded_since": _iso(self.degraded_since),
+            "sequence": [[_iso(at), status] for at, status in self.sequence],
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Entry:
+        return cls(
+            kind=NoticeKind(data["kind"]), account=data["account"], line_id=data["line_id"],
+            phone_number=data["phone_number"], from_status=data["from_status"],
+            to_status=data["to_status"], at=_parse(data["at"]),
+            previous_since=_parse_optional(data.get("previous_since")),
+            doc_url=data.get("doc_url"), name=data.get("name"),
+            labels=dict(data.get("labels") or {}), reason=data.get("reason"),
+            degraded_since=_parse_optional(data.get("degraded_since")),
+            sequence=tuple((_parse(at), status) for at, status in data.get("sequence") or ()),
+            source=data.get("source", "poll"),
+        )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _parse_optional(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
