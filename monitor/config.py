@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -158,13 +160,54 @@ class MetricsConfig(_Section):
     per_line: Literal["full", "severity", "off"] = "full"
 
 
+OptionalDuration = Annotated[Duration | None, BeforeValidator(_optional_duration)]
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA time zone (e.g. 'Europe/Paris')") from None
+    return value
+
+
 class ChannelConfig(_Section):
     name: str = Field(min_length=1)
     url: SecretStr | None = None  # Apprise URLs often embed credentials: kept secret
     url_env: str | None = None
     min_status: Literal["AT_RISK", "CRITICAL"] = "AT_RISK"
+    # Routing: only these accounts / only lines carrying all these labels ([[lines]]).
+    accounts: list[str] = []
+    labels: dict[str, str] = {}
+    # Timing policy (monitor/core/policy.py, monitor/alerts/schedule.py).
+    repeat_interval: OptionalDuration = None
+    escalate_after: OptionalDuration = None
+    group_wait: Duration = timedelta(seconds=5)
+    group_limit: int = Field(default=20, ge=1, le=500)
+    critical_skips_group_wait: bool = False
+    quiet_hours: str | None = None  # "22:00-07:00" in ``timezone``
+    quiet_hours_critical: Literal["send", "defer"] = "send"
+    timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
 
     _resolved: SecretStr | None = PrivateAttr(default=None)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _clock_range(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        start, sep, end = value.replace(" ", "").partition("-")
+        if not sep or not _CLOCK.match(start) or not _CLOCK.match(end) or start == end:
+            raise ValueError("must be 'HH:MM-HH:MM' with two different times, e.g. '22:00-07:00'")
+        return f"{start}-{end}"
+
+    @field_validator("repeat_interval", "escalate_after")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s (or \"off\")")
+        return value
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChannelConfig:
@@ -181,6 +224,12 @@ class ChannelConfig(_Section):
 
 class AlertsConfig(_Section):
     notify_recovery: bool = True
+    # Debounce: consecutive successful polls a worse / better status must hold to count.
+    confirm_polls: int = Field(default=1, ge=1, le=100)
+    recover_polls: int = Field(default=1, ge=1, le=100)
+    # Flapping: more than flap_changes changes within flap_window (0: never flapping).
+    flap_changes: int = Field(default=0, ge=0, le=1000)
+    flap_window: Duration = timedelta(hours=1)
     delivery_timeout: Duration = timedelta(seconds=30)
     retry_initial: Duration = timedelta(seconds=5)
     retry_max: Duration = timedelta(minutes=10)
@@ -211,6 +260,16 @@ class Config(_Section):
     def _unique_accounts(cls, value: list[AccountConfig]) -> list[AccountConfig]:
         _require_unique([a.name for a in value], "account")
         return value
+
+    @model_validator(mode="after")
+    def _channel_accounts_exist(self) -> Config:
+        known = {a.name for a in self.accounts}
+        for i, channel in enumerate(self.alerts.channels):
+            unknown = sorted(set(channel.accounts) - known)
+            if unknown:
+                raise ConfigError(f"alerts.channels[{i}].accounts",
+                                  f"unknown account(s): {', '.join(unknown)}")
+        return self
 
     @property
     def warnings(self) -> list[str]:

@@ -31,6 +31,9 @@ from monitor.store.retention import prune
 log = logging.getLogger(__name__)
 
 DELIVERY_TICK = 1.0
+# How often time-based policy is re-evaluated (escalations, reminders, silences ending,
+# flapping settling): the precision of those timers.
+POLICY_TICK = 5.0
 
 
 class Daemon:
@@ -56,6 +59,8 @@ class Daemon:
                 args=[account.name], id=f"poll:{account.name}", max_instances=1,
                 coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(UTC),
             )
+        self._scheduler.add_job(self._policy_job, IntervalTrigger(seconds=POLICY_TICK),
+                                id="policy", max_instances=1, coalesce=True)
         if self._config.database.retention is not None:
             # Daily, at a quiet hour; the work is one transaction of deletes and summaries.
             self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
@@ -115,6 +120,17 @@ class Daemon:
                 job.modify(next_run_time=when)
                 log.info("next poll of %s delayed to %s (Retry-After)", account,
                          when.isoformat(timespec="seconds"))
+
+    async def _policy_job(self) -> None:
+        queued = 0
+        for account, poller in self._runtime.pollers.items():
+            with log_context(account=account):
+                try:
+                    queued += await poller.review()
+                except StoreError as exc:
+                    log.error("policy tick failed (will try again): %s", exc)
+        if queued:
+            self._wake_deliverers()
 
     async def _prune_job(self) -> None:
         retention = self._config.database.retention

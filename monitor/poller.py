@@ -1,4 +1,4 @@
-"""One poll cycle of one account: fetch → detect → route → render → commit → expose.
+"""One poll cycle of one account: fetch → detect → policy → commit → expose.
 
 The only I/O is at the two ends (the API call and one database transaction); the middle
 is the pure core. If the commit fails, the in-memory state is left as it was, so the next
@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.api.client import LinqClient
 from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
-from monitor.core.detect import AccountDiff, detect_account
-from monitor.core.model import LineState, Transition, TransitionKind
-from monitor.core.render import describe, render_notice
-from monitor.core.route import ChannelRule, route
+from monitor.core.detect import NO_DEBOUNCE, AccountDiff, Debounce, detect_account
+from monitor.core.model import LineMeta, LineState, Notice, Transition, TransitionKind
+from monitor.core.policy import NO_META, AlertPolicy, needs_review, note_change, reconcile, settle
+from monitor.core.render import describe, render_entry
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, StoreError
 from monitor.gcpause import gc_paused
 from monitor.logs import log_context
@@ -31,6 +31,7 @@ from monitor.metrics import Metrics
 from monitor.store.state import (
     Outgoing,
     PollRecord,
+    commit_notices,
     commit_poll,
     load_lines,
     record_failed_poll,
@@ -76,24 +77,33 @@ class AccountPoller:
         sessions: sessionmaker[Session],
         metrics: Metrics,
         *,
-        channels: Sequence[ChannelRule],
-        notify_recovery: bool,
+        policy: AlertPolicy,
         clock: Callable[[], datetime],
+        debounce: Debounce = NO_DEBOUNCE,
+        meta: LineMetaLookup | None = None,
+        silenced: SilenceCheck | None = None,
     ) -> None:
         self.account = account
         self._client = client
         self._sessions = sessions
         self._metrics = metrics
-        self._channels = channels
-        self._notify_recovery = notify_recovery
+        self._policy = policy
+        self._debounce = debounce
+        self._meta: LineMetaLookup = meta or _no_meta
+        self._silenced: SilenceCheck = silenced or _never_silenced
         self._clock = clock
         self._known: dict[str, LineState] | None = None
+        self._review: set[str] = set()  # lines that time alone can make speak (policy tick)
         self._counts: Counter[str] = Counter()
+        # A poll and a policy tick of one account must not interleave: each computes new
+        # line states from the same memory, and the later commit would undo the other's.
+        self._busy = asyncio.Lock()
         self.last_success_at: datetime | None = None
 
     async def poll(self) -> PollOutcome:
         with log_context(account=self.account):
-            return await self._timed_poll()
+            async with self._busy:
+                return await self._timed_poll()
 
     async def _timed_poll(self) -> PollOutcome:
         started_at = self._clock()
@@ -162,19 +172,59 @@ class AccountPoller:
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
 
     def _plan(self, parsed: PhoneNumberList, now: datetime) -> _Plan:
-        """Detect, route and render: the pure middle of a poll."""
+        """Detect and apply the alert policy: the pure middle of a poll."""
         assert self._known is not None
         with gc_paused():
             diff = detect_account(self._known, parsed.observations, account=self.account,
-                                  now=now, protected=parsed.protected())
+                                  now=now, protected=parsed.protected(),
+                                  debounce=self._debounce)
             states = {s.line_id: s for s in diff.states}
             outgoing: list[Outgoing] = []
             for transition in diff.transitions:
-                notices, routed = route(transition, states[transition.line_id],
-                                        self._channels, notify_recovery=self._notify_recovery)
-                states[transition.line_id] = routed
-                outgoing += [Outgoing(n, render_notice(n)) for n in notices]
+                state = states[transition.line_id]
+                meta = self._meta(self.account, state.line_id, state.phone_number)
+                silenced = self._silenced(state, meta, now)
+                flapping, state = note_change(state, transition, self._policy, meta=meta,
+                                              silenced=silenced)
+                notices, state = reconcile(state, self._policy, now=now, meta=meta,
+                                           silenced=silenced, transition=transition)
+                states[transition.line_id] = state
+                outgoing += _queue(flapping + notices, now)
         return _Plan(diff, states, outgoing)
+
+    async def review(self) -> int:
+        """The policy tick: notices that time alone makes due (escalations, reminders,
+        silences ending, flapping settling). Returns how many were queued."""
+        async with self._busy:
+            if self._known is None or not self._review:
+                return 0
+            now = self._clock()
+            changed, outgoing = await asyncio.to_thread(self._review_lines, now)
+            if not changed:
+                return 0
+            await asyncio.to_thread(commit_notices, self._sessions, changed_lines=changed,
+                                    outgoing=outgoing, now=now)
+            self._remember(changed)
+        for o in outgoing:
+            log.info("policy: %s %s to %s%s", o.notice.kind, o.notice.entry.phone_number,
+                     o.notice.channel, " (silenced)" if o.notice.silenced else "")
+        return sum(1 for o in outgoing if not o.notice.silenced)
+
+    def _review_lines(self, now: datetime) -> tuple[list[LineState], list[Outgoing]]:
+        assert self._known is not None
+        changed: list[LineState] = []
+        outgoing: list[Outgoing] = []
+        for line_id in sorted(self._review):
+            before = self._known[line_id]
+            meta = self._meta(self.account, before.line_id, before.phone_number)
+            silenced = self._silenced(before, meta, now)
+            settled, state = settle(before, self._policy, now=now, meta=meta, silenced=silenced)
+            notices, state = reconcile(state, self._policy, now=now, meta=meta,
+                                       silenced=silenced, source="policy")
+            if state is not before:
+                changed.append(state)
+                outgoing += _queue(settled + notices, now)
+        return changed, outgoing
 
     def _remember(self, states: Iterable[LineState]) -> None:
         """Move memory and metrics forward to ``states`` (only after they are committed)."""
@@ -187,6 +237,10 @@ class AccountPoller:
             if state.present:
                 counts[state.status] += 1
             self._known[state.line_id] = state
+            if needs_review(state, self._policy):
+                self._review.add(state.line_id)
+            else:
+                self._review.discard(state.line_id)
         self._metrics.line_series.update(states)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:
@@ -210,3 +264,19 @@ class AccountPoller:
 
 def _with_duration(outcome: PollOutcome, seconds: float) -> PollOutcome:
     return replace(outcome, duration=seconds)
+
+
+LineMetaLookup = Callable[[str, str, str], LineMeta]  # (account, line_id, phone) -> meta
+SilenceCheck = Callable[[LineState, LineMeta, datetime], bool]
+
+
+def _no_meta(account: str, line_id: str, phone_number: str) -> LineMeta:
+    return NO_META
+
+
+def _never_silenced(state: LineState, meta: LineMeta, now: datetime) -> bool:
+    return False
+
+
+def _queue(notices: Sequence[Notice], now: datetime) -> list[Outgoing]:
+    return [Outgoing(n, render_entry(n.entry, now=now)) for n in notices]

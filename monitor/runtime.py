@@ -21,7 +21,9 @@ from monitor.alerts.outbox import Deliverer, DeliveryPolicy
 from monitor.api.client import LinqClient
 from monitor.config import Config
 from monitor.core import status as st
-from monitor.core.route import ChannelRule
+from monitor.core.detect import Debounce
+from monitor.core.policy import AlertPolicy, ChannelRule
+from monitor.core.timing import ChannelTiming
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.store import migrate
@@ -61,8 +63,27 @@ def build_channels(config: Config) -> dict[str, Channel]:
             for c in config.alerts.channels}
 
 
-def channel_rules(config: Config) -> list[ChannelRule]:
-    return [ChannelRule(c.name, st.rank(c.min_status)) for c in config.alerts.channels]
+def channel_timings(config: Config) -> dict[str, ChannelTiming]:
+    return {
+        c.name: ChannelTiming(
+            group_wait=c.group_wait, critical_skips_group_wait=c.critical_skips_group_wait,
+            quiet_hours=ChannelTiming.parse_quiet_hours(c.quiet_hours), timezone=c.timezone,
+            defer_critical=c.quiet_hours_critical == "defer",
+        )
+        for c in config.alerts.channels
+    }
+
+
+def alert_policy(config: Config) -> AlertPolicy:
+    alerts = config.alerts
+    rules = tuple(
+        ChannelRule(c.name, st.rank(c.min_status), accounts=frozenset(c.accounts),
+                    labels=dict(c.labels), repeat_interval=c.repeat_interval,
+                    escalate_after=c.escalate_after)
+        for c in alerts.channels
+    )
+    return AlertPolicy(channels=rules, notify_recovery=alerts.notify_recovery,
+                       flap_changes=alerts.flap_changes, flap_window=alerts.flap_window)
 
 
 class Runtime:
@@ -81,13 +102,14 @@ class Runtime:
             sessions, self.channels,
             DeliveryPolicy(timeout=alerts.delivery_timeout, retry_initial=alerts.retry_initial,
                            retry_max=alerts.retry_max, give_up_after=alerts.give_up_after),
-            self.metrics, clock=utcnow,
+            self.metrics, clock=utcnow, timings=channel_timings(config),
         )
         self.pollers: dict[str, AccountPoller] = {}
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Runtime:
-        rules = channel_rules(self.config)
+        policy = alert_policy(self.config)
+        debounce = Debounce(self.config.alerts.confirm_polls, self.config.alerts.recover_polls)
         for account in self.config.accounts:
             client = LinqClient(
                 base_url=account.base_url,
@@ -98,8 +120,8 @@ class Runtime:
             )
             self._stack.push_async_callback(client.aclose)
             self.pollers[account.name] = AccountPoller(
-                account.name, client, self.sessions, self.metrics, channels=rules,
-                notify_recovery=self.config.alerts.notify_recovery, clock=utcnow,
+                account.name, client, self.sessions, self.metrics, policy=policy,
+                debounce=debounce, clock=utcnow,
             )
         return self
 

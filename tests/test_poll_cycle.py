@@ -73,7 +73,7 @@ async def test_a_change_writes_its_transition_and_one_notification_per_channel(
     assert after["notifications"] - before["notifications"] == 2
     with runtime.sessions() as session:
         line = session.get_one(Line, ("main", ids[7]))
-        assert line.status == "CRITICAL" and sorted(line.alerted_channels) == ["ops", "pager"]
+        assert line.status == "CRITICAL" and sorted(line.told or {}) == ["ops", "pager"]
         assert {n.channel for n in session.scalars(select(Notification))} == {"ops", "pager"}
 
 

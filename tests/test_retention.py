@@ -8,7 +8,15 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.core.model import LineState, Message, Notice, NoticeKind, Transition, TransitionKind
+from monitor.core.model import (
+    Entry,
+    LineState,
+    Message,
+    Notice,
+    NoticeKind,
+    Transition,
+    TransitionKind,
+)
 from monitor.store.retention import prune
 from monitor.store.schema import HistorySummary, Notification, Poll, PollSummary, TransitionRow
 from monitor.store.state import Outgoing, PollRecord, commit_poll
@@ -29,8 +37,9 @@ def record(sessions: sessionmaker[Session], when: datetime, status: str | None, 
     kind = TransitionKind.FIRST_SEEN if previous is None else TransitionKind.CHANGED
     transition = Transition("main", "L1", "+12025550001", kind, previous, status, None, when,
                             None)
-    outgoing = [Outgoing(Notice("ops", NoticeKind.DEGRADED, transition),
-                         Message("t", "b"))] if notify else []
+    entry = Entry(NoticeKind.DEGRADED, "main", "L1", "+12025550001", previous, status, when,
+                  None, None)
+    outgoing = [Outgoing(Notice("ops", entry, transition), Message("t", "b"))] if notify else []
     commit_poll(sessions, poll, new_lines=[state] if previous is None else [],
                 changed_lines=[] if previous is None else [state], transitions=[transition],
                 outgoing=outgoing)

@@ -16,13 +16,16 @@ Delivery guarantee (at least once, duplicates only from the crash-in-flight wind
   ``failed``, counted and shown by ``status``, never silently dropped.
 - Per line and channel, rows are sent in creation order: a line whose earlier row is
   waiting for a retry sends nothing newer until that one is through.
+- Rows due together on a channel are sent as one message (monitor/core/timing.py decides
+  when: group_wait, quiet hours); the claim, the send and the outcome then cover the whole
+  batch, so a grouped message is delivered, retried or given up as one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,10 +34,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
-from monitor.core.model import Message
+from monitor.core.model import Entry, Message
+from monitor.core.render import render_entries
+from monitor.core.timing import ChannelTiming, DueRow, plan_delivery
 from monitor.errors import DeliveryError, StoreError
 from monitor.metrics import Metrics
 from monitor.store.schema import Notification
+
+Renderer = Callable[[str, Sequence[Entry], datetime], Message]  # (channel, entries, now)
+
+
+def default_renderer(channel: str, entries: Sequence[Entry], now: datetime) -> Message:
+    return render_entries(entries, now=now)
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +80,16 @@ class Deliverer:
         metrics: Metrics,
         *,
         clock: Callable[[], datetime],
+        timings: Mapping[str, ChannelTiming] | None = None,
+        renderer: Renderer = default_renderer,
     ) -> None:
         self._sessions = sessions
         self._channels = channels
         self._policy = policy
         self._metrics = metrics
         self._clock = clock
+        self._timings = timings or {}
+        self._render = renderer
         self._paused_until: dict[str, datetime] = {}
         self._stopping = False
         self._timeout = policy.timeout.total_seconds()
@@ -112,94 +127,130 @@ class Deliverer:
         self._metrics.notifications_pending.set(pending)
 
     async def deliver_channel(self, name: str) -> int:
-        """Send what is due on one channel, in order. Returns how many were delivered."""
+        """Send what is due on one channel, in order. Returns how many rows were delivered."""
         now = self._clock()
         if self._paused_until.get(name, now) > now:
             return 0
-        rows = await asyncio.to_thread(self._due_rows, name, now)
+        rows = await asyncio.to_thread(self._pending_rows, name)
+        plan = plan_delivery(rows, self._timings.get(name, ChannelTiming()), now)
+        if plan.defer or plan.drop:
+            await asyncio.to_thread(self._hold, plan.defer, plan.defer_until, plan.drop)
         delivered = 0
-        for row_id, message in rows:
+        for batch in plan.batches:
             if self._stopping:
                 break
-            if not await asyncio.to_thread(self._claim, row_id):
-                continue  # another deliverer has it, or it was settled meanwhile
+            claimed = await asyncio.to_thread(self._claim, [r.id for r in batch])
+            batch = [r for r in batch if r.id in claimed]
+            if not batch:
+                continue  # another deliverer has them, or they were settled meanwhile
+            ids = [r.id for r in batch]
             try:
+                message = self._message(name, batch, now)
                 await self._channels[name].send(message, timeout=self._timeout)
             except DeliveryError as exc:
-                await asyncio.to_thread(self._record_failure, row_id, str(exc), name)
+                await asyncio.to_thread(self._record_failure, ids, str(exc), name)
                 # The channel is likely down: try it again after the backoff, not row by row.
                 return delivered
-            await asyncio.to_thread(self._record_success, row_id)
-            self._metrics.notifications.labels(channel=name, outcome="delivered").inc()
-            delivered += 1
+            await asyncio.to_thread(self._record_success, ids)
+            self._metrics.notifications.labels(channel=name, outcome="delivered").inc(len(ids))
+            delivered += len(ids)
         self._paused_until.pop(name, None)
         return delivered
 
-    def _due_rows(self, channel: str, now: datetime) -> list[tuple[int, Message]]:
-        """Pending rows of a channel that may be sent now, oldest first, per-line order kept."""
+    def _message(self, channel: str, batch: Sequence[DueRow], now: datetime) -> Message:
+        if len(batch) == 1 and batch[0].message is not None:
+            return batch[0].message
+        entries = [r.entry for r in batch if r.entry is not None]
+        return self._render(channel, entries, now)
+
+    def _pending_rows(self, channel: str) -> list[DueRow]:
+        """The channel's pending rows, oldest first (the plan applies per-line order)."""
         with self._sessions() as session:
             rows = session.execute(
-                select(Notification.id, Notification.line_id, Notification.title,
-                       Notification.body, Notification.next_attempt_at,
-                       Notification.claimed_until)
+                select(Notification.id, Notification.line_id, Notification.created_at,
+                       Notification.payload, Notification.title, Notification.body,
+                       Notification.next_attempt_at, Notification.claimed_until,
+                       Notification.deferred)
                 .where(Notification.state == "pending", Notification.channel == channel)
                 .order_by(Notification.id)
                 .limit(BATCH)
             ).all()
-        due: list[tuple[int, Message]] = []
-        blocked: set[str] = set()
-        for row_id, line_id, title, body, next_at, claimed in rows:
-            waiting = next_at > now or (claimed is not None and claimed > now)
-            if waiting or line_id in blocked:
-                blocked.add(line_id)
-                continue
-            due.append((row_id, Message(title=title, body=body)))
-        return due
+        return [
+            DueRow(id=row_id, line_id=line_id, created_at=created,
+                   entry=Entry.from_json(payload) if payload else None,
+                   message=None if payload else Message(title=title, body=body),
+                   next_attempt_at=next_at, claimed_until=claimed, deferred=deferred)
+            for row_id, line_id, created, payload, title, body, next_at, claimed, deferred
+            in rows
+        ]
 
-    def _claim(self, row_id: int) -> bool:
+    def _hold(self, defer: Sequence[int], until: datetime | None, drop: Sequence[int]) -> None:
+        """Park rows until quiet hours end; retire rows that became moot."""
+        now = self._clock()
+        free = or_(Notification.claimed_until.is_(None), Notification.claimed_until <= now)
+        with self._sessions.begin() as session:
+            if defer and until is not None:
+                session.execute(
+                    update(Notification)
+                    .where(Notification.id.in_(defer), Notification.state == "pending", free)
+                    .values(deferred=True, next_attempt_at=until)
+                    .execution_options(synchronize_session=False))
+            if drop:
+                session.execute(
+                    update(Notification)
+                    .where(Notification.id.in_(drop), Notification.state == "pending", free)
+                    .values(state="dropped", last_error="moot after quiet hours")
+                    .execution_options(synchronize_session=False))
+
+    def _claim(self, row_ids: Sequence[int]) -> set[int]:
+        """Claim the rows no one else holds; returns the ids this deliverer now owns."""
         now = self._clock()
         with self._sessions.begin() as session:
-            result = session.execute(
+            claimed = session.scalars(
                 update(Notification)
                 .where(
-                    Notification.id == row_id,
+                    Notification.id.in_(row_ids),
                     Notification.state == "pending",
                     or_(Notification.claimed_until.is_(None), Notification.claimed_until <= now),
                 )
                 .values(claimed_until=now + self._policy.claim_ttl,
                         attempts=Notification.attempts + 1)
+                .returning(Notification.id)
                 .execution_options(synchronize_session=False)
-            )
-            claimed: bool = result.rowcount == 1  # type: ignore[attr-defined]
-            return claimed
+            ).all()
+            return set(claimed)
 
-    def _record_success(self, row_id: int) -> None:
+    def _record_success(self, row_ids: Sequence[int]) -> None:
         with self._sessions.begin() as session:
             session.execute(
                 update(Notification)
-                .where(Notification.id == row_id)
+                .where(Notification.id.in_(row_ids))
                 .values(state="delivered", delivered_at=self._clock(), claimed_until=None,
                         last_error=None)
                 .execution_options(synchronize_session=False)
             )
 
-    def _record_failure(self, row_id: int, error: str, channel: str) -> None:
+    def _record_failure(self, row_ids: Sequence[int], error: str, channel: str) -> None:
         now = self._clock()
         with self._sessions.begin() as session:
-            row = session.get_one(Notification, row_id)
-            gave_up = now - row.created_at >= self._policy.give_up_after
-            retry_at = now + self._policy.backoff(row.attempts)
-            row.last_error = error[:2000]
-            row.claimed_until = None
-            row.next_attempt_at = retry_at
-            if gave_up:
-                row.state = "failed"
+            rows = session.scalars(select(Notification).where(Notification.id.in_(row_ids)))
+            attempts, gave_up = 0, False
+            for row in rows:
+                attempts = max(attempts, row.attempts)
+                row.last_error = error[:2000]
+                row.claimed_until = None
+                row.next_attempt_at = now + self._policy.backoff(row.attempts)
+                if now - row.created_at >= self._policy.give_up_after:
+                    row.state = "failed"
+                    gave_up = True
+        retry_at = now + self._policy.backoff(attempts)
         outcome = "gave_up" if gave_up else "failed"
-        self._metrics.notifications.labels(channel=channel, outcome=outcome).inc()
+        self._metrics.notifications.labels(channel=channel, outcome=outcome).inc(len(row_ids))
         self._paused_until[channel] = retry_at
         log.warning(
-            "delivery %s channel=%s notification=%d attempts=%d error=%s",
-            "abandoned" if gave_up else "failed, will retry", channel, row_id, row.attempts, error,
+            "delivery %s channel=%s notifications=%s attempts=%d error=%s",
+            "abandoned" if gave_up else "failed, will retry", channel,
+            ",".join(map(str, row_ids)), attempts, error,
         )
 
     def _count_pending(self) -> int:

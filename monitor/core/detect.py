@@ -2,6 +2,12 @@
 
 ``detect_line`` is the whole state machine of a line. ``detect_account`` applies it to one
 successful poll of an account, including removals. Both are pure.
+
+Debounce lives here because it decides what a change *is*: with ``confirm_polls`` N, a
+worse status becomes the line's status only after N consecutive successful polls saw it
+(the change is then dated from the first of them); ``recover_polls`` does the same for a
+better one. A poll that sees the old status again drops the candidate. Failed polls never
+reach this code, so they neither confirm nor reset a candidate.
 """
 
 from __future__ import annotations
@@ -10,7 +16,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from monitor.core.model import LineState, Observation, Transition, TransitionKind
+from monitor.core import status as st
+from monitor.core.model import LineState, Observation, Pending, Transition, TransitionKind
+
+
+@dataclass(frozen=True, slots=True)
+class Debounce:
+    confirm_polls: int = 1  # polls a worse status must hold before it counts
+    recover_polls: int = 1  # polls a better status must hold before it counts
+
+    def needed(self, before: str, after: str) -> int:
+        return self.confirm_polls if st.rank(after) > st.rank(before) else self.recover_polls
+
+
+NO_DEBOUNCE = Debounce()
 
 
 def detect_line(
@@ -19,6 +38,7 @@ def detect_line(
     *,
     account: str,
     now: datetime,
+    debounce: Debounce = NO_DEBOUNCE,
 ) -> tuple[LineState | None, Transition | None]:
     """Return the line's next state and the transition it went through, if any.
 
@@ -40,11 +60,22 @@ def detect_line(
             status=observation.status,
             doc_url=observation.doc_url,
             since=now,
+            degraded_since=None if observation.status == st.HEALTHY else now,
         )
         return state, _transition(None, state, TransitionKind.FIRST_SEEN, now)
 
     if unchanged(previous, observation):
         return previous, None
+    changed_at = now
+    if observation.status != previous.status and previous.present:
+        needed = debounce.needed(previous.status, observation.status)
+        candidate = previous.pending
+        if candidate is None or candidate.status != observation.status:
+            candidate = Pending(observation.status, 0, now)
+        candidate = Pending(candidate.status, candidate.count + 1, candidate.since)
+        if candidate.count < needed:
+            return replace(previous, pending=candidate), None
+        changed_at = candidate.since
     status_changed = observation.status != previous.status
 
     state = replace(
@@ -52,14 +83,30 @@ def detect_line(
         phone_number=observation.phone_number,
         status=observation.status,
         doc_url=observation.doc_url,
-        since=now if status_changed else previous.since,
+        since=changed_at if status_changed else previous.since,
         present=True,
+        pending=None,
     )
-    if not previous.present:
-        return state, _transition(previous, state, TransitionKind.RETURNED, now)
     if status_changed:
-        return state, _transition(previous, state, TransitionKind.CHANGED, now)
-    return state, None  # doc_url or phone number moved: remember it, nothing to announce
+        state = replace(
+            state,
+            previous_status=previous.status,
+            previous_since=previous.since,
+            degraded_since=_episode_start(previous, observation.status, changed_at),
+        )
+    if not previous.present:
+        return state, _transition(previous, state, TransitionKind.RETURNED, changed_at)
+    if status_changed:
+        return state, _transition(previous, state, TransitionKind.CHANGED, changed_at)
+    return state, None  # doc_url or phone number moved (or a candidate dropped): remember it
+
+
+def _episode_start(previous: LineState, status: str, at: datetime) -> datetime | None:
+    if status == st.HEALTHY:
+        return None
+    if previous.status == st.HEALTHY or previous.degraded_since is None:
+        return at
+    return previous.degraded_since
 
 
 def unchanged(previous: LineState, observation: Observation) -> bool:
@@ -67,13 +114,14 @@ def unchanged(previous: LineState, observation: Observation) -> bool:
     return (
         previous.status == observation.status
         and previous.present
+        and previous.pending is None
         and previous.doc_url == observation.doc_url
         and previous.phone_number == observation.phone_number
     )
 
 
 def _transition(
-    previous: LineState | None, state: LineState, kind: TransitionKind, now: datetime
+    previous: LineState | None, state: LineState, kind: TransitionKind, at: datetime
 ) -> Transition:
     return Transition(
         account=state.account,
@@ -83,7 +131,7 @@ def _transition(
         from_status=previous.status if previous else None,
         to_status=state.status,
         doc_url=state.doc_url,
-        at=now,
+        at=at,
         previous_since=previous.since if previous else None,
     )
 
@@ -103,6 +151,7 @@ def detect_account(
     account: str,
     now: datetime,
     protected: frozenset[str] = frozenset(),
+    debounce: Debounce = NO_DEBOUNCE,
 ) -> AccountDiff:
     """Diff a whole poll against the known lines of ``account``.
 
@@ -118,7 +167,8 @@ def detect_account(
         before = previous.get(observation.line_id)
         if before is not None and unchanged(before, observation):
             continue  # the steady state of nearly every line: skip the call
-        after, transition = detect_line(before, observation, account=account, now=now)
+        after, transition = detect_line(before, observation, account=account, now=now,
+                                        debounce=debounce)
         if after is not before and after is not None:
             states.append(after)
         if transition is not None:

@@ -20,11 +20,45 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class Told:
+    """What one channel last heard about a line's current episode, and when.
+
+    ``silenced``: the channel did not hear it; the change was recorded as silenced, and the
+    channel hears about the line if it is still degraded when the silence ends.
+    """
+
+    status: str
+    at: datetime
+    silenced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A status seen but not yet confirmed (``confirm_polls`` / ``recover_polls``)."""
+
+    status: str
+    count: int
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Flap:
+    """Recent confirmed changes of a line, kept only while flap detection needs them."""
+
+    changes: tuple[tuple[datetime, str], ...] = ()
+    flapping: bool = False
+    channels: frozenset[str] = frozenset()  # told it was flapping: they hear where it settles
+
+
+@dataclass(frozen=True, slots=True)
 class LineState:
     """What the monitor believes about one line, as persisted.
 
-    ``since`` is when the current status was first observed. ``alerted_channels`` are the
-    channels told about the current degradation episode: recoveries go to exactly those.
+    ``status`` is the confirmed status and ``since`` when it was first observed;
+    ``previous_status``/``previous_since`` describe the status before it, so any message
+    can say from→to and for how long. ``degraded_since`` is when the current episode
+    away from HEALTHY began. ``told`` maps each channel to what it last heard about the
+    current episode: recoveries go to exactly those channels.
     """
 
     account: str
@@ -34,7 +68,16 @@ class LineState:
     doc_url: str | None
     since: datetime
     present: bool = True
-    alerted_channels: frozenset[str] = field(default_factory=frozenset)
+    told: Mapping[str, Told] = field(default_factory=dict)
+    previous_status: str | None = None
+    previous_since: datetime | None = None
+    degraded_since: datetime | None = None
+    pending: Pending | None = None
+    flap: Flap | None = None
+
+    @property
+    def flapping(self) -> bool:
+        return self.flap is not None and self.flap.flapping
 
 
 class TransitionKind(enum.StrEnum):
@@ -76,11 +119,19 @@ class NoticeKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """A message that one channel must receive about one transition."""
+    """What one channel must hear about one line (``silenced``: recorded, not sent).
+
+    ``transition`` links the notice to the recorded change that caused it, if one did.
+    """
 
     channel: str
-    kind: NoticeKind
-    transition: Transition
+    entry: Entry
+    transition: Transition | None = None
+    silenced: bool = False
+
+    @property
+    def kind(self) -> NoticeKind:
+        return self.entry.kind
 
 
 @dataclass(frozen=True, slots=True)

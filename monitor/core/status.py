@@ -47,3 +47,11 @@ def is_known(status: str) -> bool:
 
 def recommended_action(status: str) -> str:
     return RECOMMENDED_ACTION.get(status, UNKNOWN_ACTION)
+
+
+def status_for_rank(value: int) -> str:
+    """The documented status of a rank (for messages about a channel's ``min_status``)."""
+    for status, status_rank in _RANK.items():
+        if status_rank == value:
+            return status
+    return "an undocumented status"

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -98,8 +100,16 @@ class Line(Base):
     doc_url: Mapped[str | None] = mapped_column(Text)
     since: Mapped[datetime] = mapped_column(UTCDateTime())
     present: Mapped[bool]
-    alerted_channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Alert policy state (monitor/core/policy.py): what each channel heard, debounce, flapping.
+    told: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    previous_status: Mapped[str | None] = mapped_column(String(32))
+    previous_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    degraded_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pending_status: Mapped[str | None] = mapped_column(String(32))
+    pending_count: Mapped[int | None] = mapped_column(Integer)
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flap: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TransitionRow(Base):
@@ -122,7 +132,14 @@ class TransitionRow(Base):
 
 
 class Notification(Base):
-    """The outbox: one row per (transition, channel); see monitor/alerts/outbox.py."""
+    """The outbox: one row per (line notice, channel); see monitor/alerts/outbox.py.
+
+    ``payload`` is the notice's Entry as JSON, rendered when sent so rows due together
+    become one message; rows without it (digests, the monitor's own trouble) carry their
+    final text. ``state``: pending | delivered | failed | silenced (recorded, never sent)
+    | dropped (deferred by quiet hours, then moot because the line recovered).
+    ``dedupe_key`` makes scheduled messages (digests, trouble notices) once-only.
+    """
 
     __tablename__ = "notifications"
 
@@ -141,8 +158,27 @@ class Notification(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    deferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
 
-    __table_args__ = (Index("ix_notifications_state_channel", "state", "channel", "id"),)
+    __table_args__ = (
+        Index("ix_notifications_state_channel", "state", "channel", "id"),
+        Index("uq_notifications_dedupe_key", "dedupe_key", unique=True),
+    )
+
+
+class Trouble(Base):
+    """The monitor's own trouble (an account's polls failing, a channel giving up):
+    announced once when it starts and once when it clears."""
+
+    __tablename__ = "troubles"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    active: Mapped[bool]
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    detail: Mapped[str | None] = mapped_column(Text)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class HistorySummary(Base):

@@ -8,16 +8,16 @@ alerted without being recorded).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.core.model import LineState, Message, Notice, Transition
+from monitor.core.model import Flap, LineState, Message, Notice, Pending, Told, Transition
 from monitor.errors import StoreError
 from monitor.store.bulk import insert_rows
 from monitor.store.schema import Line, Notification, Poll, TransitionRow
@@ -26,11 +26,13 @@ _T = TypeVar("_T")
 _LINES: Table = Line.__table__  # type: ignore[assignment]
 _TRANSITIONS: Table = TransitionRow.__table__  # type: ignore[assignment]
 _NOTIFICATIONS: Table = Notification.__table__  # type: ignore[assignment]
+_LINE_COLUMNS = ("account", "line_id", "phone_number", "status", "doc_url", "since", "present",
+                 "updated_at", "told", "previous_status", "previous_since", "degraded_since",
+                 "pending_status", "pending_count", "pending_since", "flap")
 _UPDATE_LINE = (
     update(_LINES)
     .where(_LINES.c.account == bindparam("k_account"), _LINES.c.line_id == bindparam("k_line_id"))
-    .values({c: bindparam(c) for c in ("phone_number", "status", "doc_url", "since", "present",
-                                       "alerted_channels", "updated_at")})
+    .values({c: bindparam(c) for c in _LINE_COLUMNS[2:]})
 )
 
 
@@ -48,6 +50,8 @@ class PollRecord:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
+    """A notice to queue; ``message`` is its text as one message (kept for ``history``)."""
+
     notice: Notice
     message: Message
 
@@ -108,6 +112,25 @@ def commit_poll(
         raise StoreError(f"cannot record poll of {poll.account}: {exc}") from exc
 
 
+def commit_notices(
+    sessions: sessionmaker[Session],
+    *,
+    changed_lines: Sequence[LineState],
+    outgoing: Sequence[Outgoing],
+    now: datetime,
+) -> None:
+    """Write what the policy tick decided (lines' ``told`` and the notices) atomically."""
+    try:
+        with sessions.begin() as session:
+            for lines in _chunks(changed_lines):
+                session.execute(_UPDATE_LINE, [_line_update(s, now) for s in lines])
+            for batch in _chunks(outgoing):
+                session.execute(_NOTIFICATIONS.insert(),
+                                [_notification_values(o, {}, now) for o in batch])
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot record notices: {exc}") from exc
+
+
 def _insert_transitions(
     session: Session,
     transitions: Sequence[Transition],
@@ -120,7 +143,7 @@ def _insert_transitions(
     Only transitions that notifications point at need their ids back (RETURNING); the
     rest (a cold start's first sightings, mostly) go in as plain executemany batches.
     """
-    announced = {id(o.notice.transition) for o in outgoing}
+    announced = {id(o.notice.transition) for o in outgoing if o.notice.transition is not None}
     ids: dict[int, int] = {}
     with_ids = [t for t in transitions if id(t) in announced]
     if with_ids:
@@ -162,18 +185,22 @@ def _notification_values(
     outgoing: Outgoing, transition_ids: dict[int, int], now: datetime
 ) -> dict[str, object]:
     notice = outgoing.notice
+    transition = notice.transition
     return {
-        "transition_id": transition_ids[id(notice.transition)],
-        "account": notice.transition.account,
-        "line_id": notice.transition.line_id,
+        "transition_id": None if transition is None else transition_ids.get(id(transition)),
+        "account": notice.entry.account,
+        "line_id": notice.entry.line_id,
         "channel": notice.channel,
         "kind": notice.kind.value,
         "title": outgoing.message.title,
         "body": outgoing.message.body,
         "created_at": now,
-        "state": "pending",
+        "state": "silenced" if notice.silenced else "pending",
         "attempts": 0,
         "next_attempt_at": now,
+        "payload": notice.entry.to_json(),
+        "deferred": False,
+        "dedupe_key": None,
     }
 
 
@@ -191,15 +218,36 @@ def _poll_row(poll: PollRecord, *, changes: int = 0) -> Poll:
     )
 
 
-_LINE_COLUMNS = ("account", "line_id", "phone_number", "status", "doc_url", "since", "present",
-                 "alerted_channels", "updated_at")
 _TRANSITION_COLUMNS = ("account", "line_id", "phone_number", "kind", "from_status",
                        "to_status", "doc_url", "at", "previous_since", "poll_id", "source")
 
 
 def _line_row(state: LineState, now: datetime) -> tuple[object, ...]:
+    pending = state.pending
     return (state.account, state.line_id, state.phone_number, state.status, state.doc_url,
-            state.since, state.present, sorted(state.alerted_channels), now)
+            state.since, state.present, now, _told_json(state.told), state.previous_status,
+            state.previous_since, state.degraded_since,
+            pending.status if pending else None, pending.count if pending else None,
+            pending.since if pending else None, _flap_json(state.flap))
+
+
+def _told_json(told: Mapping[str, Told]) -> dict[str, Any] | None:
+    if not told:
+        return None
+    return {name: {"status": t.status, "at": t.at.isoformat(), "silenced": t.silenced}
+            for name, t in sorted(told.items())}
+
+
+def _flap_json(flap: Flap | None) -> dict[str, Any] | None:
+    if flap is None:
+        return None
+    return {"changes": [[at.isoformat(), status] for at, status in flap.changes],
+            "flapping": flap.flapping, "channels": sorted(flap.channels)}
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _line_update(state: LineState, now: datetime) -> dict[str, object]:
@@ -219,5 +267,17 @@ def _to_state(row: Line) -> LineState:
         doc_url=row.doc_url,
         since=row.since,
         present=row.present,
-        alerted_channels=frozenset(row.alerted_channels or ()),
+        told={name: Told(t["status"], _moment(t["at"]), bool(t.get("silenced")))
+              for name, t in (row.told or {}).items()},
+        previous_status=row.previous_status,
+        previous_since=row.previous_since,
+        degraded_since=row.degraded_since,
+        pending=(Pending(row.pending_status, row.pending_count or 0, row.pending_since)
+                 if row.pending_status is not None and row.pending_since is not None
+                 else None),
+        flap=None if row.flap is None else Flap(
+            changes=tuple((_moment(at), status) for at, status in row.flap["changes"]),
+            flapping=bool(row.flap["flapping"]),
+            channels=frozenset(row.flap.get("channels") or ()),
+        ),
     )

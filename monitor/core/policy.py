@@ -1,0 +1,251 @@
+"""Alert policy: who hears what about a line, and when. Pure: state, config and ``now`` in.
+
+The policy is level-based. For every channel a line keeps ``told``: what that channel last
+heard about the current episode. ``reconcile`` compares it with the line as it is now and
+the channel's rules, and emits exactly the notices that close the gap:
+
+- an engaged channel (line at or above its ``min_status``, selected by its ``accounts``
+  and ``labels``) that has not heard the current status hears it: degraded, improving or
+  unknown; with ``escalate_after``, only once the line has been engaged that long;
+- a channel that heard about an episode hears one recovery when the line drops below its
+  ``min_status`` (and nothing if it never heard, e.g. before escalation);
+- with ``repeat_interval``, an engaged channel is reminded when it last heard that long ago;
+- a silenced line's changes are recorded as silenced (not sent); when the silence ends
+  and the line is still degraded, the channel hears it once; a line that went and came
+  back during the silence produces nothing;
+- a flapping line produces one "flapping" notice, then nothing per change until it has
+  been stable for ``flap_window``, then one "settled" notice.
+
+The poll path calls it for lines that changed; the daemon's policy tick calls it for the
+lines that have something time-based pending. Because ``told`` is stored with the line and
+every decision is recomputed from it and ``now``, a restart repeats and skips nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from monitor.core import status as st
+from monitor.core.model import (
+    Entry,
+    Flap,
+    LineMeta,
+    LineState,
+    Notice,
+    NoticeKind,
+    Told,
+    Transition,
+)
+from monitor.core.render import format_duration as _span
+
+NO_META = LineMeta()
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    """The part of a channel's config that decides whether and when it hears of a line."""
+
+    name: str
+    min_rank: int
+    accounts: frozenset[str] = frozenset()  # empty: every account
+    labels: Mapping[str, str] = field(default_factory=dict)  # all must match
+    repeat_interval: timedelta | None = None
+    escalate_after: timedelta | None = None
+
+    def selects(self, account: str, meta: LineMeta) -> bool:
+        if self.accounts and account not in self.accounts:
+            return False
+        return all(meta.labels.get(k) == v for k, v in self.labels.items())
+
+    def engaged_since(self, state: LineState) -> datetime:
+        """When the line reached this channel's ``min_status`` in the current episode."""
+        if self.min_rank <= st.rank(st.AT_RISK) and state.degraded_since is not None:
+            return state.degraded_since
+        return state.since
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPolicy:
+    channels: tuple[ChannelRule, ...] = ()
+    notify_recovery: bool = True
+    flap_changes: int = 0  # more changes than this within flap_window: flapping (0: off)
+    flap_window: timedelta = timedelta(hours=1)
+
+
+def reconcile(
+    state: LineState,
+    policy: AlertPolicy,
+    *,
+    now: datetime,
+    meta: LineMeta = NO_META,
+    silenced: bool = False,
+    transition: Transition | None = None,
+    source: str = "poll",
+) -> tuple[list[Notice], LineState]:
+    """The notices that bring every channel up to date with ``state``, and the new state."""
+    if not state.present or state.flapping:
+        return [], state  # a removed line is frozen; a flapping one waits to settle
+    told = dict(state.told)
+    notices: list[Notice] = []
+    rank = st.rank(state.status)
+
+    def notice(rule: ChannelRule, kind: NoticeKind, *, reason: str | None = None,
+               quiet: bool = False, at: datetime | None = None) -> None:
+        entry = _entry(state, kind, meta, at=at or state.since, reason=reason, source=source,
+                       degraded_since=rule.engaged_since(state))
+        notices.append(Notice(rule.name, entry, transition, silenced=quiet))
+
+    for rule in policy.channels:
+        heard = told.get(rule.name)
+        engaged = rank >= rule.min_rank and rule.selects(state.account, meta)
+        if not engaged:
+            if heard is None:
+                continue
+            del told[rule.name]
+            if heard.silenced:
+                continue  # it never heard of the episode: it hears nothing of its end
+            if policy.notify_recovery:
+                notice(rule, NoticeKind.RECOVERED, quiet=silenced)
+            continue
+        if heard is not None and not heard.silenced and heard.status == state.status:
+            due = rule.repeat_interval is not None and now - heard.at >= rule.repeat_interval
+            if due and not silenced:
+                notice(rule, NoticeKind.REMINDER, at=now)
+                told[rule.name] = Told(state.status, now)
+            continue
+        if silenced:
+            if heard is None or heard.status != state.status:
+                notice(rule, _change_kind(heard, state), quiet=True)
+                told[rule.name] = Told(state.status, now, silenced=True)
+            continue
+        reason = None
+        if heard is None or heard.silenced:
+            waited = now - rule.engaged_since(state)
+            if rule.escalate_after is not None and waited < rule.escalate_after:
+                continue  # the tick comes back once the line has been engaged long enough
+            if heard is not None:
+                reason = "A silence on this line ended while it was still degraded."
+            elif rule.escalate_after is not None:
+                reason = (f"Escalated: at or above {st.status_for_rank(rule.min_rank)} "
+                          f"for {_span(waited)}.")
+        notice(rule, _change_kind(heard, state), reason=reason)
+        told[rule.name] = Told(state.status, now)
+    if told == state.told:
+        return notices, state
+    return notices, replace(state, told=told)
+
+
+def note_change(
+    state: LineState,
+    transition: Transition,
+    policy: AlertPolicy,
+    *,
+    meta: LineMeta = NO_META,
+    silenced: bool = False,
+) -> tuple[list[Notice], LineState]:
+    """Count a status change toward flapping; the one "flapping" notice when it tips over."""
+    if policy.flap_changes <= 0 or not transition.status_changed:
+        return [], state
+    horizon = transition.at - policy.flap_window
+    before = state.flap or Flap()
+    changes = tuple(c for c in before.changes if c[0] > horizon)
+    changes += ((transition.at, transition.to_status),)
+    if before.flapping or len(changes) <= policy.flap_changes:
+        return [], replace(state, flap=replace(before, changes=changes))
+    statuses = [transition.from_status or st.HEALTHY] + [s for _, s in changes]
+    worst = max(st.rank(s) for s in statuses)
+    rules = [r for r in policy.channels
+             if worst >= r.min_rank and r.selects(state.account, meta)]
+    flap = Flap(changes=changes, flapping=True, channels=frozenset(r.name for r in rules))
+    state = replace(state, flap=flap)
+    reason = (f"{len(changes)} changes within {_span(policy.flap_window)}; alerts for this "
+              f"line pause until it has been stable for {_span(policy.flap_window)}.")
+    entry = _entry(state, NoticeKind.FLAPPING, meta, at=transition.at, reason=reason,
+                   sequence=changes)
+    return [Notice(r.name, entry, transition, silenced=silenced) for r in rules], state
+
+
+def settle(
+    state: LineState,
+    policy: AlertPolicy,
+    *,
+    now: datetime,
+    meta: LineMeta = NO_META,
+    silenced: bool = False,
+) -> tuple[list[Notice], LineState]:
+    """End flapping once the line has been stable for ``flap_window``: one notice saying where
+    it settled, to the channels told it was flapping; ``told`` then matches the present."""
+    flap = state.flap
+    if flap is None:
+        return [], state
+    last_change = flap.changes[-1][0] if flap.changes else state.since
+    if now - last_change < policy.flap_window:
+        return [], state
+    if not flap.flapping:
+        return [], replace(state, flap=None)  # nothing recent left to count
+    settled = replace(state, flap=None)
+    reason = f"Stable for {_span(now - last_change)} after flapping; settled at {state.status}."
+    entry = _entry(settled, NoticeKind.SETTLED, meta, at=now, reason=reason,
+                   sequence=flap.changes)
+    notices = [Notice(name, entry, silenced=silenced) for name in sorted(flap.channels)]
+    told = dict(state.told)
+    rank = st.rank(state.status)
+    for rule in policy.channels:
+        engaged = rank >= rule.min_rank and rule.selects(state.account, meta)
+        if engaged and rule.name in flap.channels:
+            told[rule.name] = Told(state.status, now, silenced=silenced)
+        elif not engaged:
+            told.pop(rule.name, None)
+    return notices, replace(settled, told=told)
+
+
+def needs_review(state: LineState, policy: AlertPolicy) -> bool:
+    """Whether time alone can make this line produce a notice (the policy tick's work list)."""
+    if not state.present:
+        return False
+    if state.flap is not None:
+        return True
+    if state.told:
+        return True
+    return st.rank(state.status) >= min((r.min_rank for r in policy.channels), default=99)
+
+
+def _change_kind(heard: Told | None, state: LineState) -> NoticeKind:
+    if not st.is_known(state.status):
+        return NoticeKind.UNKNOWN
+    before = heard.status if heard is not None else state.previous_status
+    if before is not None and st.rank(state.status) < st.rank(before):
+        return NoticeKind.IMPROVED
+    return NoticeKind.DEGRADED
+
+
+def _entry(
+    state: LineState,
+    kind: NoticeKind,
+    meta: LineMeta,
+    *,
+    at: datetime,
+    reason: str | None = None,
+    degraded_since: datetime | None = None,
+    sequence: Sequence[tuple[datetime, str]] = (),
+    source: str = "poll",
+) -> Entry:
+    return Entry(
+        kind=kind,
+        account=state.account,
+        line_id=state.line_id,
+        phone_number=state.phone_number,
+        from_status=state.previous_status,
+        to_status=state.status,
+        at=at,
+        previous_since=state.previous_since,
+        doc_url=state.doc_url,
+        name=meta.name,
+        labels=dict(meta.labels),
+        reason=reason,
+        degraded_since=degraded_since or state.degraded_since,
+        sequence=tuple(sequence),
+        source=source,
+    )
