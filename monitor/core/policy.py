@@ -146,8 +146,8 @@ def note_change(
     silenced: bool = False,
 ) -> tuple[list[Notice], LineState]:
     """Count a status change toward flapping; the one "flapping" notice when it tips over."""
-    if policy.flap_changes <= 0 or not transition.status_changed:
-        return [], state
+    if policy.flap_changes <= 0 or transition.from_status is None or not transition.status_changed:
+        return [], state  # a first sighting is not a change
     horizon = transition.at - policy.flap_window
     before = state.flap or Flap()
     changes = tuple(c for c in before.changes if c[0] > horizon)

@@ -1,0 +1,85 @@
+"""When a channel's queued notices go out: grouping and quiet hours, as pure decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from monitor.core.model import Entry, NoticeKind
+from monitor.core.timing import ChannelTiming, DueRow, plan_delivery, quiet_until
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+QUIET = ChannelTiming(quiet_hours=(time(22, 0), time(7, 0)), timezone="Europe/Paris")
+
+
+def row(row_id: int, line: str, to_status: str, kind: NoticeKind = NoticeKind.DEGRADED, *,
+        created: datetime = T0, due: datetime | None = None, deferred: bool = False) -> DueRow:
+    entry = Entry(kind, "sales", line, f"+1{line}", "HEALTHY", to_status, created, None, None)
+    return DueRow(row_id, line, created, entry, None, next_attempt_at=due or created,
+                  deferred=deferred)
+
+
+def test_rows_wait_for_group_wait_then_go_out_as_one_message() -> None:
+    timing = ChannelTiming(group_wait=timedelta(seconds=5))
+    rows = [row(i, f"L{i}", "AT_RISK", created=T0 + timedelta(seconds=i % 3))
+            for i in range(500)]
+    assert plan_delivery(rows, timing, T0 + timedelta(seconds=4)).batches == []
+    plan = plan_delivery(rows, timing, T0 + timedelta(seconds=5))
+    assert len(plan.batches) == 1 and len(plan.batches[0]) == 500
+
+
+def test_critical_can_skip_the_wait_and_takes_the_rest_along() -> None:
+    timing = ChannelTiming(group_wait=timedelta(seconds=30), critical_skips_group_wait=True)
+    rows = [row(1, "A", "AT_RISK"), row(2, "B", "CRITICAL")]
+    (batch,) = plan_delivery(rows, timing, T0).batches
+    assert [r.id for r in batch] == [1, 2]
+
+
+def test_a_line_waiting_for_a_retry_holds_back_its_newer_rows_only() -> None:
+    rows = [row(1, "A", "AT_RISK", due=T0 + timedelta(minutes=1)), row(2, "A", "CRITICAL"),
+            row(3, "B", "AT_RISK")]
+    (batch,) = plan_delivery(rows, ChannelTiming(), T0).batches
+    assert [r.id for r in batch] == [3]
+
+
+def test_quiet_hours_wrap_midnight_in_the_channel_time_zone() -> None:
+    # 22:30 in Paris (UTC+1 in November) is 21:30 UTC; quiet until 07:00 Paris = 06:00 UTC.
+    assert quiet_until(datetime(2026, 11, 27, 21, 30, tzinfo=UTC), QUIET) == datetime(
+        2026, 11, 28, 6, 0, tzinfo=UTC)
+    assert quiet_until(datetime(2026, 11, 28, 5, 59, tzinfo=UTC), QUIET) == datetime(
+        2026, 11, 28, 6, 0, tzinfo=UTC)
+    assert quiet_until(datetime(2026, 11, 28, 6, 0, tzinfo=UTC), QUIET) is None
+    assert quiet_until(datetime(2026, 11, 27, 20, 59, tzinfo=UTC), QUIET) is None
+
+
+def test_quiet_hours_defer_non_critical_and_let_critical_through() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    plan = plan_delivery([row(1, "A", "AT_RISK", created=night),
+                          row(2, "B", "CRITICAL", created=night)], QUIET, night)
+    assert plan.defer == [1] and plan.defer_until == datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    assert [[r.id for r in b] for b in plan.batches] == [[2]]
+    held = plan_delivery([row(1, "A", "CRITICAL", created=night)],
+                         ChannelTiming(quiet_hours=QUIET.quiet_hours, timezone="Europe/Paris",
+                                       defer_critical=True), night)
+    assert held.defer == [1] and held.batches == []
+
+
+def test_the_end_of_quiet_hours_is_one_summary_without_lines_that_recovered() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    morning = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    rows = [row(1, "A", "AT_RISK", created=night, due=morning, deferred=True),
+            row(2, "B", "AT_RISK", created=night, due=morning, deferred=True),
+            row(3, "B", "HEALTHY", NoticeKind.RECOVERED, created=night, due=morning,
+                deferred=True),
+            row(4, "C", "AT_RISK", created=night, due=morning, deferred=True)]
+    plan = plan_delivery(rows, QUIET, morning)
+    assert plan.drop == [2, 3]
+    assert [[r.id for r in b] for b in plan.batches] == [[1, 4]]
+
+
+def test_critical_news_during_quiet_hours_supersedes_what_was_parked_for_that_line() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    rows = [row(1, "A", "AT_RISK", created=night, due=datetime(2026, 11, 28, 6, tzinfo=UTC),
+                deferred=True),
+            row(2, "A", "CRITICAL", created=night + timedelta(minutes=5))]
+    plan = plan_delivery(rows, QUIET, night + timedelta(minutes=5))
+    assert plan.drop == [1] and [[r.id for r in b] for b in plan.batches] == [[2]]
