@@ -161,7 +161,7 @@ class MetricsConfig(_Section):
 
 
 OptionalDuration = Annotated[Duration | None, BeforeValidator(_optional_duration)]
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
 
 
 def _time_zone(value: str) -> str:
@@ -230,6 +230,9 @@ class AlertsConfig(_Section):
     # Flapping: more than flap_changes changes within flap_window (0: never flapping).
     flap_changes: int = Field(default=0, ge=0, le=1000)
     flap_window: Duration = timedelta(hours=1)
+    # How often time-based policy is re-checked (escalations, reminders, silences ending,
+    # flapping settling, the monitor's own trouble): the precision of those timers.
+    policy_interval: Duration = timedelta(seconds=5)
     delivery_timeout: Duration = timedelta(seconds=30)
     retry_initial: Duration = timedelta(seconds=5)
     retry_max: Duration = timedelta(minutes=10)

@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.alerts.trouble import check_troubles
 from monitor.config import Config
 from monitor.errors import MonitorError, StoreError
 from monitor.logs import log_context
@@ -31,9 +32,6 @@ from monitor.store.retention import prune
 log = logging.getLogger(__name__)
 
 DELIVERY_TICK = 1.0
-# How often time-based policy is re-evaluated (escalations, reminders, silences ending,
-# flapping settling): the precision of those timers.
-POLICY_TICK = 5.0
 
 
 class Daemon:
@@ -44,6 +42,7 @@ class Daemon:
         self._wake: dict[str, asyncio.Event] = {}
         self._inflight: set[asyncio.Task[object]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
+        self._started_at = utcnow()
 
     def stop(self) -> None:
         self._stop.set()
@@ -53,14 +52,13 @@ class Daemon:
                              host=self._config.server.host, port=self._config.server.port)
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
+        policy_task = asyncio.create_task(self._policy_loop(), name="policy")
         for account in self._config.accounts:
             self._scheduler.add_job(
                 self._poll_job, IntervalTrigger(seconds=account.poll_interval.total_seconds()),
                 args=[account.name], id=f"poll:{account.name}", max_instances=1,
                 coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(UTC),
             )
-        self._scheduler.add_job(self._policy_job, IntervalTrigger(seconds=POLICY_TICK),
-                                id="policy", max_instances=1, coalesce=True)
         if self._config.database.retention is not None:
             # Daily, at a quiet hour; the work is one transaction of deletes and summaries.
             self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
@@ -76,6 +74,7 @@ class Daemon:
         finally:
             log.info("shutting down")
             self._scheduler.shutdown(wait=False)
+            policy_task.cancel()
             for task in list(self._inflight):
                 task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
@@ -121,7 +120,21 @@ class Daemon:
                 log.info("next poll of %s delayed to %s (Retry-After)", account,
                          when.isoformat(timespec="seconds"))
 
-    async def _policy_job(self) -> None:
+    async def _policy_loop(self) -> None:
+        """Re-check time-based policy every ``policy_interval`` (never two rounds at once)."""
+        interval = self._config.alerts.policy_interval.total_seconds()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+            if self._stop.is_set():
+                return
+            try:
+                await self._policy_round()
+            except Exception:
+                # Like the delivery loop: one bad round must not end time-based policy.
+                log.exception("policy round crashed; continuing")
+
+    async def _policy_round(self) -> None:
         queued = 0
         for account, poller in self._runtime.pollers.items():
             with log_context(account=account):
@@ -129,6 +142,11 @@ class Daemon:
                     queued += await poller.review()
                 except StoreError as exc:
                     log.error("policy tick failed (will try again): %s", exc)
+        try:
+            queued += await check_troubles(self._runtime, started_at=self._started_at,
+                                           now=utcnow())
+        except StoreError as exc:
+            log.error("cannot record the monitor's own trouble (will try again): %s", exc)
         if queued:
             self._wake_deliverers()
 

@@ -12,7 +12,7 @@ alert rule on ``>= 2`` never misses it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -72,6 +72,9 @@ class Metrics:
                                      "API items skipped because they could not be parsed.",
                                      ["account"], registry=r)
         self.line_series = LineSeries(mode=per_line)
+        self.flapping = FlagSeries(
+            "linq_reputation_line_flapping",
+            "1 while a line is flapping (alerts paused until it is stable); absent otherwise.")
 
     def declare(self, *, accounts: Iterable[str], channels: Iterable[str]) -> None:
         """Create every labelled counter at 0, so that ``increase()`` sees the first event.
@@ -93,7 +96,8 @@ class Metrics:
 
     def pieces(self) -> list[bytes]:
         """The whole exposition as byte blocks, for streaming without one huge copy."""
-        return [generate_latest(self.registry), *self.line_series.pieces()]
+        return [generate_latest(self.registry), *self.line_series.pieces(),
+                self.flapping.render()]
 
     def render(self) -> bytes:
         return b"".join(self.pieces())
@@ -188,6 +192,28 @@ class LineSeries:
                      "".join(since).encode())
             self._rendered[bucket] = block
         return block
+
+
+class FlagSeries:
+    """A per-line 0/1 family that is 1 for few lines: only those lines get a series."""
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self._name = name
+        self._header = f"# HELP {name} {help_text}\n# TYPE {name} gauge\n"
+        self._lines: dict[tuple[str, str], str] = {}
+
+    def update(self, states: Iterable[LineState], flagged: Callable[[LineState], bool]) -> None:
+        for state in states:
+            key = (state.account, state.line_id)
+            if state.present and flagged(state):
+                self._lines[key] = (f'{self._name}{{account="{_escape(state.account)}",'
+                                    f'line_id="{_escape(state.line_id)}",'
+                                    f'phone_number="{_escape(state.phone_number)}"}} 1\n')
+            else:
+                self._lines.pop(key, None)
+
+    def render(self) -> bytes:
+        return (self._header + "".join(self._lines.values())).encode()
 
 
 def _escape(value: str) -> str:

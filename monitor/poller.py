@@ -99,6 +99,7 @@ class AccountPoller:
         # line states from the same memory, and the later commit would undo the other's.
         self._busy = asyncio.Lock()
         self.last_success_at: datetime | None = None
+        self.last_error: str | None = None
 
     async def poll(self) -> PollOutcome:
         with log_context(account=self.account):
@@ -168,6 +169,7 @@ class AccountPoller:
             await asyncio.to_thread(record_failed_poll, self._sessions, record)
         except StoreError as store_exc:
             log.error("cannot record the failed poll: %s", store_exc)
+        self.last_error = str(exc)[:300]
         retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
 
@@ -242,6 +244,7 @@ class AccountPoller:
             else:
                 self._review.discard(state.line_id)
         self._metrics.line_series.update(states)
+        self._metrics.flapping.update(states, _is_flapping)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:
                 self._metrics.lines.labels(self.account, status).set(count)
@@ -276,6 +279,10 @@ def _no_meta(account: str, line_id: str, phone_number: str) -> LineMeta:
 
 def _never_silenced(state: LineState, meta: LineMeta, now: datetime) -> bool:
     return False
+
+
+def _is_flapping(state: LineState) -> bool:
+    return state.flapping
 
 
 def _queue(notices: Sequence[Notice], now: datetime) -> list[Outgoing]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -17,12 +17,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
-from monitor.alerts.outbox import Deliverer, DeliveryPolicy
+from monitor.alerts.outbox import Deliverer, DeliveryPolicy, Renderer
 from monitor.api.client import LinqClient
 from monitor.config import Config
 from monitor.core import status as st
 from monitor.core.detect import Debounce
+from monitor.core.model import Entry, Message
 from monitor.core.policy import AlertPolicy, ChannelRule
+from monitor.core.render import render_entries
 from monitor.core.timing import ChannelTiming
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
@@ -74,6 +76,15 @@ def channel_timings(config: Config) -> dict[str, ChannelTiming]:
     }
 
 
+def channel_renderer(config: Config) -> Renderer:
+    limits = {c.name: c.group_limit for c in config.alerts.channels}
+
+    def render(channel: str, entries: Sequence[Entry], now: datetime) -> Message:
+        return render_entries(entries, now=now, limit=limits.get(channel, 20))
+
+    return render
+
+
 def alert_policy(config: Config) -> AlertPolicy:
     alerts = config.alerts
     rules = tuple(
@@ -103,6 +114,7 @@ class Runtime:
             DeliveryPolicy(timeout=alerts.delivery_timeout, retry_initial=alerts.retry_initial,
                            retry_max=alerts.retry_max, give_up_after=alerts.give_up_after),
             self.metrics, clock=utcnow, timings=channel_timings(config),
+            renderer=channel_renderer(config),
         )
         self.pollers: dict[str, AccountPoller] = {}
         self._stack = AsyncExitStack()

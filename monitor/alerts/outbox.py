@@ -91,6 +91,8 @@ class Deliverer:
         self._timings = timings or {}
         self._render = renderer
         self._paused_until: dict[str, datetime] = {}
+        # Channels whose last delivery gave up, with the error: the monitor's own trouble.
+        self.gave_up: dict[str, str] = {}
         self._stopping = False
         self._timeout = policy.timeout.total_seconds()
 
@@ -152,6 +154,7 @@ class Deliverer:
                 # The channel is likely down: try it again after the backoff, not row by row.
                 return delivered
             await asyncio.to_thread(self._record_success, ids)
+            self.gave_up.pop(name, None)
             self._metrics.notifications.labels(channel=name, outcome="delivered").inc(len(ids))
             delivered += len(ids)
         self._paused_until.pop(name, None)
@@ -245,6 +248,8 @@ class Deliverer:
                     gave_up = True
         retry_at = now + self._policy.backoff(attempts)
         outcome = "gave_up" if gave_up else "failed"
+        if gave_up:
+            self.gave_up[channel] = error[:300]
         self._metrics.notifications.labels(channel=channel, outcome=outcome).inc(len(row_ids))
         self._paused_until[channel] = retry_at
         log.warning(

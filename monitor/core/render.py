@@ -135,3 +135,19 @@ def describe(transition: Transition) -> str:
     """One line for logs and the ``history`` command."""
     previous = transition.from_status or "-"
     return f"{transition.phone_number} {previous} -> {transition.to_status} ({transition.kind})"
+
+
+def render_trouble(problem: str, *, since: datetime, now: datetime, cleared: bool,
+                   detail: str | None = None) -> Message:
+    """The monitor's own trouble (polls failing, a channel giving up) and its end."""
+    if cleared:
+        return Message(
+            title=f"[RESOLVED] Linq reputation monitor: {problem}",
+            body=(f"Resolved at {format_time(now)} after {format_duration(now - since)}.\n"
+                  "Line alerts flow normally again."),
+        )
+    lines = [f"Since {format_time(since)}: {problem}."]
+    if detail:
+        lines.append(f"Last error: {detail}")
+    lines.append("Until this clears, changes of the affected lines may go unnoticed.")
+    return Message(title=f"[MONITOR] Linq reputation monitor: {problem}", body="\n".join(lines))

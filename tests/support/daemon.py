@@ -37,10 +37,13 @@ def write_config(
     extra_account: str = "",
     retry_initial: str = "200ms",
     retry_max: str = "1s",
+    channel_options: str = 'group_wait = "0s"',
+    extra: str = "",
 ) -> Path:
     """A config with one account ``main`` polling ``base_url`` with the simulator's token.
 
-    ``channels`` are (name, apprise_url, min_status).
+    ``channels`` are (name, apprise_url, min_status); ``channel_options`` go into each
+    (by default no grouping delay, so a test of one change waits for nothing).
     """
     token_file = path.parent / "token"
     token_file.write_text(TOKEN)
@@ -70,8 +73,9 @@ retry_max = "{retry_max}"
 name = "{name}"
 url = "{url}"
 min_status = "{min_status}"
+{channel_options}
 """
-    path.write_text(text)
+    path.write_text(text + extra)
     path.chmod(0o600)
     return path
 

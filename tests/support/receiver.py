@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +20,7 @@ class Received:
     title: str
     message: str
     raw: dict[str, Any]
+    at: float = 0.0  # time.monotonic() on arrival
 
 
 class Receiver:
@@ -43,7 +45,8 @@ class Receiver:
                     status = receiver.status
                     if status < 300:
                         receiver.messages.append(Received(
-                            self.path, body.get("title", ""), body.get("message", ""), body))
+                            self.path, body.get("title", ""), body.get("message", ""), body,
+                        time.monotonic()))
                     receiver._cond.notify_all()
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

@@ -1,0 +1,192 @@
+"""Alert policy end to end: the daemon as a subprocess, the simulator over a real socket,
+messages received through Apprise's real ``json://`` notifier. Grouping, flapping, reminders
+across a restart, quiet hours across a restart, and the monitor's own trouble.
+
+Waits are for events (a message arriving, a poll counted); spacing between reminders is
+read from arrival times, never asserted by sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.simulator import Simulator, SimulatorServer
+from tests.support.daemon import TOKEN, DaemonProcess, wait_until, write_config
+from tests.support.receiver import Received, Receiver
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def start(tmp_path: Path, sim_server: SimulatorServer, database_url: str, *,
+          channels: list[tuple[str, str, str]], **options: Any) -> DaemonProcess:
+    config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                          database_url=database_url, channels=channels, **options)
+    return DaemonProcess(config, log=tmp_path / "daemon.log").start()
+
+
+def kinds(messages: list[Received]) -> list[str]:
+    return [m.title for m in messages]
+
+
+def test_two_hundred_lines_degrading_in_one_poll_are_one_message_per_channel(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    ids = sim.add_lines(300)
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK"),
+                             ("pager", receiver.url("pager"), "CRITICAL")],
+                   channel_options='group_wait = "2s"\ngroup_limit = 10')
+    try:
+        daemon.wait_for_polls(1)
+        sim.set_many({**dict.fromkeys(ids[:150], "AT_RISK"),
+                      **dict.fromkeys(ids[150:200], "CRITICAL")})
+        (ops,) = receiver.wait_for(1, path="ops")
+        (pager,) = receiver.wait_for(1, path="pager")
+        # Let the next polls and delivery rounds happen, then check nothing else came.
+        polls = daemon.polls("success")
+        daemon.wait_for_polls(polls + 3)
+        assert len(receiver.messages) == 2, kinds(receiver.messages)
+        assert ops.message.splitlines()[0] == "200 lines degraded: 150 AT_RISK, 50 CRITICAL"
+        assert ops.message.splitlines()[-1] == "+190 more"
+        assert pager.message.splitlines()[0] == "50 lines degraded: 50 CRITICAL"
+        assert "after" in ops.message and "in HEALTHY" in ops.message  # time in previous
+        assert "https://" in ops.message  # each entry carries its doc_url
+        print(f"\n--- grouped message as delivered ---\n{ops.title}\n{ops.message}\n")
+    finally:
+        daemon.stop()
+
+
+def test_a_flapping_line_gets_one_flapping_notice_then_one_settled_notice(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    phone = "+12025550177"
+    sim.add_line(phone)
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK")],
+                   extra_alerts='flap_changes = 3\nflap_window = "6s"\npolicy_interval = "500ms"')
+    try:
+        daemon.wait_for_polls(1)
+        for status in ("AT_RISK", "HEALTHY", "AT_RISK", "HEALTHY", "AT_RISK", "HEALTHY",
+                       "AT_RISK"):
+            polls = daemon.polls("success")
+            sim.set_status(phone, status)
+            daemon.wait_for_polls(polls + 1)
+        # Three changes alerted one by one; the fourth tips it over: one flapping notice,
+        # then nothing per change; once stable for 6s, one notice of where it settled.
+        messages = receiver.wait_for(4, timeout=60)
+        assert ["degraded" in messages[0].title, "recovered" in messages[1].title,
+                "degraded" in messages[2].title, "flapping" in messages[3].title] == [True] * 4
+        flapping = messages[3]
+        assert "Recent changes:" in flapping.message and phone in flapping.title
+        settled = receiver.wait_for(5, timeout=60)[-1]
+        assert "settled" in settled.title and "AT_RISK" in settled.title
+        assert len(receiver.messages) == 5
+        assert daemon.value("linq_reputation_line_flapping", phone_number=phone) is None
+        print(f"\n--- flapping notice as delivered ---\n{flapping.title}\n{flapping.message}\n"
+              f"--- settled notice ---\n{settled.title}\n{settled.message}\n")
+    finally:
+        daemon.stop()
+
+
+def test_reminders_survive_a_restart_without_a_storm_and_without_a_gap(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    phone = "+12025550188"
+    sim.add_line(phone)
+    options: dict[str, Any] = dict(channel_options='group_wait = "0s"\nrepeat_interval = "6s"',
+                                   extra_alerts='policy_interval = "250ms"')
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK")], **options)
+    try:
+        daemon.wait_for_polls(1)
+        sim.set_status(phone, "AT_RISK")
+        receiver.wait_for(2, timeout=30)  # the alert, then the first reminder
+        # Kill once both are recorded as delivered: a kill between the send and that record
+        # is the documented crash-in-flight window (the claim must expire first), not this test.
+        wait_until(lambda: (daemon.value("linq_reputation_notifications_total", channel="ops",
+                                         outcome="delivered") or 0) >= 2, timeout=10)
+        daemon.kill9()
+        down_from = len(receiver.messages)
+        # Down for more than two intervals: on restart, one overdue reminder, not three.
+        _wait_out(seconds=14.0)
+        daemon.start()
+        up_at = time.monotonic()  # answering /healthz: from here it reads its database
+        after = receiver.wait_for(down_from + 2, timeout=40)[down_from:]
+        assert all("still degraded" in m.title for m in after)
+        # The overdue one came before a fresh interval could pass (none skipped) ...
+        assert after[0].at - up_at < 6.0
+        # ... and the next one a whole interval after it (no storm of missed ones).
+        assert after[1].at - after[0].at >= 5.5
+    finally:
+        daemon.stop()
+
+
+def _wait_out(*, seconds: float) -> float:
+    """Let wall-clock time pass while the daemon is down (the thing under test is time)."""
+    end = time.monotonic() + seconds
+    wait_until(lambda: time.monotonic() >= end, timeout=seconds + 5)
+    return time.monotonic()
+
+
+def test_quiet_hours_defer_to_one_summary_skip_recovered_lines_and_survive_a_restart(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    stays, recovers, critical = "+12025550191", "+12025550192", "+12025550193"
+    for phone in (stays, recovers, critical):
+        sim.add_line(phone)
+    now = datetime.now(UTC)
+    start_at = (now - timedelta(minutes=1)).strftime("%H:%M:%S")
+    end_at = (now + timedelta(seconds=25)).strftime("%H:%M:%S")
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK")],
+                   channel_options=f'group_wait = "0s"\nquiet_hours = "{start_at}-{end_at}"')
+    try:
+        daemon.wait_for_polls(1)
+        sim.set_many({stays: "AT_RISK", recovers: "AT_RISK", critical: "CRITICAL"})
+        (urgent,) = receiver.wait_for(1, timeout=30)  # CRITICAL passes through quiet hours
+        assert critical in urgent.title
+        polls = daemon.polls("success")
+        daemon.wait_for_polls(polls + 1)
+        sim.set_status(recovers, "HEALTHY")
+        daemon.wait_for_polls(polls + 3)
+        daemon.kill9()  # deferred notices are in the database, not in memory
+        daemon.start()
+        summary = receiver.wait_for(2, timeout=90)[1]
+        assert stays in summary.message or stays in summary.title
+        assert recovers not in summary.message + summary.title  # went and came back
+        daemon.wait_for_polls(daemon.polls("success") + 2)
+        assert len(receiver.messages) == 2, kinds(receiver.messages)
+    finally:
+        daemon.stop()
+
+
+def test_an_account_failing_for_stale_after_is_announced_once_and_cleared_once(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    sim.add_line("+12025550199")
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK")],
+                   extra_alerts='stale_after = "3s"\npolicy_interval = "250ms"')
+    try:
+        daemon.wait_for_polls(1)
+        sim.set_token("a-token-the-monitor-does-not-have")  # every poll now fails (401)
+        (trouble,) = receiver.wait_for(1, timeout=30)
+        assert "polls of account main failing" in trouble.title
+        errors = daemon.polls("error")
+        daemon.wait_for_polls(errors + 3, outcome="error")
+        assert len(receiver.messages) == 1  # announced once, not once per tick
+        sim.set_token(TOKEN)
+        cleared = receiver.wait_for(2, timeout=30)[1]
+        assert cleared.title.startswith("[RESOLVED]")
+    finally:
+        daemon.stop()
