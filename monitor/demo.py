@@ -35,6 +35,8 @@ retry_initial = "1s"
 name = "terminal"
 url = "console://"
 min_status = "AT_RISK"
+# Changes due within a second go out together, as one grouped message.
+group_wait = "1s"
 """
 
 

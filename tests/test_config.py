@@ -65,6 +65,18 @@ def test_it_reads_durations(text: str | int, seconds: float) -> None:
     (config(alerts={"channels": [{"name": "ops"}]}), "alerts.channels[0]", "exactly one"),
     ({"accounts": []}, "accounts", "at least 1"),
     ({}, "accounts", "required"),
+    (config(alerts={"channels": [{"name": "ops", "url": "json://h",
+                                  "quiet_hours": "22h-7h"}]}),
+     "alerts.channels[0].quiet_hours", "HH:MM-HH:MM"),
+    (config(alerts={"channels": [{"name": "ops", "url": "json://h",
+                                  "timezone": "Mars/Olympus"}]}),
+     "alerts.channels[0].timezone", "IANA"),
+    (config(alerts={"channels": [{"name": "ops", "url": "json://h", "accounts": ["eu"]}]}),
+     "alerts.channels[0].accounts", "unknown account(s): eu"),
+    (config(alerts={"channels": [{"name": "ops", "url": "json://h",
+                                  "repeat_interval": "0s"}]}),
+     "alerts.channels[0].repeat_interval", "at least 1s"),
+    (config(alerts={"confirm_polls": 0}), "alerts.confirm_polls", "greater than or equal to 1"),
 ])
 def test_it_names_the_bad_key(raw: dict[str, Any], key: str, reason: str) -> None:
     error = error_of(raw)
