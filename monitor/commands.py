@@ -83,6 +83,7 @@ def print_history(
         with sessions() as session:
             rows = queries.history(session, line=line,
                                    since=utcnow() - since if since else None)
+            alerts = queries.alerts_for(session, [r.id for r in rows])
     finally:
         engine.dispose()
     if as_json:
@@ -90,11 +91,14 @@ def print_history(
             "at": r.at.isoformat(), "account": r.account, "phone_number": r.phone_number,
             "line_id": r.line_id, "kind": r.kind, "from_status": r.from_status,
             "to_status": r.to_status, "doc_url": r.doc_url, "source": r.source,
+            "alerts": [{"channel": c, "state": s} for c, s in alerts.get(r.id, [])],
         } for r in rows], indent=2))
         return 0
-    print(_table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "DOC URL"), [
+    print(_table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "ALERTS", "DOC URL"), [
         (format_time(r.at), r.account, r.phone_number,
-         f"{r.from_status or '-'} → {r.to_status}", r.kind, r.doc_url or "-") for r in rows
+         f"{r.from_status or '-'} → {r.to_status}", r.kind,
+         ", ".join(f"{c}:{s}" for c, s in alerts.get(r.id, [])) or "-", r.doc_url or "-")
+        for r in rows
     ]))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,6 +41,22 @@ def history(
     if since:
         query = query.where(TransitionRow.at >= since)
     return list(session.scalars(query))
+
+
+def alerts_for(session: Session, transition_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+    """Per recorded change: (channel, state) of each notification it caused: ``delivered``,
+    ``pending``, ``failed``, ``silenced`` (recorded, not sent) or ``dropped``."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    for start in range(0, len(transition_ids), 500):
+        rows = session.execute(
+            select(Notification.transition_id, Notification.channel, Notification.state)
+            .where(Notification.transition_id.in_(transition_ids[start:start + 500]))
+            .order_by(Notification.id)
+        ).all()
+        for transition_id, channel, state in rows:
+            if transition_id is not None:
+                found.setdefault(transition_id, []).append((channel, state))
+    return found
 
 
 def status_at_poll(session: Session, *, account: str, line_id: str, poll_id: int) -> str | None:
