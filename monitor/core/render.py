@@ -1,45 +1,238 @@
-"""Alert text. Pure: every input, including the clock, comes in as a value."""
+"""Default alert text. Pure: every input, including the clock, comes in as a value.
+
+``render_entries`` turns the entries due together on one channel into one message: a
+single entry reads as a full report on that line; several become one grouped message (a
+summary line, then one compact entry per line, capped with "+N more"). Every kind carries
+the phone number, the line's name if any, from→to, the time in the previous status and
+the exact doc_url the API gave.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from monitor.core import status as st
-from monitor.core.model import Message, Notice, NoticeKind, Transition, TransitionKind
+from monitor.core.model import Entry, Message, Notice, NoticeKind, Transition, TransitionKind
+from monitor.core.trouble import Trouble, TroubleKind
 
-_HEADLINE = {
+# Slack shows about this much of a title in a notification; PagerDuty allows 1024.
+TITLE_LIMIT = 150
+DEFAULT_LIMIT = 20
+_ERROR_LIMIT = 300
+
+# Grouped messages list the most urgent kinds first.
+_KIND_ORDER = (NoticeKind.DEGRADED, NoticeKind.UNKNOWN, NoticeKind.FLAPPING, NoticeKind.REMINDER,
+               NoticeKind.IMPROVED, NoticeKind.SETTLED, NoticeKind.RECOVERED, NoticeKind.TEST)
+# How a summary counts each kind: "4 degraded", "2 still degraded", ...
+_SUMMARY_VERB = {
     NoticeKind.DEGRADED: "degraded",
+    NoticeKind.UNKNOWN: "with an unknown status",
+    NoticeKind.FLAPPING: "flapping",
+    NoticeKind.REMINDER: "still degraded",
     NoticeKind.IMPROVED: "improving",
+    NoticeKind.SETTLED: "settled after flapping",
     NoticeKind.RECOVERED: "recovered",
-    NoticeKind.UNKNOWN: "unknown status",
+    NoticeKind.TEST: "test",
 }
 
 
+def render_entries(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAULT_LIMIT,
+                   flap_window: timedelta | None = None) -> Message:
+    """One message for the entries due together on a channel (one or many).
+
+    ``flap_window`` (the policy's setting) lets a flapping notice say how long the line
+    must be stable before alerts resume. Raises ValueError if ``entries`` is empty.
+    """
+    if not entries:
+        raise ValueError("render_entries needs at least one entry")
+    if len(entries) == 1:
+        return render_entry(entries[0], now=now, flap_window=flap_window)
+    return render_group(entries, now=now, limit=limit)
+
+
+def render_entry(entry: Entry, *, now: datetime, flap_window: timedelta | None = None
+                 ) -> Message:
+    """The full message about one line."""
+    return Message(title=_shorten(f"[{entry.to_status}] {_who(entry)} {headline(entry, now=now)}"
+                                  f" ({entry.account})"),
+                   body="\n".join(_entry_body(entry, now=now, flap_window=flap_window)))
+
+
+def render_group(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAULT_LIMIT
+                 ) -> Message:
+    """One message for many lines: summary, then one compact entry each, worst first."""
+    ordered = sort_entries(entries)
+    shown, more = ordered[:limit], max(0, len(ordered) - limit)
+    accounts = sorted({e.account for e in entries})
+    where = accounts[0] if len(accounts) == 1 else f"{len(accounts)} accounts"
+    worst = max((e.to_status for e in entries), key=st.rank)
+    summary = summarize(entries)
+    lines = [summary, ""]
+    for entry in shown:
+        lines += compact_entry(entry, now=now, with_account=len(accounts) > 1)
+    if more:
+        lines.append(f"+{more} more")
+    return Message(title=_shorten(f"[{worst}] {summary} ({where})"), body="\n".join(lines))
+
+
+def summarize(entries: Sequence[Entry]) -> str:
+    """'6 lines degraded: 4 AT_RISK, 2 CRITICAL; 1 recovered'."""
+    by_kind: dict[NoticeKind, Counter[str]] = {}
+    for entry in entries:
+        by_kind.setdefault(entry.kind, Counter())[entry.to_status] += 1
+    parts: list[str] = []
+    for kind in _KIND_ORDER:
+        counts = by_kind.get(kind)
+        if not counts:
+            continue
+        total = sum(counts.values())
+        noun = ("line" if total == 1 else "lines") if not parts else ""
+        text = " ".join(p for p in (str(total), noun, _SUMMARY_VERB[kind]) if p)
+        if kind not in (NoticeKind.RECOVERED, NoticeKind.FLAPPING, NoticeKind.TEST):
+            text += ": " + ", ".join(f"{n} {status}" for status, n in
+                                     sorted(counts.items(), key=lambda i: st.rank(i[0])))
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def sort_entries(entries: Sequence[Entry]) -> list[Entry]:
+    """Most urgent kind first, then worst status, then account and phone number."""
+    return sorted(entries, key=lambda e: (_KIND_ORDER.index(e.kind), -st.rank(e.to_status),
+                                          e.account, e.phone_number))
+
+
+def headline(entry: Entry, *, now: datetime) -> str:
+    """What happened, in a few words: 'degraded: HEALTHY → AT_RISK', 'still CRITICAL for 3h'."""
+    change = f"{entry.from_status or '(new line)'} → {entry.to_status}"
+    kind = entry.kind
+    if kind is NoticeKind.REMINDER:
+        return f"still {entry.to_status} for {format_duration(degraded_for(entry, now=now))}"
+    if kind is NoticeKind.FLAPPING:
+        return f"flapping: {max(len(entry.sequence), 1)} changes in {_sequence_span(entry)}"
+    if kind is NoticeKind.SETTLED:
+        return f"settled at {entry.to_status} after flapping"
+    word = {NoticeKind.DEGRADED: "degraded", NoticeKind.IMPROVED: "improving",
+            NoticeKind.RECOVERED: "recovered", NoticeKind.UNKNOWN: "unknown status",
+            NoticeKind.TEST: "test"}[kind]
+    return f"{word}: {change}"
+
+
+def compact_entry(entry: Entry, *, now: datetime, with_account: bool = False) -> list[str]:
+    """Two lines about one line in a grouped message."""
+    previous = entry.time_in_previous
+    after = (f" after {format_duration(previous)} in {entry.from_status}"
+             if previous is not None else "")
+    what = headline(entry, now=now)
+    change = f"{entry.from_status or '(new line)'} → {entry.to_status}"
+    if change not in what:
+        what += f" ({change})"
+    account = f" [{entry.account}]" if with_account else ""
+    return [f"- {_who(entry)}{account} {what}{after}, at {_short_time(entry.at, now)}",
+            f"  {entry.doc_url or '(no doc_url)'}"]
+
+
+def degraded_for(entry: Entry, *, now: datetime) -> timedelta:
+    """How long the line has been degraded (reminders): from ``degraded_since`` to ``now``."""
+    start = entry.degraded_since or entry.previous_since or entry.at
+    return now - start
+
+
+def _entry_body(entry: Entry, *, now: datetime, flap_window: timedelta | None) -> list[str]:
+    name = f' "{entry.name}"' if entry.name else ""
+    lines = [f"Account: {entry.account}",
+             f"Line: {entry.phone_number}{name} (id {entry.line_id})"]
+    if entry.labels:
+        lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items())))
+    lines.append(f"Status: {entry.from_status or '(new line)'} → {entry.to_status}")
+    lines.append(f"Changed at: {format_time(entry.at)}")
+    previous = entry.time_in_previous
+    if previous is not None:
+        lines.append(f"Time in {entry.from_status}: {format_duration(previous)}")
+    lines += _kind_lines(entry, now=now, flap_window=flap_window)
+    if entry.reason:
+        lines.append(f"Reason: {entry.reason}")
+    lines.append(f"Recommended action: {st.recommended_action(entry.to_status)}")
+    lines.append(f"Guide: {entry.doc_url or '(the API sent no doc_url)'}")
+    return lines
+
+
+def _kind_lines(entry: Entry, *, now: datetime, flap_window: timedelta | None) -> list[str]:
+    kind = entry.kind
+    if kind is NoticeKind.DEGRADED and entry.from_status is None:
+        return ["First time this monitor sees the line; it is already degraded."]
+    if kind is NoticeKind.UNKNOWN:
+        return [f"'{entry.to_status}' is not a status Linq documents; it is shown verbatim."]
+    if kind is NoticeKind.IMPROVED:
+        return [f"Improving, not resolved: the line is still {entry.to_status}."]
+    if kind is NoticeKind.RECOVERED:
+        return [f"Recovered: the line is {entry.to_status} again."]
+    if kind is NoticeKind.REMINDER:
+        since = entry.degraded_since or entry.previous_since or entry.at
+        lasting = format_duration(degraded_for(entry, now=now))
+        return [f"Reminder: still {entry.to_status} for {lasting} "
+                f"(degraded since {format_time(since)})."]
+    if kind is NoticeKind.FLAPPING:
+        until = (f"it is stable for {format_duration(flap_window)}" if flap_window
+                 else "it is stable again")
+        return [f"Flapping: {max(len(entry.sequence), 1)} changes in {_sequence_span(entry)}:",
+                *(f"  {format_time(at)}  {status}" for at, status in entry.sequence),
+                f"Alerts for this line are paused until {until}; one notice will say where "
+                "it settled."]
+    if kind is NoticeKind.SETTLED:
+        return [f"Settled at {entry.to_status} at {format_time(entry.at)} after flapping; "
+                "per-change alerts resume."]
+    return []
+
+
 def render_notice(notice: Notice) -> Message:
-    """Title and plain-text body for one channel's notice."""
+    """One notice rendered at detection time, as the poller does until the outbox renders
+    entries at send time."""
     t = notice.transition
-    previous = t.from_status or "(new line)"
-    title = (
-        f"[{t.to_status}] {t.phone_number} {_HEADLINE[notice.kind]}: "
-        f"{previous} → {t.to_status} ({t.account})"
-    )
-    lines = [
-        f"Account: {t.account}",
-        f"Line: {t.phone_number} (id {t.line_id})",
-        f"Status: {previous} → {t.to_status}",
-        f"Changed at: {format_time(t.at)}",
-    ]
-    if t.previous_since is not None and t.from_status is not None:
-        lines.append(f"Time in {t.from_status}: {format_duration(t.at - t.previous_since)}")
-    if t.kind is TransitionKind.FIRST_SEEN:
-        lines.append("First time this monitor sees the line; it is already degraded.")
-    elif t.kind is TransitionKind.RETURNED:
-        lines.append("The line is back in the account after being absent.")
-    if notice.kind is NoticeKind.UNKNOWN:
-        lines.append(f"'{t.to_status}' is not a status Linq documents; it is shown verbatim.")
-    lines.append(f"Recommended action: {st.recommended_action(t.to_status)}")
-    lines.append(f"Guide: {t.doc_url or '(the API sent no doc_url)'}")
-    return Message(title=title, body="\n".join(lines))
+    reason = ("The line is back in the account after being absent."
+              if t.kind is TransitionKind.RETURNED else None)
+    entry = Entry(kind=notice.kind, account=t.account, line_id=t.line_id,
+                  phone_number=t.phone_number, from_status=t.from_status, to_status=t.to_status,
+                  at=t.at, previous_since=t.previous_since, doc_url=t.doc_url, reason=reason)
+    return render_entry(entry, now=t.at)
+
+
+def render_trouble(trouble: Trouble, *, now: datetime) -> Message:
+    """The monitor's own trouble, or its clearing: routed like a CRITICAL."""
+    subject = trouble.subject
+    if trouble.kind is TroubleKind.POLLS_FAILING:
+        what = f"polls of account {subject}"
+    else:
+        what = f"deliveries to channel {subject}"
+    if trouble.cleared_at is not None:
+        lasted = format_duration(trouble.cleared_at - trouble.since)
+        title = f"[RESOLVED] monitor: {what} working again after {lasted}"
+        lines = [f"{what.capitalize()} work again since {format_time(trouble.cleared_at)}.",
+                 f"The trouble began at {format_time(trouble.since)} and lasted {lasted}."]
+    else:
+        failing = format_duration(now - trouble.since)
+        title = f"[MONITOR] {what} failing for {failing}"
+        lines = [f"{what.capitalize()} have been failing since {format_time(trouble.since)} "
+                 f"({failing})."]
+        if trouble.kind is TroubleKind.POLLS_FAILING:
+            lines.append("Line statuses are not being refreshed: a degraded line would go "
+                         "unnoticed until polls succeed again.")
+        else:
+            lines.append("Notifications to this channel are being given up; check "
+                         "`reputation-monitor status` for what was not delivered.")
+    if trouble.failures is not None:
+        lines.append(f"Failed attempts: {trouble.failures}")
+    if trouble.last_success is not None:
+        lines.append(f"Last success: {format_time(trouble.last_success)}")
+    elif trouble.kind is TroubleKind.POLLS_FAILING:
+        lines.append("Last success: never")
+    if trouble.last_error:
+        error = trouble.last_error
+        if len(error) > _ERROR_LIMIT:
+            error = error[:_ERROR_LIMIT - 1] + "…"
+        lines.append(f"Last error: {error}")
+    return Message(title=_shorten(title), body="\n".join(lines))
 
 
 def render_test(channel: str, *, now: datetime) -> Message:
@@ -73,3 +266,24 @@ def describe(transition: Transition) -> str:
     """One line for logs and the ``history`` command."""
     previous = transition.from_status or "-"
     return f"{transition.phone_number} {previous} -> {transition.to_status} ({transition.kind})"
+
+
+def _who(entry: Entry) -> str:
+    return f"{entry.phone_number} ({entry.name})" if entry.name else entry.phone_number
+
+
+def _sequence_span(entry: Entry) -> str:
+    if len(entry.sequence) < 2:
+        return "a short time"
+    return format_duration(entry.sequence[-1][0] - entry.sequence[0][0])
+
+
+def _short_time(moment: datetime, now: datetime) -> str:
+    """'09:30 UTC' today, 'Nov 26 22:10 UTC' otherwise (deferred summaries span nights)."""
+    if moment.date() == now.date():
+        return moment.strftime("%H:%M UTC")
+    return moment.strftime("%b %d %H:%M UTC")
+
+
+def _shorten(title: str) -> str:
+    return title if len(title) <= TITLE_LIMIT else title[:TITLE_LIMIT - 1] + "…"
