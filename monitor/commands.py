@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from monitor.alerts.notifier import Channel
 from monitor.config import DEFAULT_TOKEN_ENV, Config
 from monitor.core.render import format_duration, format_time, render_test
-from monitor.errors import DeliveryError
+from monitor.errors import ConfigError, DeliveryError
 from monitor.poller import PollOutcome
 from monitor.runtime import Runtime, build_channels, open_database, utcnow
 from monitor.store import queries
@@ -196,4 +196,56 @@ def prune_now(config: Config) -> int:
     finally:
         engine.dispose()
     print(f"{result.summary()} (older than {format_duration(retention)})")
+    return 0
+
+
+def preview_alerts(config: Config, *, channel: str | None) -> int:
+    """Print every kind of message as each channel (or the one named) would receive it.
+
+    Sample data only: nothing is sent and the database is not opened. Raises ConfigError
+    for a channel name that is not configured.
+    """
+    from monitor.alerts.samples import samples
+    from monitor.alerts.templates import Renderer
+    from monitor.core.digest import Digest
+    from monitor.core.trouble import Trouble
+
+    configured = config.alerts.channels
+    if channel is not None:
+        configured = [c for c in configured if c.name == channel]
+        if not configured:
+            names = ", ".join(c.name for c in config.alerts.channels) or "none"
+            raise ConfigError("--channel", f"no channel named '{channel}' (configured: {names})")
+    now = utcnow()
+    examples = samples(now, account=config.accounts[0].name)
+    renderers: list[tuple[str, str | None]] = [
+        (f"channel {c.name} ({c.body_format}, {c.timezone})", c.name) for c in configured
+    ] or [("default text (no channels configured)", None)]
+    for heading, name in renderers:
+        print(f"════ {heading} ════")
+        failures: list[str] = []
+        if name is None:
+            renderer = Renderer("default")
+        else:
+            renderer = Renderer.for_channel(next(c for c in configured if c.name == name),
+                                            on_fallback=failures.append)
+        for label, sample in [*examples, ("test", None)]:
+            failures.clear()
+            if sample is None:
+                message = renderer.render_test(now=now)
+            elif isinstance(sample, Digest):
+                message = renderer.render_digest(sample, now=now)
+            elif isinstance(sample, Trouble):
+                message = renderer.render_trouble(sample, now=now)
+            else:
+                message = renderer.render(sample, now=now)
+            print(f"\n── {label} ──")
+            for reason in failures:
+                print(f"(template failed: {reason}; the default text below is what would "
+                      "be sent)")
+            print(f"title: {message.title}")
+            if message.body_format != "text":
+                print(f"body ({message.body_format}):")
+            print(message.body)
+        print()
     return 0

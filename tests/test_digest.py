@@ -114,12 +114,12 @@ def test_the_default_text_reads_every_section_with_names(sessions) -> None:
                           line_meta=lambda account, line_id, phone: LineMeta(names.get(line_id)))
     message = render_digest(digest, now=NOW)
     assert message.title == ("Line reputation digest: 2 lines not HEALTHY (1 CRITICAL, "
-                             "1 AT_RISK); 4 changes in 1d; 1 failed poll")
+                             "1 AT_RISK); 4 changes in 24h; 1 failed poll")
     body = message.body
     assert (f"- {PHONES['L1']} (Sales 1) CRITICAL for 4h (since 2026-11-27 05:00:00 UTC), "
             f"account acme\n  {DOC}#critical") in body
     assert (f"- 2026-11-27 05:00:00 UTC {PHONES['L1']} (Sales 1) AT_RISK → CRITICAL after 6h "
-            f"in AT_RISK [acme] {DOC}#critical") in body
+            f"in AT_RISK [acme]\n  {DOC}#critical") in body
     assert f"- {PHONES['L1']} (Sales 1) [acme]: CRITICAL 4h, AT_RISK 6h" in body
     assert ("- acme: 3 ok, 1 failed (75.0 % ok), last success 2026-11-27 08:00:00 UTC, "
             "last error: HTTP 503 from the Linq API (trace abc)") in body
@@ -130,7 +130,7 @@ def test_a_quiet_day_still_says_so(sessions) -> None:
     digest = build_digest(sessions, now=NOW)
     assert digest.degraded == () and digest.changes == () and digest.time_degraded == ()
     message = render_digest(digest, now=NOW)
-    assert message.title == "Line reputation digest: all lines HEALTHY; 0 changes in 1d"
+    assert message.title == "Line reputation digest: all lines HEALTHY; 0 changes in 24h"
     assert "- none" in message.body
 
 
@@ -139,4 +139,4 @@ def test_long_lists_are_capped_in_the_text(sessions) -> None:
     digest = build_digest(sessions, now=NOW, max_changes=2)
     assert len(digest.changes) == 2 and digest.change_count == 4
     body = render_digest(digest, now=NOW, limit=1).body
-    assert "Changes in the last 1d (4):" in body and "+3 more" in body
+    assert "Changes in the last 24h (4):" in body and "+3 more" in body

@@ -12,8 +12,8 @@ or many), ``render_digest``, ``render_trouble`` or ``render_test``. The template
 
 - ``kind``: ``single``, ``group``, ``digest``, ``trouble`` or ``test``
 - ``entries``: the lines, worst first, at most ``limit`` of them (a dict per line: every
-  ``Entry`` field, plus ``time_in_previous``, ``recommended_action``, ``headline``,
-  ``degraded_for``); ``entry``: the first, or None; ``more``: how many were left out
+  ``Entry`` field, plus ``change``, ``time_in_previous``, ``recommended_action``,
+  ``headline``, ``degraded_for``); ``entry``: the first, or None; ``more``: how many were left out
 - ``summary``: one line saying what the message is about
 - ``digest`` (kind digest) and ``trouble`` (kind trouble), else None
 - ``channel``, ``timezone``, ``now``, ``default_title``, ``default_body``
@@ -174,6 +174,7 @@ class Renderer:
             sequence=[{"at": at, "status": status} for at, status in entry.sequence],
             time_in_previous=render.format_duration(previous) if previous is not None else None,
             time_in_previous_seconds=previous.total_seconds() if previous is not None else None,
+            change=f"{entry.from_status or '(new line)'} → {entry.to_status}",
             recommended_action=recommended_action(entry.to_status),
             headline=render.headline(entry, now=now),
             degraded_for=render.format_duration(render.degraded_for(entry, now=now)),

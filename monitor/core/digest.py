@@ -88,7 +88,7 @@ class Digest:
     @property
     def summary(self) -> str:
         """'3 lines not HEALTHY (1 CRITICAL, 2 AT_RISK); 5 changes in 24h'."""
-        window = format_duration(self.end - self.start)
+        window = _window(self.end - self.start)
         counts = Counter(line.status for line in self.degraded)
         if counts:
             per_status = ", ".join(f"{n} {status}" for status, n in
@@ -103,7 +103,7 @@ class Digest:
 
 def render_digest(digest: Digest, *, now: datetime, limit: int = DEFAULT_LIMIT) -> Message:
     """The digest's default text: four sections, each capped at ``limit`` items."""
-    window = format_duration(digest.end - digest.start)
+    window = _window(digest.end - digest.start)
     out = [digest.summary]
     out += _section(f"Lines not HEALTHY now ({len(digest.degraded)}):",
                     [_degraded(line, now) for line in digest.degraded[:limit]],
@@ -135,7 +135,7 @@ def _change(change: DigestChange) -> str:
              if change.time_in_previous is not None and change.from_status else "")
     return (f"- {format_time(change.at)} {_who(change.phone_number, change.name)} "
             f"{change.from_status or '(new line)'} → {change.to_status}{after} "
-            f"[{change.account}] {change.doc_url or ''}").rstrip()
+            f"[{change.account}]\n  {change.doc_url or '(no doc_url)'}")
 
 
 def _time(spent: LineTime) -> str:
@@ -156,6 +156,12 @@ def _polls(health: PollHealth) -> str:
 
 def _who(phone_number: str, name: str | None) -> str:
     return f"{phone_number} ({name})" if name else phone_number
+
+
+def _window(span: timedelta) -> str:
+    """'24h' rather than '1d': a digest's window reads in hours up to two days."""
+    hours, rest = divmod(int(span.total_seconds()), 3600)
+    return f"{hours}h" if not rest and hours <= 48 else format_duration(span)
 
 
 def _count(n: int, noun: str) -> str:
