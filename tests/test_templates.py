@@ -4,7 +4,9 @@ failing template never costing the alert."""
 from __future__ import annotations
 
 import logging
+import tomllib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +166,21 @@ async def test_the_body_format_reaches_apprise(receiver: Receiver) -> None:
     await channel.send(html, timeout=10)
     await channel.send(Message("t", "<b>CRITICAL</b>"), timeout=10)
     assert [m.message for m in receiver.wait_for(2)] == ["CRITICAL & more", "<b>CRITICAL</b>"]
+
+
+def test_the_readme_example_template_renders_a_group() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Messages and templates")[1]
+    example = section.split("```toml\n")[1].split("```")[0]
+    raw = tomllib.loads('[[accounts]]\nname = "main"\n' + example)
+    config = parse_config(raw, environ={**ENV, "SLACK_WEBHOOK_URL": "json://127.0.0.1:9/x"})
+    r = Renderer.for_channel(config.alerts.channels[0], limit=2)
+    message = r.render([entry(phone=f"+1202555010{n}") for n in range(3)], now=AT)
+    assert message.title == "3 lines degraded: 3 CRITICAL"
+    assert message.body.splitlines() == [
+        "*3 lines degraded: 3 CRITICAL*",
+        f"- `+12025550100` Sales 1: AT_RISK → CRITICAL (2h) <{DOC}|guide>",
+        f"- `+12025550101` Sales 1: AT_RISK → CRITICAL (2h) <{DOC}|guide>",
+        "+1 more",
+    ]
+    assert r.render_test(now=AT).title == "Linq reputation monitor: test notification"
