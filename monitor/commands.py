@@ -10,8 +10,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.alerts.notifier import Channel
+from monitor.alerts.templates import Renderer
 from monitor.config import DEFAULT_TOKEN_ENV, Config
-from monitor.core.render import format_duration, format_time, render_test
+from monitor.core.digest import Digest
+from monitor.core.render import format_duration, format_time
+from monitor.core.trouble import Trouble
 from monitor.errors import ConfigError, DeliveryError
 from monitor.poller import PollOutcome
 from monitor.runtime import Runtime, build_channels, open_database, utcnow
@@ -131,18 +134,20 @@ async def send_test_alerts(config: Config) -> bool:
     if not channels:
         print("no channels configured under [[alerts.channels]]")
         return False
+    renderers = {c.name: Renderer.for_channel(c) for c in config.alerts.channels}
     results = await asyncio.gather(*(
-        _test_one(channel, config.alerts.delivery_timeout.total_seconds())
-        for channel in channels.values()
+        _test_one(channel, renderers[name], config.alerts.delivery_timeout.total_seconds())
+        for name, channel in channels.items()
     ))
     for name, error in results:
         print(f"{name}: delivered" if error is None else f"{name}: FAILED: {error}")
     return all(error is None for _, error in results)
 
 
-async def _test_one(channel: Channel, timeout: float) -> tuple[str, str | None]:
+async def _test_one(channel: Channel, renderer: Renderer, timeout: float
+                    ) -> tuple[str, str | None]:
     try:
-        await channel.send(render_test(channel.name, now=utcnow()), timeout=timeout)
+        await channel.send(renderer.render_test(now=utcnow()), timeout=timeout)
     except DeliveryError as exc:
         return channel.name, str(exc)
     return channel.name, None
@@ -206,9 +211,6 @@ def preview_alerts(config: Config, *, channel: str | None) -> int:
     for a channel name that is not configured.
     """
     from monitor.alerts.samples import samples
-    from monitor.alerts.templates import Renderer
-    from monitor.core.digest import Digest
-    from monitor.core.trouble import Trouble
 
     configured = config.alerts.channels
     if channel is not None:

@@ -8,7 +8,8 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from tests.support.daemon import cli
+from tests.support.daemon import cli, write_config
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,3 +115,20 @@ def test_a_template_syntax_error_stops_it_naming_the_key(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "config error: alerts.channels[1].body_template: template syntax error" \
            in result.stderr
+
+
+def test_a_test_alert_goes_out_through_the_channels_templates(tmp_path: Path,
+                                                              receiver: Receiver) -> None:
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
+                          channels=[("ops", receiver.url("ops"), "AT_RISK")])
+    with config.open("a") as f:
+        f.write('title_template = "[{{ kind }}] to {{ channel }}"\n'
+                'body_template = "*{{ summary }}*"\nbody_format = "markdown"\n')
+
+    result = cli("test-alert", "--config", str(config))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    [message] = receiver.wait_for(1, path="ops")
+    assert (message.title, message.message) == ("[test] to ops",
+                                                "*test notification to channel ops*")

@@ -13,11 +13,10 @@ from monitor.core.render import (
     format_duration,
     render_entries,
     render_notice,
-    render_trouble,
     summarize,
 )
 from monitor.core.status import RECOMMENDED_ACTION
-from monitor.core.trouble import Trouble, TroubleKind
+from monitor.core.trouble import Trouble, TroubleKind, render_trouble
 
 AT = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 NOW = AT + timedelta(seconds=5)

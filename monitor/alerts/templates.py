@@ -38,7 +38,7 @@ from monitor.core import render
 from monitor.core.digest import Digest, render_digest
 from monitor.core.model import Entry, Message
 from monitor.core.status import recommended_action
-from monitor.core.trouble import Trouble
+from monitor.core.trouble import Trouble, render_trouble
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Renderer:
                            summary=digest.summary)
 
     def render_trouble(self, trouble: Trouble, *, now: datetime) -> Message:
-        default = render.render_trouble(trouble, now=now)
+        default = render_trouble(trouble, now=now)
         return self._apply(default, now=now, kind="trouble", trouble=trouble,
                            summary=default.title)
 

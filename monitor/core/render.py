@@ -15,12 +15,10 @@ from datetime import datetime, timedelta
 
 from monitor.core import status as st
 from monitor.core.model import Entry, Message, Notice, NoticeKind, Transition, TransitionKind
-from monitor.core.trouble import Trouble, TroubleKind
 
 # Slack shows about this much of a title in a notification; PagerDuty allows 1024.
 TITLE_LIMIT = 150
 DEFAULT_LIMIT = 20
-_ERROR_LIMIT = 300
 
 # Grouped messages list the most urgent kinds first.
 _KIND_ORDER = (NoticeKind.DEGRADED, NoticeKind.UNKNOWN, NoticeKind.FLAPPING, NoticeKind.REMINDER,
@@ -55,7 +53,7 @@ def render_entries(entries: Sequence[Entry], *, now: datetime, limit: int = DEFA
 def render_entry(entry: Entry, *, now: datetime, flap_window: timedelta | None = None
                  ) -> Message:
     """The full message about one line."""
-    return Message(title=_shorten(f"[{entry.to_status}] {_who(entry)} {headline(entry, now=now)}"
+    return Message(title=shorten(f"[{entry.to_status}] {_who(entry)} {headline(entry, now=now)}"
                                   f" ({entry.account})"),
                    body="\n".join(_entry_body(entry, now=now, flap_window=flap_window)))
 
@@ -74,7 +72,7 @@ def render_group(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAUL
         lines += compact_entry(entry, now=now, with_account=len(accounts) > 1)
     if more:
         lines.append(f"+{more} more")
-    return Message(title=_shorten(f"[{worst}] {summary} ({where})"), body="\n".join(lines))
+    return Message(title=shorten(f"[{worst}] {summary} ({where})"), body="\n".join(lines))
 
 
 def summarize(entries: Sequence[Entry]) -> str:
@@ -198,43 +196,6 @@ def render_notice(notice: Notice) -> Message:
     return render_entry(entry, now=t.at)
 
 
-def render_trouble(trouble: Trouble, *, now: datetime) -> Message:
-    """The monitor's own trouble, or its clearing: routed like a CRITICAL."""
-    subject = trouble.subject
-    if trouble.kind is TroubleKind.POLLS_FAILING:
-        what = f"polls of account {subject}"
-    else:
-        what = f"deliveries to channel {subject}"
-    if trouble.cleared_at is not None:
-        lasted = format_duration(trouble.cleared_at - trouble.since)
-        title = f"[RESOLVED] monitor: {what} working again after {lasted}"
-        lines = [f"{what.capitalize()} work again since {format_time(trouble.cleared_at)}.",
-                 f"The trouble began at {format_time(trouble.since)} and lasted {lasted}."]
-    else:
-        failing = format_duration(now - trouble.since)
-        title = f"[MONITOR] {what} failing for {failing}"
-        lines = [f"{what.capitalize()} have been failing since {format_time(trouble.since)} "
-                 f"({failing})."]
-        if trouble.kind is TroubleKind.POLLS_FAILING:
-            lines.append("Line statuses are not being refreshed: a degraded line would go "
-                         "unnoticed until polls succeed again.")
-        else:
-            lines.append("Notifications to this channel are being given up; check "
-                         "`reputation-monitor status` for what was not delivered.")
-    if trouble.failures is not None:
-        lines.append(f"Failed attempts: {trouble.failures}")
-    if trouble.last_success is not None:
-        lines.append(f"Last success: {format_time(trouble.last_success)}")
-    elif trouble.kind is TroubleKind.POLLS_FAILING:
-        lines.append("Last success: never")
-    if trouble.last_error:
-        error = trouble.last_error
-        if len(error) > _ERROR_LIMIT:
-            error = error[:_ERROR_LIMIT - 1] + "…"
-        lines.append(f"Last error: {error}")
-    return Message(title=_shorten(title), body="\n".join(lines))
-
-
 def render_test(channel: str, *, now: datetime) -> Message:
     return Message(
         title="Linq reputation monitor: test notification",
@@ -285,5 +246,6 @@ def _short_time(moment: datetime, now: datetime) -> str:
     return moment.strftime("%b %d %H:%M UTC")
 
 
-def _shorten(title: str) -> str:
+def shorten(title: str) -> str:
+    """Cut a title to TITLE_LIMIT characters."""
     return title if len(title) <= TITLE_LIMIT else title[:TITLE_LIMIT - 1] + "…"

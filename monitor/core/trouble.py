@@ -1,6 +1,7 @@
 """The monitor's own trouble: an account whose polls keep failing, a channel giving up.
 
 Announced once when it starts and once when it clears, routed like a CRITICAL line.
+Pure: the value and its default text.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from monitor.core.model import Message
+from monitor.core.render import format_duration, format_time, shorten
+
+_ERROR_LIMIT = 300
 
 
 class TroubleKind(enum.StrEnum):
@@ -45,6 +51,43 @@ class Trouble:
                    cleared_at=_parse(data.get("cleared_at")), failures=data.get("failures"),
                    last_success=_parse(data.get("last_success")),
                    last_error=data.get("last_error"))
+
+
+def render_trouble(trouble: Trouble, *, now: datetime) -> Message:
+    """The monitor's own trouble, or its clearing: routed like a CRITICAL."""
+    subject = trouble.subject
+    if trouble.kind is TroubleKind.POLLS_FAILING:
+        what = f"polls of account {subject}"
+    else:
+        what = f"deliveries to channel {subject}"
+    if trouble.cleared_at is not None:
+        lasted = format_duration(trouble.cleared_at - trouble.since)
+        title = f"[RESOLVED] monitor: {what} working again after {lasted}"
+        lines = [f"{what.capitalize()} work again since {format_time(trouble.cleared_at)}.",
+                 f"The trouble began at {format_time(trouble.since)} and lasted {lasted}."]
+    else:
+        failing = format_duration(now - trouble.since)
+        title = f"[MONITOR] {what} failing for {failing}"
+        lines = [f"{what.capitalize()} have been failing since {format_time(trouble.since)} "
+                 f"({failing})."]
+        if trouble.kind is TroubleKind.POLLS_FAILING:
+            lines.append("Line statuses are not being refreshed: a degraded line would go "
+                         "unnoticed until polls succeed again.")
+        else:
+            lines.append("Notifications to this channel are being given up; check "
+                         "`reputation-monitor status` for what was not delivered.")
+    if trouble.failures is not None:
+        lines.append(f"Failed attempts: {trouble.failures}")
+    if trouble.last_success is not None:
+        lines.append(f"Last success: {format_time(trouble.last_success)}")
+    elif trouble.kind is TroubleKind.POLLS_FAILING:
+        lines.append("Last success: never")
+    if trouble.last_error:
+        error = trouble.last_error
+        if len(error) > _ERROR_LIMIT:
+            error = error[:_ERROR_LIMIT - 1] + "…"
+        lines.append(f"Last error: {error}")
+    return Message(title=shorten(title), body="\n".join(lines))
 
 
 def _iso(moment: datetime | None) -> str | None:
