@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
     pr = dbsub.add_parser("prune", help="condense history older than [database] retention")
     pr.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
+    p = command("alerts", "alert messages")
+    alerts_sub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    pv = alerts_sub.add_parser("preview", help="print every kind of message with sample data, "
+                               "as each channel would get it; sends nothing")
+    pv.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
+    pv.add_argument("--channel", default=None, metavar="NAME", help="only this channel")
     p = command("report", "per line: time in each status, degradations, time to recover")
     p.add_argument("--since", default="30d", help="the window, e.g. 30d (default), 7d, 12h")
     p.add_argument("--format", choices=["md", "csv"], default="md")
@@ -183,6 +189,12 @@ def _db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    from monitor.commands import preview_alerts
+
+    return preview_alerts(load(args), channel=args.channel)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
@@ -211,6 +223,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "test-alert": _test_alert,
     "db": _db,
     "report": _report,
+    "alerts": _alerts,
     "demo": _demo,
     "simulate": _simulate,
 }

@@ -10,9 +10,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.alerts.notifier import Channel
+from monitor.alerts.templates import Renderer
 from monitor.config import DEFAULT_TOKEN_ENV, Config
-from monitor.core.render import format_duration, format_time, render_test
-from monitor.errors import DeliveryError
+from monitor.core.digest import Digest
+from monitor.core.render import format_duration, format_time
+from monitor.core.trouble import Trouble
+from monitor.errors import ConfigError, DeliveryError
 from monitor.poller import PollOutcome
 from monitor.runtime import Runtime, build_channels, open_database, utcnow
 from monitor.store import queries
@@ -135,18 +138,20 @@ async def send_test_alerts(config: Config) -> bool:
     if not channels:
         print("no channels configured under [[alerts.channels]]")
         return False
+    renderers = {c.name: Renderer.for_channel(c) for c in config.alerts.channels}
     results = await asyncio.gather(*(
-        _test_one(channel, config.alerts.delivery_timeout.total_seconds())
-        for channel in channels.values()
+        _test_one(channel, renderers[name], config.alerts.delivery_timeout.total_seconds())
+        for name, channel in channels.items()
     ))
     for name, error in results:
         print(f"{name}: delivered" if error is None else f"{name}: FAILED: {error}")
     return all(error is None for _, error in results)
 
 
-async def _test_one(channel: Channel, timeout: float) -> tuple[str, str | None]:
+async def _test_one(channel: Channel, renderer: Renderer, timeout: float
+                    ) -> tuple[str, str | None]:
     try:
-        await channel.send(render_test(channel.name, now=utcnow()), timeout=timeout)
+        await channel.send(renderer.render_test(now=utcnow()), timeout=timeout)
     except DeliveryError as exc:
         return channel.name, str(exc)
     return channel.name, None
@@ -200,4 +205,53 @@ def prune_now(config: Config) -> int:
     finally:
         engine.dispose()
     print(f"{result.summary()} (older than {format_duration(retention)})")
+    return 0
+
+
+def preview_alerts(config: Config, *, channel: str | None) -> int:
+    """Print every kind of message as each channel (or the one named) would receive it.
+
+    Sample data only: nothing is sent and the database is not opened. Raises ConfigError
+    for a channel name that is not configured.
+    """
+    from monitor.alerts.samples import samples
+
+    configured = config.alerts.channels
+    if channel is not None:
+        configured = [c for c in configured if c.name == channel]
+        if not configured:
+            names = ", ".join(c.name for c in config.alerts.channels) or "none"
+            raise ConfigError("--channel", f"no channel named '{channel}' (configured: {names})")
+    now = utcnow()
+    examples = samples(now, account=config.accounts[0].name)
+    renderers: list[tuple[str, str | None]] = [
+        (f"channel {c.name} ({c.body_format}, {c.timezone})", c.name) for c in configured
+    ] or [("default text (no channels configured)", None)]
+    for heading, name in renderers:
+        print(f"════ {heading} ════")
+        failures: list[str] = []
+        if name is None:
+            renderer = Renderer("default")
+        else:
+            renderer = Renderer.for_channel(next(c for c in configured if c.name == name),
+                                            on_fallback=failures.append)
+        for label, sample in [*examples, ("test", None)]:
+            failures.clear()
+            if sample is None:
+                message = renderer.render_test(now=now)
+            elif isinstance(sample, Digest):
+                message = renderer.render_digest(sample, now=now)
+            elif isinstance(sample, Trouble):
+                message = renderer.render_trouble(sample, now=now)
+            else:
+                message = renderer.render(sample, now=now)
+            print(f"\n── {label} ──")
+            for reason in failures:
+                print(f"(template failed: {reason}; the default text below is what would "
+                      "be sent)")
+            print(f"title: {message.title}")
+            if message.body_format != "text":
+                print(f"body ({message.body_format}):")
+            print(message.body)
+        print()
     return 0

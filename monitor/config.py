@@ -13,13 +13,12 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +26,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -164,14 +164,6 @@ OptionalDuration = Annotated[Duration | None, BeforeValidator(_optional_duration
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
 
 
-def _time_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"'{value}' is not an IANA time zone (e.g. 'Europe/Paris')") from None
-    return value
-
-
 class ChannelConfig(_Section):
     name: str = Field(min_length=1)
     url: SecretStr | None = None  # Apprise URLs often embed credentials: kept secret
@@ -188,9 +180,6 @@ class ChannelConfig(_Section):
     critical_skips_group_wait: bool = False
     quiet_hours: str | None = None  # "22:00-07:00" in ``timezone``
     quiet_hours_critical: Literal["send", "defer"] = "send"
-    timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
-
-    _resolved: SecretStr | None = PrivateAttr(default=None)
 
     @field_validator("quiet_hours")
     @classmethod
@@ -208,6 +197,61 @@ class ChannelConfig(_Section):
         if value is not None and value < timedelta(seconds=1):
             raise ValueError("must be at least 1s (or \"off\")")
         return value
+    # Message text: Jinja2 templates over the default text (monitor/alerts/templates.py),
+    # compiled here so a syntax error stops the start, naming the key.
+    title_template: str | None = None
+    body_template: str | None = None
+    body_format: Literal["text", "markdown", "html"] = "text"
+    # A daily digest at this local time ("HH:MM") in `timezone` (quiet hours use it too).
+    digest: str | None = None
+    timezone: str = "UTC"  # IANA zone of quiet_hours and digest
+
+    _resolved: SecretStr | None = PrivateAttr(default=None)
+
+    @field_validator("title_template", "body_template")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        from monitor.alerts.templates import check_template
+
+        if value is not None:
+            check_template(value)
+        return value
+
+    @field_validator("body_format")
+    @classmethod
+    def _format_needs_template(cls, value: str, info: ValidationInfo) -> str:
+        if value != "text" and info.data.get("body_template") is None:
+            raise ValueError(f"'{value}' needs a body_template (the default text is plain)")
+        return value
+
+    @field_validator("digest")
+    @classmethod
+    def _clock_time(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"'{value}' is not a time of day (use \"HH:MM\", e.g. \"09:00\")")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not an IANA time zone (e.g. \"Europe/Berlin\")"
+                             ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def digest_time(self) -> time | None:
+        """When the daily digest is due, in ``zone``; None if the channel has none."""
+        if self.digest is None:
+            return None
+        hour, minute = self.digest.split(":")
+        return time(int(hour), int(minute))
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChannelConfig:

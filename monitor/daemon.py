@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.alerts.digest import send_digest
 from monitor.alerts.trouble import check_troubles
 from monitor.config import Config
 from monitor.errors import MonitorError, StoreError
@@ -59,6 +60,14 @@ class Daemon:
                 args=[account.name], id=f"poll:{account.name}", max_instances=1,
                 coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(UTC),
             )
+        for channel in self._config.alerts.channels:
+            at = channel.digest_time
+            if at is not None:
+                self._scheduler.add_job(
+                    self._digest_job, CronTrigger(hour=at.hour, minute=at.minute,
+                                                  timezone=channel.zone),
+                    args=[channel.name], id=f"digest:{channel.name}", max_instances=1,
+                    coalesce=True, misfire_grace_time=3600)
         if self._config.database.retention is not None:
             # Daily, at a quiet hour; the work is one transaction of deletes and summaries.
             self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
@@ -149,6 +158,16 @@ class Daemon:
             log.error("cannot record the monitor's own trouble (will try again): %s", exc)
         if queued:
             self._wake_deliverers()
+
+    async def _digest_job(self, channel: str) -> None:
+        with log_context(channel=channel):
+            try:
+                queued = await send_digest(self._runtime, channel, now=utcnow())
+            except StoreError as exc:
+                log.error("digest not built (the next one is tomorrow): %s", exc)
+                return
+            if queued:
+                self._wake_deliverers()
 
     async def _prune_job(self) -> None:
         retention = self._config.database.retention

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -17,14 +17,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
-from monitor.alerts.outbox import Deliverer, DeliveryPolicy, Renderer
+from monitor.alerts.outbox import Deliverer, DeliveryPolicy
+from monitor.alerts.templates import Renderer
 from monitor.api.client import LinqClient
 from monitor.config import Config
 from monitor.core import status as st
 from monitor.core.detect import Debounce
-from monitor.core.model import Entry, Message
-from monitor.core.policy import AlertPolicy, ChannelRule
-from monitor.core.render import render_entries
+from monitor.core.model import Entry, LineMeta, Message
+from monitor.core.policy import NO_META, AlertPolicy, ChannelRule
 from monitor.core.timing import ChannelTiming
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
@@ -76,13 +76,15 @@ def channel_timings(config: Config) -> dict[str, ChannelTiming]:
     }
 
 
-def channel_renderer(config: Config) -> Renderer:
-    limits = {c.name: c.group_limit for c in config.alerts.channels}
+def _no_meta(account: str, line_id: str, phone_number: str) -> LineMeta:
+    return NO_META
 
-    def render(channel: str, entries: Sequence[Entry], now: datetime) -> Message:
-        return render_entries(entries, now=now, limit=limits.get(channel, 20))
 
-    return render
+def channel_renderers(config: Config) -> dict[str, Renderer]:
+    """Each channel's message text: its templates over the default text, its group limit."""
+    return {c.name: Renderer.for_channel(c, limit=c.group_limit,
+                                         flap_window=config.alerts.flap_window)
+            for c in config.alerts.channels}
 
 
 def alert_policy(config: Config) -> AlertPolicy:
@@ -108,16 +110,21 @@ class Runtime:
         self.metrics.declare(accounts=[a.name for a in config.accounts],
                              channels=[c.name for c in config.alerts.channels])
         self.channels = build_channels(config)
+        self.renderers = channel_renderers(config)
+        self.line_meta: Callable[[str, str, str], LineMeta] = _no_meta
         alerts = config.alerts
         self.deliverer = Deliverer(
             sessions, self.channels,
             DeliveryPolicy(timeout=alerts.delivery_timeout, retry_initial=alerts.retry_initial,
                            retry_max=alerts.retry_max, give_up_after=alerts.give_up_after),
             self.metrics, clock=utcnow, timings=channel_timings(config),
-            renderer=channel_renderer(config),
+            renderer=self._render,
         )
         self.pollers: dict[str, AccountPoller] = {}
         self._stack = AsyncExitStack()
+
+    def _render(self, channel: str, entries: Sequence[Entry], now: datetime) -> Message:
+        return self.renderers[channel].render(entries, now=now)
 
     async def __aenter__(self) -> Runtime:
         policy = alert_policy(self.config)
@@ -133,7 +140,7 @@ class Runtime:
             self._stack.push_async_callback(client.aclose)
             self.pollers[account.name] = AccountPoller(
                 account.name, client, self.sessions, self.metrics, policy=policy,
-                debounce=debounce, clock=utcnow,
+                debounce=debounce, clock=utcnow, meta=self.line_meta,
             )
         return self
 

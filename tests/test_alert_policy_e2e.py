@@ -181,12 +181,40 @@ def test_an_account_failing_for_stale_after_is_announced_once_and_cleared_once(
         daemon.wait_for_polls(1)
         sim.set_token("a-token-the-monitor-does-not-have")  # every poll now fails (401)
         (trouble,) = receiver.wait_for(1, timeout=30)
-        assert "polls of account main failing" in trouble.title
+        assert "polls of account main failing" in trouble.title, trouble.title
         errors = daemon.polls("error")
         daemon.wait_for_polls(errors + 3, outcome="error")
         assert len(receiver.messages) == 1  # announced once, not once per tick
         sim.set_token(TOKEN)
         cleared = receiver.wait_for(2, timeout=30)[1]
         assert cleared.title.startswith("[RESOLVED]")
+    finally:
+        daemon.stop()
+
+
+def test_the_daily_digest_is_delivered_at_its_time_of_day_once(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    degraded, healthy = "+12025550155", "+12025550156"
+    sim.add_line(degraded)
+    sim.add_line(healthy)
+    now = datetime.now(UTC)
+    # The next whole minute that leaves the daemon time to start.
+    due = (now + timedelta(seconds=75)).replace(second=0, microsecond=0)
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "CRITICAL")],
+                   channel_options=f'group_wait = "0s"\ndigest = "{due:%H:%M}"')
+    try:
+        daemon.wait_for_polls(1)
+        sim.set_status(degraded, "AT_RISK")  # below the channel's min_status: no alert
+        daemon.wait_for_polls(daemon.polls("success") + 2)
+        (digest,) = receiver.wait_for(1, timeout=150)
+        assert "digest" in digest.title.lower()
+        assert degraded in digest.message and "AT_RISK" in digest.message
+        assert "HEALTHY → AT_RISK" in digest.message  # the change in the last 24 h
+        daemon.wait_for_polls(daemon.polls("success") + 2)
+        assert len(receiver.messages) == 1
+        print(f"\n--- digest as delivered ---\n{digest.title}\n{digest.message}\n")
     finally:
         daemon.stop()

@@ -31,7 +31,7 @@ GUIDE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"
 LINE_A = "+12025550201"
 LINE_B = "+12025550202"
 SUBCOMMANDS = ("run", "poll", "status", "history", "check-config", "test-alert", "db", "demo",
-               "simulate", "report")
+               "simulate", "report", "alerts")
 
 VALID = f"""
 [[accounts]]
@@ -354,6 +354,7 @@ def test_it_accepts_config_after_every_subcommand_name(tmp_path: Path) -> None:
         ["db", "upgrade", "--config", str(missing)],
         ["db", "prune", "--config", str(missing)],
         ["report", "--config", str(missing)],
+        ["alerts", "preview", "--config", str(missing)],
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda args: cli(*args, cwd=tmp_path), uses_config))

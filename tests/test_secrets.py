@@ -65,7 +65,7 @@ url = "json://127.0.0.1:{free_port()}/fail-SECRET-4"
     finally:
         daemon.stop()
     for command in (["status", "--json"], ["status"], ["history", "--json"], ["check-config"],
-                    ["test-alert"], ["report"], ["poll"]):
+                    ["test-alert"], ["report"], ["poll"], ["alerts", "preview"]):
         result = cli(*command, "--config", str(config))
         outputs[" ".join(command)] = result.stdout + result.stderr
     with sqlite3.connect(database) as db:

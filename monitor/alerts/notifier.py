@@ -58,6 +58,9 @@ class _SendCapture(logging.Handler):
             records.append(record.getMessage())
 
 
+_BODY_FORMATS = {"text": apprise.NotifyFormat.TEXT, "markdown": apprise.NotifyFormat.MARKDOWN,
+                 "html": apprise.NotifyFormat.HTML}
+
 _capture = _SendCapture()
 _apprise_log.addHandler(_capture)
 
@@ -105,7 +108,8 @@ class Channel:
         _capture.start()
         try:
             ok = self._apprise.notify(
-                title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT
+                title=message.title, body=message.body,
+                body_format=_BODY_FORMATS.get(message.body_format, apprise.NotifyFormat.TEXT),
             )
         except Exception as exc:  # a plugin bug must count as a failed delivery, not kill us
             return False, [*_capture.stop(), f"{type(exc).__name__}: {exc}"]

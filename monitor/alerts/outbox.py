@@ -179,12 +179,15 @@ class Deliverer:
                 .limit(BATCH)
             ).all()
         return [
-            DueRow(id=row_id, line_id=line_id, created_at=created,
-                   entry=Entry.from_json(payload) if payload else None,
-                   message=None if payload else Message(title=title, body=body),
+            DueRow(id=row_id, line_id=line_id, created_at=created, entry=entry,
+                   message=None if entry else Message(
+                       title=title, body=body,
+                       body_format=(payload or {}).get("body_format", "text")),
                    next_attempt_at=next_at, claimed_until=claimed, deferred=deferred)
             for row_id, line_id, created, payload, title, body, next_at, claimed, deferred
             in rows
+            # A line notice's payload is its Entry; a finished message's only its format.
+            for entry in [Entry.from_json(payload) if payload and "kind" in payload else None]
         ]
 
     def _hold(self, defer: Sequence[int], until: datetime | None, drop: Sequence[int]) -> None:

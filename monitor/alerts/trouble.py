@@ -3,7 +3,8 @@ it clears. Two kinds: an account whose polls have failed for ``stale_after`` (it
 unwatched), and a channel whose deliveries gave up (``give_up_after``).
 
 Announcements go to every channel that would hear of a CRITICAL line of the account (all
-channels for a channel's trouble, the failing one included: it hears once it works again).
+channels for a channel's trouble, the failing one included: it hears once it works again),
+each rendered through that channel's templates.
 """
 
 from __future__ import annotations
@@ -13,72 +14,76 @@ import logging
 from datetime import datetime
 
 from monitor.config import Config
-from monitor.core.model import Message
-from monitor.core.render import format_duration, render_trouble
+from monitor.core.trouble import Trouble, TroubleKind
 from monitor.runtime import Runtime
 from monitor.store.troubles import active_troubles, flip_trouble
 
 log = logging.getLogger(__name__)
 
+_KEY_PREFIX = {TroubleKind.POLLS_FAILING: "stale", TroubleKind.DELIVERY_FAILING: "delivery"}
+
 
 async def check_troubles(runtime: Runtime, *, started_at: datetime, now: datetime) -> int:
     """Open and clear troubles to match the present; returns how many flips were queued."""
     config = runtime.config
-    wanted: dict[str, tuple[str, str | None, list[str]]] = {}  # key → problem, detail, channels
+    wanted: dict[str, Trouble] = {}
     for account, poller in runtime.pollers.items():
         last_good = poller.last_success_at or started_at
         if now - last_good >= config.alerts.stale_after:
-            wanted[f"stale:{account}"] = (
-                f"polls of account {account} failing for over "
-                f"{format_duration(now - last_good)}", poller.last_error,
-                _channels_for(config, account))
+            wanted[_key(TroubleKind.POLLS_FAILING, account)] = Trouble(
+                TroubleKind.POLLS_FAILING, account, since=last_good,
+                last_success=poller.last_success_at, last_error=poller.last_error)
     for channel, error in runtime.deliverer.gave_up.items():
-        wanted[f"delivery:{channel}"] = (f"alerts to channel {channel} are not getting through",
-                                         error, [c.name for c in config.alerts.channels])
+        wanted[_key(TroubleKind.DELIVERY_FAILING, channel)] = Trouble(
+            TroubleKind.DELIVERY_FAILING, channel, since=now, last_error=error)
     active = await asyncio.to_thread(active_troubles, runtime.sessions)
     flips = 0
-    for key, (problem, detail, channels) in wanted.items():
-        if key in active:
-            continue
-        message = render_trouble(problem, since=now, now=now, cleared=False, detail=detail)
-        if await _flip(runtime, key, True, detail, now, channels, message):
-            log.error("monitor trouble: %s", problem)
+    for key, trouble in wanted.items():
+        if key not in active and await _announce(runtime, key, trouble, now, active=True):
+            log.error("monitor trouble: %s %s", trouble.kind, trouble.subject)
             flips += 1
     for key, since in active.items():
-        if key in wanted or not _still_known(runtime, key):
+        known = _from_key(key, since)
+        if key in wanted or known is None or not _still_configured(runtime, known):
             continue
-        problem = _describe(key)
-        message = render_trouble(problem, since=since, now=now, cleared=True)
-        channels = _channels_for(config, key.partition(":")[2] if key.startswith("stale:")
-                                 else None)
-        if await _flip(runtime, key, False, None, now, channels, message):
-            log.info("monitor trouble cleared: %s", problem)
+        cleared = Trouble(known.kind, known.subject, since=since, cleared_at=now)
+        if await _announce(runtime, key, cleared, now, active=False):
+            log.info("monitor trouble cleared: %s %s", known.kind, known.subject)
             flips += 1
     return flips
 
 
-async def _flip(runtime: Runtime, key: str, active: bool, detail: str | None, now: datetime,
-                channels: list[str], message: Message) -> bool:
+async def _announce(runtime: Runtime, key: str, trouble: Trouble, now: datetime, *,
+                    active: bool) -> bool:
+    channels = _channels_for(runtime.config, trouble)
+    announcements = [(c, runtime.renderers[c].render_trouble(trouble, now=now))
+                     for c in channels]
     return await asyncio.to_thread(
-        flip_trouble, runtime.sessions, key, active=active, detail=detail, now=now,
-        announcements=[(c, message) for c in channels])
+        flip_trouble, runtime.sessions, key, active=active, detail=trouble.last_error,
+        since=trouble.since, now=now, announcements=announcements)
 
 
-def _channels_for(config: Config, account: str | None) -> list[str]:
+def _key(kind: TroubleKind, subject: str) -> str:
+    return f"{_KEY_PREFIX[kind]}:{subject}"
+
+
+def _from_key(key: str, since: datetime) -> Trouble | None:
+    prefix, _, subject = key.partition(":")
+    for kind, known in _KEY_PREFIX.items():
+        if prefix == known:
+            return Trouble(kind, subject, since=since)
+    return None
+
+
+def _channels_for(config: Config, trouble: Trouble) -> list[str]:
+    if trouble.kind is TroubleKind.DELIVERY_FAILING:
+        return [c.name for c in config.alerts.channels]
     return [c.name for c in config.alerts.channels
-            if account is None or not c.accounts or account in c.accounts]
+            if not c.accounts or trouble.subject in c.accounts]
 
 
-def _still_known(runtime: Runtime, key: str) -> bool:
-    """A trouble about an account no longer configured is left alone, not 'cleared'."""
-    kind, _, name = key.partition(":")
-    if kind == "stale":
-        return name in runtime.pollers
-    return name in runtime.channels
-
-
-def _describe(key: str) -> str:
-    kind, _, name = key.partition(":")
-    if kind == "stale":
-        return f"polls of account {name} failing"
-    return f"alerts to channel {name} not getting through"
+def _still_configured(runtime: Runtime, trouble: Trouble) -> bool:
+    """A trouble about an account or channel no longer configured is left, not 'cleared'."""
+    if trouble.kind is TroubleKind.POLLS_FAILING:
+        return trouble.subject in runtime.pollers
+    return trouble.subject in runtime.channels

@@ -138,6 +138,7 @@ class Notice:
 class Message:
     title: str
     body: str
+    body_format: str = "text"  # text | markdown | html (Apprise's body formats)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from monitor.core.model import (
     NoticeKind,
     Told,
     Transition,
+    TransitionKind,
 )
 from monitor.core.render import format_duration as _span
 
@@ -130,6 +131,9 @@ def reconcile(
             elif rule.escalate_after is not None:
                 reason = (f"Escalated: at or above {st.status_for_rank(rule.min_rank)} "
                           f"for {_span(waited)}.")
+        if reason is None and transition is not None and (
+                transition.kind is TransitionKind.RETURNED):
+            reason = "The line is back in the account after being absent."
         notice(rule, _change_kind(heard, state), reason=reason)
         told[rule.name] = Told(state.status, now)
     if told == state.told:

@@ -1,4 +1,11 @@
-"""Alert text. Pure: every input, including the clock, comes in as a value."""
+"""Default alert text. Pure: every input, including the clock, comes in as a value.
+
+``render_entries`` turns the entries due together on one channel into one message: a
+single entry reads as a full report on that line; several become one grouped message (a
+summary line, then one compact entry per line, capped with "+N more"). Every kind carries
+the phone number, the line's name if any, from→to, the time in the previous status and
+the exact doc_url the API gave.
+"""
 
 from __future__ import annotations
 
@@ -9,99 +16,172 @@ from datetime import datetime, timedelta
 from monitor.core import status as st
 from monitor.core.model import Entry, Message, NoticeKind, Transition
 
-_HEADLINE = {
+# Slack shows about this much of a title in a notification; PagerDuty allows 1024.
+TITLE_LIMIT = 150
+DEFAULT_LIMIT = 20
+
+# Grouped messages list the most urgent kinds first.
+_KIND_ORDER = (NoticeKind.DEGRADED, NoticeKind.UNKNOWN, NoticeKind.FLAPPING, NoticeKind.REMINDER,
+               NoticeKind.IMPROVED, NoticeKind.SETTLED, NoticeKind.RECOVERED, NoticeKind.TEST)
+# How a summary counts each kind: "4 degraded", "2 still degraded", ...
+_SUMMARY_VERB = {
     NoticeKind.DEGRADED: "degraded",
-    NoticeKind.IMPROVED: "improving",
-    NoticeKind.RECOVERED: "recovered",
-    NoticeKind.UNKNOWN: "unknown status",
-    NoticeKind.REMINDER: "still degraded",
+    NoticeKind.UNKNOWN: "with an unknown status",
     NoticeKind.FLAPPING: "flapping",
-    NoticeKind.SETTLED: "settled",
+    NoticeKind.REMINDER: "still degraded",
+    NoticeKind.IMPROVED: "improving",
+    NoticeKind.SETTLED: "settled after flapping",
+    NoticeKind.RECOVERED: "recovered",
+    NoticeKind.TEST: "test",
 }
 
 
-def render_entries(entries: Sequence[Entry], *, now: datetime, limit: int = 20) -> Message:
-    """One message for the entries due together on a channel (one entry: the full text)."""
+def render_entries(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAULT_LIMIT,
+                   flap_window: timedelta | None = None) -> Message:
+    """One message for the entries due together on a channel (one or many).
+
+    ``flap_window`` (the policy's setting) lets a flapping notice say how long the line
+    must be stable before alerts resume. Raises ValueError if ``entries`` is empty.
+    """
+    if not entries:
+        raise ValueError("render_entries needs at least one entry")
     if len(entries) == 1:
-        return render_entry(entries[0], now=now)
-    shown = entries[:limit]
-    lines = [summarize(entries), ""]
-    for e in shown:
-        lines.append(f"- {_who(e)}: {_change(e)}{_held(e)} — {e.doc_url or '(no doc_url)'}")
-    if len(entries) > limit:
-        lines.append(f"+{len(entries) - limit} more")
+        return render_entry(entries[0], now=now, flap_window=flap_window)
+    return render_group(entries, now=now, limit=limit)
+
+
+def render_entry(entry: Entry, *, now: datetime, flap_window: timedelta | None = None
+                 ) -> Message:
+    """The full message about one line."""
+    return Message(title=shorten(f"[{entry.to_status}] {_who(entry)} {headline(entry, now=now)}"
+                                  f" ({entry.account})"),
+                   body="\n".join(_entry_body(entry, now=now, flap_window=flap_window)))
+
+
+def render_group(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAULT_LIMIT
+                 ) -> Message:
+    """One message for many lines: summary, then one compact entry each, worst first."""
+    ordered = sort_entries(entries)
+    shown, more = ordered[:limit], max(0, len(ordered) - limit)
     accounts = sorted({e.account for e in entries})
-    return Message(title=f"Linq reputation: {summarize(entries)} ({', '.join(accounts)})",
-                   body="\n".join(lines))
-
-
-def render_entry(e: Entry, *, now: datetime) -> Message:
-    previous = e.from_status or "(new line)"
-    title = (f"[{e.to_status}] {_who(e)} {_HEADLINE[e.kind]}: {previous} → {e.to_status} "
-             f"({e.account})")
-    lines = [
-        f"Account: {e.account}",
-        f"Line: {_who(e)} (id {e.line_id})",
-        f"Status: {previous} → {e.to_status}",
-        f"Changed at: {format_time(e.at if e.kind is not NoticeKind.REMINDER else now)}",
-    ]
-    if e.labels:
-        lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in sorted(e.labels.items())))
-    held = e.time_in_previous
-    if held is not None and e.from_status is not None:
-        lines.append(f"Time in {e.from_status}: {format_duration(held)}")
-    if e.kind is NoticeKind.REMINDER and e.degraded_since is not None:
-        degraded_for = format_duration(now - e.degraded_since)
-        lines.append(f"Still {e.to_status}; degraded for {degraded_for}.")
-    if e.sequence:
-        lines.append("Recent changes: " + ", ".join(
-            f"{s} at {a.strftime('%H:%M:%S')}" for a, s in e.sequence))
-    if e.reason:
-        lines.append(e.reason)
-    if e.from_status is None and e.kind is NoticeKind.DEGRADED:
-        lines.append("First time this monitor sees the line; it is already degraded.")
-    if e.kind is NoticeKind.UNKNOWN:
-        lines.append(f"'{e.to_status}' is not a status Linq documents; it is shown verbatim.")
-    lines.append(f"Recommended action: {st.recommended_action(e.to_status)}")
-    lines.append(f"Guide: {e.doc_url or '(the API sent no doc_url)'}")
-    return Message(title=title, body="\n".join(lines))
+    where = accounts[0] if len(accounts) == 1 else f"{len(accounts)} accounts"
+    worst = max((e.to_status for e in entries), key=st.rank)
+    summary = summarize(entries)
+    lines = [summary, ""]
+    for entry in shown:
+        lines += compact_entry(entry, now=now, with_account=len(accounts) > 1)
+    if more:
+        lines.append(f"+{more} more")
+    return Message(title=shorten(f"[{worst}] {summary} ({where})"), body="\n".join(lines))
 
 
 def summarize(entries: Sequence[Entry]) -> str:
     """'6 lines degraded: 4 AT_RISK, 2 CRITICAL; 1 recovered'."""
+    by_kind: dict[NoticeKind, Counter[str]] = {}
+    for entry in entries:
+        by_kind.setdefault(entry.kind, Counter())[entry.to_status] += 1
     parts: list[str] = []
-    worse = [e for e in entries if e.kind in (NoticeKind.DEGRADED, NoticeKind.UNKNOWN)]
-    if worse:
-        by_status = Counter(e.to_status for e in worse)
-        detail = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items(),
-                                                          key=lambda i: st.rank(i[0])))
-        parts.append(f"{_lines(len(worse))} degraded: {detail}")
-    for kind, word in ((NoticeKind.IMPROVED, "improving"), (NoticeKind.RECOVERED, "recovered"),
-                       (NoticeKind.REMINDER, "still degraded"), (NoticeKind.FLAPPING, "flapping"),
-                       (NoticeKind.SETTLED, "settled")):
-        count = sum(1 for e in entries if e.kind is kind)
-        if count:
-            parts.append(f"{count} {word}")
+    for kind in _KIND_ORDER:
+        counts = by_kind.get(kind)
+        if not counts:
+            continue
+        total = sum(counts.values())
+        noun = ("line" if total == 1 else "lines") if not parts else ""
+        text = " ".join(p for p in (str(total), noun, _SUMMARY_VERB[kind]) if p)
+        if kind not in (NoticeKind.RECOVERED, NoticeKind.FLAPPING, NoticeKind.TEST):
+            text += ": " + ", ".join(f"{n} {status}" for status, n in
+                                     sorted(counts.items(), key=lambda i: st.rank(i[0])))
+        parts.append(text)
     return "; ".join(parts)
 
 
-def _lines(count: int) -> str:
-    return f"{count} line" if count == 1 else f"{count} lines"
+def sort_entries(entries: Sequence[Entry]) -> list[Entry]:
+    """Most urgent kind first, then worst status, then account and phone number."""
+    return sorted(entries, key=lambda e: (_KIND_ORDER.index(e.kind), -st.rank(e.to_status),
+                                          e.account, e.phone_number))
 
 
-def _who(e: Entry) -> str:
-    return f"{e.phone_number} ({e.name})" if e.name else e.phone_number
+def headline(entry: Entry, *, now: datetime) -> str:
+    """What happened, in a few words: 'degraded: HEALTHY → AT_RISK', 'still CRITICAL for 3h'."""
+    change = f"{entry.from_status or '(new line)'} → {entry.to_status}"
+    kind = entry.kind
+    if kind is NoticeKind.REMINDER:
+        return f"still {entry.to_status} for {format_duration(degraded_for(entry, now=now))}"
+    if kind is NoticeKind.FLAPPING:
+        return f"flapping: {max(len(entry.sequence), 1)} changes in {_sequence_span(entry)}"
+    if kind is NoticeKind.SETTLED:
+        return f"settled at {entry.to_status} after flapping"
+    word = {NoticeKind.DEGRADED: "degraded", NoticeKind.IMPROVED: "improving",
+            NoticeKind.RECOVERED: "recovered", NoticeKind.UNKNOWN: "unknown status",
+            NoticeKind.TEST: "test"}[kind]
+    return f"{word}: {change}"
 
 
-def _change(e: Entry) -> str:
-    return f"{e.from_status or '(new)'} → {e.to_status} [{_HEADLINE[e.kind]}]"
+def compact_entry(entry: Entry, *, now: datetime, with_account: bool = False) -> list[str]:
+    """Two lines about one line in a grouped message."""
+    previous = entry.time_in_previous
+    after = (f" after {format_duration(previous)} in {entry.from_status}"
+             if previous is not None else "")
+    what = headline(entry, now=now)
+    change = f"{entry.from_status or '(new line)'} → {entry.to_status}"
+    if change not in what:
+        what += f" ({change})"
+    account = f" [{entry.account}]" if with_account else ""
+    return [f"- {_who(entry)}{account} {what}{after}, at {_short_time(entry.at, now)}",
+            f"  {entry.doc_url or '(no doc_url)'}"]
 
 
-def _held(e: Entry) -> str:
-    held = e.time_in_previous
-    if held is None or e.from_status is None:
-        return ""
-    return f" after {format_duration(held)} in {e.from_status}"
+def degraded_for(entry: Entry, *, now: datetime) -> timedelta:
+    """How long the line has been degraded (reminders): from ``degraded_since`` to ``now``."""
+    start = entry.degraded_since or entry.previous_since or entry.at
+    return now - start
+
+
+def _entry_body(entry: Entry, *, now: datetime, flap_window: timedelta | None) -> list[str]:
+    name = f' "{entry.name}"' if entry.name else ""
+    lines = [f"Account: {entry.account}",
+             f"Line: {entry.phone_number}{name} (id {entry.line_id})"]
+    if entry.labels:
+        lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items())))
+    lines.append(f"Status: {entry.from_status or '(new line)'} → {entry.to_status}")
+    lines.append(f"Changed at: {format_time(entry.at)}")
+    previous = entry.time_in_previous
+    if previous is not None:
+        lines.append(f"Time in {entry.from_status}: {format_duration(previous)}")
+    lines += _kind_lines(entry, now=now, flap_window=flap_window)
+    if entry.reason:
+        lines.append(f"Reason: {entry.reason}")
+    lines.append(f"Recommended action: {st.recommended_action(entry.to_status)}")
+    lines.append(f"Guide: {entry.doc_url or '(the API sent no doc_url)'}")
+    return lines
+
+
+def _kind_lines(entry: Entry, *, now: datetime, flap_window: timedelta | None) -> list[str]:
+    kind = entry.kind
+    if kind is NoticeKind.DEGRADED and entry.from_status is None:
+        return ["First time this monitor sees the line; it is already degraded."]
+    if kind is NoticeKind.UNKNOWN:
+        return [f"'{entry.to_status}' is not a status Linq documents; it is shown verbatim."]
+    if kind is NoticeKind.IMPROVED:
+        return [f"Improving, not resolved: the line is still {entry.to_status}."]
+    if kind is NoticeKind.RECOVERED:
+        return [f"Recovered: the line is {entry.to_status} again."]
+    if kind is NoticeKind.REMINDER:
+        since = entry.degraded_since or entry.previous_since or entry.at
+        lasting = format_duration(degraded_for(entry, now=now))
+        return [f"Reminder: still {entry.to_status} for {lasting} "
+                f"(degraded since {format_time(since)})."]
+    if kind is NoticeKind.FLAPPING:
+        until = (f"it is stable for {format_duration(flap_window)}" if flap_window
+                 else "it is stable again")
+        return [f"Flapping: {max(len(entry.sequence), 1)} changes in {_sequence_span(entry)}:",
+                *(f"  {format_time(at)}  {status}" for at, status in entry.sequence),
+                f"Alerts for this line are paused until {until}; one notice will say where "
+                "it settled."]
+    if kind is NoticeKind.SETTLED:
+        return [f"Settled at {entry.to_status} at {format_time(entry.at)} after flapping; "
+                "per-change alerts resume."]
+    return []
 
 
 def render_test(channel: str, *, now: datetime) -> Message:
@@ -137,17 +217,23 @@ def describe(transition: Transition) -> str:
     return f"{transition.phone_number} {previous} -> {transition.to_status} ({transition.kind})"
 
 
-def render_trouble(problem: str, *, since: datetime, now: datetime, cleared: bool,
-                   detail: str | None = None) -> Message:
-    """The monitor's own trouble (polls failing, a channel giving up) and its end."""
-    if cleared:
-        return Message(
-            title=f"[RESOLVED] Linq reputation monitor: {problem}",
-            body=(f"Resolved at {format_time(now)} after {format_duration(now - since)}.\n"
-                  "Line alerts flow normally again."),
-        )
-    lines = [f"Since {format_time(since)}: {problem}."]
-    if detail:
-        lines.append(f"Last error: {detail}")
-    lines.append("Until this clears, changes of the affected lines may go unnoticed.")
-    return Message(title=f"[MONITOR] Linq reputation monitor: {problem}", body="\n".join(lines))
+def _who(entry: Entry) -> str:
+    return f"{entry.phone_number} ({entry.name})" if entry.name else entry.phone_number
+
+
+def _sequence_span(entry: Entry) -> str:
+    if len(entry.sequence) < 2:
+        return "a short time"
+    return format_duration(entry.sequence[-1][0] - entry.sequence[0][0])
+
+
+def _short_time(moment: datetime, now: datetime) -> str:
+    """'09:30 UTC' today, 'Nov 26 22:10 UTC' otherwise (deferred summaries span nights)."""
+    if moment.date() == now.date():
+        return moment.strftime("%H:%M UTC")
+    return moment.strftime("%b %d %H:%M UTC")
+
+
+def shorten(title: str) -> str:
+    """Cut a title to TITLE_LIMIT characters."""
+    return title if len(title) <= TITLE_LIMIT else title[:TITLE_LIMIT - 1] + "…"
