@@ -19,7 +19,7 @@ from monitor.simulator import Simulator, SimulatorServer
 from tests.support.daemon import TOKEN, DaemonProcess, wait_until, write_config
 from tests.support.receiver import Received, Receiver
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(420)
 
 
 def start(tmp_path: Path, sim_server: SimulatorServer, database_url: str, *,
