@@ -195,8 +195,43 @@ class AlertsConfig(_Section):
         return value
 
 
+# Prometheus label-name rules: the key becomes `label_<key>` on linq_reputation_line_info.
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class LineConfig(_Section):
+    """A ``[[lines]]`` entry: a name and labels for the lines it matches (see core/labels.py).
+
+    ``match`` is a phone number, a line id, or a glob (``*``, ``?``, ``[...]``) tried
+    against both; ``account`` restricts the entry to one account.
+    """
+
+    match: str = Field(min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+    labels: dict[str, str] = {}
+    account: str | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} contains spaces; use a phone number, a line id "
+                             "or a glob such as '+1415*'")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not _LABEL_NAME.match(k)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a valid label name "
+                             "(letters, digits and _, not starting with a digit)")
+        return value
+
+
 class Config(_Section):
     accounts: list[AccountConfig] = Field(min_length=1)
+    lines: list[LineConfig] = []
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -251,6 +286,11 @@ def parse_config(
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         raise ConfigError(_key_path(first["loc"]), _reason(first)) from None
+    accounts = [a.name for a in config.accounts]
+    for i, line in enumerate(config.lines):
+        if line.account is not None and line.account not in accounts:
+            raise ConfigError(f"lines[{i}].account", f"no account named {line.account!r} "
+                              f"(configured: {', '.join(accounts)})")
     for i, account in enumerate(config.accounts):
         account._resolved = _resolve_token(account, f"accounts[{i}]", env, base_dir)
     for i, channel in enumerate(config.alerts.channels):

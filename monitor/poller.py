@@ -188,6 +188,7 @@ class AccountPoller:
                 counts[state.status] += 1
             self._known[state.line_id] = state
         self._metrics.line_series.update(states)
+        self._metrics.line_info.update(states)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:
                 self._metrics.lines.labels(self.account, status).set(count)

@@ -21,6 +21,7 @@ from monitor.alerts.outbox import Deliverer, DeliveryPolicy
 from monitor.api.client import LinqClient
 from monitor.config import Config
 from monitor.core import status as st
+from monitor.core.labels import Labeler
 from monitor.core.route import ChannelRule
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
@@ -72,7 +73,8 @@ class Runtime:
         self.config = config
         self.engine = engine
         self.sessions = sessions
-        self.metrics = Metrics(per_line=config.metrics.per_line)
+        self.labeler = Labeler.from_config(config.lines)  # names and labels from [[lines]]
+        self.metrics = Metrics(per_line=config.metrics.per_line, labeler=self.labeler)
         self.metrics.declare(accounts=[a.name for a in config.accounts],
                              channels=[c.name for c in config.alerts.channels])
         self.channels = build_channels(config)
