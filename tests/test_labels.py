@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config import parse_config
+from monitor.config import load_config, parse_config
 from monitor.core.labels import Labeler, selector_matches
 from monitor.core.model import LineMeta, LineState
 from monitor.errors import ConfigError
@@ -204,3 +204,23 @@ name = "Front desk"
                    for s in daemon.samples())
     finally:
         daemon.stop()
+
+
+def test_the_commented_lines_example_in_the_shipped_config_is_valid(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """config.example.toml shows [[lines]] commented out; uncommented, it must load."""
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    text = example.read_text()
+    block = text[text.index("# [[lines]]"):]
+    uncommented = "\n".join(line.removeprefix("# ").removeprefix("#")
+                            for line in block.splitlines())
+    path = tmp_path / "config.toml"
+    path.write_text(text[:text.index("# [[lines]]")] + uncommented)
+    monkeypatch.setenv("LINQ_API_V3_API_KEY", "tok")
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ")
+    monkeypatch.setenv("PAGERDUTY_URL", "pagerduty://integration-key@api-key")
+    config = load_config(path)
+    assert len(config.lines) == 3
+    lab = Labeler.from_config(config.lines)
+    assert lab.meta("main", "l1", "+14155550100") == LineMeta(
+        "Front desk", {"team": "reception", "site": "sf"})
