@@ -223,4 +223,4 @@ def test_the_commented_lines_example_in_the_shipped_config_is_valid(
     assert len(config.lines) == 3
     lab = Labeler.from_config(config.lines)
     assert lab.meta("main", "l1", "+14155550100") == LineMeta(
-        "Front desk", {"team": "reception", "site": "sf"})
+        "Front desk", {"team": "reception", "site": "sf", "region": "us"})
