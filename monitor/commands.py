@@ -269,7 +269,7 @@ def default_author() -> str:
             user = getpass.getuser()  # LOGNAME, ..., then the password database
         except (OSError, KeyError):  # a container user with no passwd entry
             user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    return f"{user}@{socket.gethostname()}"[:200]  # the column's width
 
 
 def _silence_state(silence: Silence, now: datetime) -> str:

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.core.labels import LABEL_NAME, LABEL_NAME_RULE
 from monitor.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.linqapp.com/api/partner"
@@ -195,10 +196,6 @@ class AlertsConfig(_Section):
         return value
 
 
-# Prometheus label-name rules: the key becomes `label_<key>` on linq_reputation_line_info.
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
 class LineConfig(_Section):
     """A ``[[lines]]`` entry: a name and labels for the lines it matches (see core/labels.py).
 
@@ -222,10 +219,9 @@ class LineConfig(_Section):
     @field_validator("labels")
     @classmethod
     def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in value if not _LABEL_NAME.match(k)]
+        bad = [k for k in value if not LABEL_NAME.match(k)]
         if bad:
-            raise ValueError(f"{bad[0]!r} is not a valid label name "
-                             "(letters, digits and _, not starting with a digit)")
+            raise ValueError(f"{bad[0]!r} is not a valid label name ({LABEL_NAME_RULE})")
         return value
 
 

@@ -23,6 +23,9 @@ from typing import Protocol
 from monitor.core.model import LineMeta
 
 _GLOB_CHARS = frozenset("*?[")
+# A label name must be usable in Prometheus as `label_<name>` (linq_reputation_line_info).
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+LABEL_NAME_RULE = "letters, digits and _, not starting with a digit"
 EMPTY = LineMeta()
 
 

@@ -10,12 +10,11 @@ early. What a silence does to alerting is the policy's business; this module onl
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+from monitor.core.labels import LABEL_NAME, LABEL_NAME_RULE
 
 
 class MatcherKind(enum.StrEnum):
@@ -30,9 +29,8 @@ def parse_label_matcher(text: str) -> tuple[str, str]:
     key, value = key.strip(), value.strip()
     if not sep or not key or not value:
         raise ValueError(f"{text!r} is not key=value (e.g. team=sales)")
-    if not _LABEL_NAME.match(key):
-        raise ValueError(f"{key!r} is not a valid label name "
-                         "(letters, digits and _, not starting with a digit)")
+    if not LABEL_NAME.match(key):
+        raise ValueError(f"{key!r} is not a valid label name ({LABEL_NAME_RULE})")
     return key, value
 
 
