@@ -12,11 +12,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from monitor import __version__
 from monitor.config import Config, load_config
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, UsageError
 from monitor.logs import setup_logging
 from monitor.runtime import run_async
 
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", "per line: time in each status, degradations, time to recover")
     p.add_argument("--since", default="30d", help="the window, e.g. 30d (default), 7d, 12h")
     p.add_argument("--format", choices=["md", "csv"], default="md")
+    _add_silence_commands(command("silence", "silence alerts about a line, a label or an "
+                                  "account for a while; list and expire silences"))
     p = command("demo", "run the real daemon against the built-in simulator", config=False)
     p.add_argument("--config", default=None, metavar="FILE", help="ignored; the demo makes its own")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -87,6 +90,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_silence_commands(parent: argparse.ArgumentParser) -> None:
+    actions = parent.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_text, description=help_text)
+        # SUPPRESS: `silence --config F add ...` must keep the F the parent parser read.
+        p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
+        p.add_argument("--log-level", default=argparse.SUPPRESS,
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        p.add_argument("--log-format", default=argparse.SUPPRESS, choices=["text", "json"])
+        return p
+
+    add = action("add", "silence the lines one matcher selects, from now for a while")
+    target = add.add_mutually_exclusive_group(required=True)
+    target.add_argument("--line", type=_short_text, metavar="PHONE_OR_ID",
+                        help="one line, by phone number or line id")
+    target.add_argument("--label", type=_label, metavar="KEY=VALUE",
+                        help="every line with this label (from [[lines]] in the config)")
+    target.add_argument("--account", type=_short_text, metavar="NAME",
+                        help="every line of a configured account")
+    add.add_argument("--for", dest="duration", type=_positive_duration, required=True,
+                     metavar="DURATION", help="how long, e.g. 30m, 4h, 2d")
+    add.add_argument("--reason", type=_text, required=True, help="why, for whoever looks later")
+    add.add_argument("--by", type=_short_text, default=None, metavar="WHO",
+                     help="who is silencing (default: $USER@hostname)")
+    listing = action("list", "show active and upcoming silences")
+    listing.add_argument("--all", action="store_true", help="include ended and expired ones")
+    expire = action("expire", "end a silence now")
+    expire.add_argument("id", type=int, metavar="ID")
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value.strip()
+
+
+def _short_text(value: str) -> str:
+    value = _text(value)
+    if len(value) > 200:
+        raise argparse.ArgumentTypeError("must be at most 200 characters")
+    return value
+
+
+def _label(value: str) -> str:
+    from monitor.core.silence import parse_label_matcher
+
+    try:
+        key, label_value = parse_label_matcher(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _short_text(f"{key}={label_value}")
+
+
+def _positive_duration(value: str) -> timedelta:
+    from monitor.config import parse_duration
+
+    try:
+        duration = parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if duration <= timedelta(0):
+        raise argparse.ArgumentTypeError("must be longer than 0s")
+    return duration
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or "INFO", args.log_format or "text")
@@ -95,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except MonitorError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -193,6 +265,19 @@ def _alerts(args: argparse.Namespace) -> int:
     from monitor.commands import preview_alerts
 
     return preview_alerts(load(args), channel=args.channel)
+def _silence(args: argparse.Namespace) -> int:
+    from monitor import commands
+    from monitor.core.silence import MatcherKind
+
+    config = load(args)
+    if args.silence_command == "list":
+        return commands.print_silences(config, include_expired=args.all)
+    if args.silence_command == "expire":
+        return commands.expire_silence(config, args.id)
+    kind, value = next((k, getattr(args, k.value)) for k in MatcherKind
+                       if getattr(args, k.value) is not None)
+    return commands.add_silence(config, kind=kind, value=value, duration=args.duration,
+                                reason=args.reason, created_by=args.by)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -224,6 +309,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "db": _db,
     "report": _report,
     "alerts": _alerts,
+    "silence": _silence,
     "demo": _demo,
     "simulate": _simulate,
 }

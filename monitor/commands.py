@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
+import socket
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,11 +18,12 @@ from monitor.alerts.templates import Renderer
 from monitor.config import DEFAULT_TOKEN_ENV, Config
 from monitor.core.digest import Digest
 from monitor.core.render import format_duration, format_time
+from monitor.core.silence import MatcherKind, Silence
 from monitor.core.trouble import Trouble
-from monitor.errors import ConfigError, DeliveryError
+from monitor.errors import ConfigError, DeliveryError, UsageError
 from monitor.poller import PollOutcome
 from monitor.runtime import Runtime, build_channels, open_database, utcnow
-from monitor.store import queries
+from monitor.store import queries, silences
 from monitor.store.engine import safe_url
 
 # A one-shot poll delivers what it queued, but does not wait out a channel's backoff.
@@ -255,3 +260,78 @@ def preview_alerts(config: Config, *, channel: str | None) -> int:
             print(message.body)
         print()
     return 0
+def add_silence(config: Config, *, kind: MatcherKind, value: str, duration: timedelta,
+                reason: str, created_by: str | None) -> int:
+    """``silence add``: store it, print its id and when it ends. Warns (does not refuse)
+    when the matcher selects no line yet: the line may simply not have been polled yet."""
+    accounts = [a.name for a in config.accounts]
+    if kind is MatcherKind.ACCOUNT and value not in accounts:
+        raise UsageError(f"--account: no account named {value!r} in the config "
+                         f"(configured: {', '.join(accounts)})")
+    now = utcnow()
+    engine, sessions = open_database(config)
+    try:
+        if kind is MatcherKind.LINE and not silences.known_line(sessions, value):
+            print(f"warning: no line {value} has been seen in any account yet; the silence "
+                  "applies once one appears with this phone number or id", file=sys.stderr)
+        silence = silences.add_silence(
+            sessions, kind=kind, value=value, reason=reason,
+            created_by=created_by or default_author(), starts_at=now, ends_at=now + duration,
+            now=now)
+    finally:
+        engine.dispose()
+    if kind is MatcherKind.LABEL:
+        key, _, label_value = value.partition("=")
+        if not any(entry.labels.get(key) == label_value for entry in config.lines):
+            print(f"warning: no [[lines]] entry in the config gives the label {value}; the "
+                  "silence matches no line until one does", file=sys.stderr)
+    print(f"silence {silence.id} added: {silence.matcher} until {format_time(silence.until)} "
+          f"({format_duration(duration)})")
+    return 0
+
+
+def print_silences(config: Config, *, include_expired: bool) -> int:
+    now = utcnow()
+    engine, sessions = open_database(config)
+    try:
+        found = silences.list_silences(sessions, now, include_expired=include_expired)
+    finally:
+        engine.dispose()
+    if not found:
+        print("no silences" if include_expired else "no active or upcoming silences")
+        return 0
+    print(_table(("ID", "MATCHER", "FROM", "UNTIL", "BY", "REASON", "STATE"), [
+        (str(s.id), s.matcher, format_time(s.starts_at), format_time(s.until), s.created_by,
+         s.reason, _silence_state(s, now)) for s in found
+    ]))
+    return 0
+
+
+def expire_silence(config: Config, silence_id: int) -> int:
+    engine, sessions = open_database(config)
+    try:
+        silence = silences.expire_silence(sessions, silence_id, utcnow())
+    finally:
+        engine.dispose()
+    print(f"silence {silence.id} ({silence.matcher}) expired at {format_time(silence.until)}")
+    return 0
+
+
+def default_author() -> str:
+    """Who is silencing, when ``--by`` does not say: ``$USER@hostname``."""
+    user = os.environ.get("USER")
+    if not user:
+        try:
+            user = getpass.getuser()  # LOGNAME, ..., then the password database
+        except (OSError, KeyError):  # a container user with no passwd entry
+            user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:200]  # the column's width
+
+
+def _silence_state(silence: Silence, now: datetime) -> str:
+    state = silence.state(now)
+    if state == "active":
+        return f"active ({format_duration(silence.until - now)} left)"
+    if state == "pending":
+        return f"pending (starts in {format_duration(silence.starts_at - now)})"
+    return state

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.core.labels import LABEL_NAME, LABEL_NAME_RULE
 from monitor.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.linqapp.com/api/partner"
@@ -291,8 +292,38 @@ class AlertsConfig(_Section):
         return value
 
 
+class LineConfig(_Section):
+    """A ``[[lines]]`` entry: a name and labels for the lines it matches (see core/labels.py).
+
+    ``match`` is a phone number, a line id, or a glob (``*``, ``?``, ``[...]``) tried
+    against both; ``account`` restricts the entry to one account.
+    """
+
+    match: str = Field(min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+    labels: dict[str, str] = {}
+    account: str | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} contains spaces; use a phone number, a line id "
+                             "or a glob such as '+1415*'")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not LABEL_NAME.match(k)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a valid label name ({LABEL_NAME_RULE})")
+        return value
+
+
 class Config(_Section):
     accounts: list[AccountConfig] = Field(min_length=1)
+    lines: list[LineConfig] = []
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -357,6 +388,11 @@ def parse_config(
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         raise ConfigError(_key_path(first["loc"]), _reason(first)) from None
+    accounts = [a.name for a in config.accounts]
+    for i, line in enumerate(config.lines):
+        if line.account is not None and line.account not in accounts:
+            raise ConfigError(f"lines[{i}].account", f"no account named {line.account!r} "
+                              f"(configured: {', '.join(accounts)})")
     for i, account in enumerate(config.accounts):
         account._resolved = _resolve_token(account, f"accounts[{i}]", env, base_dir)
     for i, channel in enumerate(config.alerts.channels):

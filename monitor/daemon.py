@@ -144,6 +144,10 @@ class Daemon:
                 log.exception("policy round crashed; continuing")
 
     async def _policy_round(self) -> None:
+        try:
+            await self._runtime.refresh_silences()
+        except StoreError as exc:
+            log.error("cannot read silences (keeping the last known): %s", exc)
         queued = 0
         for account, poller in self._runtime.pollers.items():
             with log_context(account=account):

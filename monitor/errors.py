@@ -7,6 +7,7 @@
     │   ├── ApiRateLimited     429 after retries; carries retry_after
     │   └── ApiPayloadError    the answer is not the documented shape (not JSON, wrong shape)
     ├── StoreError             the database refused a unit of work
+    ├── UsageError             a command asked for something that cannot be (unknown id, ...)
     └── DeliveryError          a notification channel failed (permanent or not)
 
 Foreign exceptions (httpx, SQLAlchemy, apprise) are mapped to these at the module that
@@ -70,6 +71,13 @@ class ApiPayloadError(ApiError):
 
 class StoreError(MonitorError):
     """A database unit of work failed; nothing of it was committed."""
+
+
+class UsageError(MonitorError):
+    """A command's arguments cannot be acted on (an unknown id, an account not configured).
+
+    The CLI exits 2 with the message, as for any other bad usage.
+    """
 
 
 class DeliveryError(MonitorError):

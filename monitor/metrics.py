@@ -24,6 +24,7 @@ from prometheus_client import (
 )
 
 from monitor.core import status as st
+from monitor.core.labels import Labeler
 from monitor.core.model import LineState
 
 # `_created` samples double the series count and no dashboard here needs them.
@@ -42,7 +43,7 @@ _LINE_FAMILIES = (
 
 
 class Metrics:
-    def __init__(self, *, per_line: str = "full") -> None:
+    def __init__(self, *, per_line: str = "full", labeler: Labeler | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.lines = Gauge("linq_reputation_lines", "Lines per account and status.",
@@ -75,6 +76,7 @@ class Metrics:
         self.flapping = FlagSeries(
             "linq_reputation_line_flapping",
             "1 while a line is flapping (alerts paused until it is stable); absent otherwise.")
+        self.line_info = LineInfo(labeler or Labeler([]))
 
     def declare(self, *, accounts: Iterable[str], channels: Iterable[str]) -> None:
         """Create every labelled counter at 0, so that ``increase()`` sees the first event.
@@ -97,7 +99,7 @@ class Metrics:
     def pieces(self) -> list[bytes]:
         """The whole exposition as byte blocks, for streaming without one huge copy."""
         return [generate_latest(self.registry), *self.line_series.pieces(),
-                self.flapping.render()]
+                self.flapping.render(), *self.line_info.pieces()]
 
     def render(self) -> bytes:
         return b"".join(self.pieces())
@@ -214,6 +216,53 @@ class FlagSeries:
 
     def render(self) -> bytes:
         return (self._header + "".join(self._lines.values())).encode()
+class LineInfo:
+    """``linq_reputation_line_info``: the name and labels the config gives a line, value 1.
+
+    Only lines with a name or labels get a series, so a fleet without ``[[lines]]`` adds
+    none. Every series carries ``name`` and one ``label_<key>`` per key used anywhere in
+    the config (empty when the line lacks it), so that joins in PromQL
+    (``* on(account, line_id) group_left(name, label_team) linq_reputation_line_info``)
+    see one consistent label set. The block is small and re-rendered only after a change.
+    """
+
+    NAME = "linq_reputation_line_info"
+    HEADER = (f"# HELP {NAME} Name and labels given to a line by the config ([[lines]]).\n"
+              f"# TYPE {NAME} gauge\n").encode()
+
+    def __init__(self, labeler: Labeler) -> None:
+        self._labeler = labeler
+        self._samples: dict[tuple[str, str], str] = {}
+        self._block: bytes | None = b""
+
+    def update(self, states: Iterable[LineState]) -> None:
+        """Follow ``states`` (the poller's committed lines): add, change or drop series."""
+        if not self._labeler:
+            return
+        for state in states:
+            key = (state.account, state.line_id)
+            meta = self._labeler.meta(state.account, state.line_id, state.phone_number)
+            if state.present and (meta.name is not None or meta.labels):
+                labels = "".join(f',label_{k}="{_escape(meta.labels.get(k, ""))}"'
+                                 for k in self._labeler.label_keys)
+                sample = (f'{self.NAME}{{account="{_escape(state.account)}",'
+                          f'line_id="{_escape(state.line_id)}",'
+                          f'phone_number="{_escape(state.phone_number)}",'
+                          f'name="{_escape(meta.name or "")}"{labels}}} 1\n')
+                if self._samples.get(key) == sample:
+                    continue
+                self._samples[key] = sample
+            elif self._samples.pop(key, None) is None:
+                continue
+            self._block = None
+
+    def pieces(self) -> list[bytes]:
+        """The family as byte blocks; none at all while no line has a name or labels."""
+        if not self._samples:
+            return []
+        if self._block is None:
+            self._block = "".join(self._samples.values()).encode()
+        return [self.HEADER, self._block]
 
 
 def _escape(value: str) -> str:

@@ -245,6 +245,7 @@ class AccountPoller:
                 self._review.discard(state.line_id)
         self._metrics.line_series.update(states)
         self._metrics.flapping.update(states, _is_flapping)
+        self._metrics.line_info.update(states)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:
                 self._metrics.lines.labels(self.account, status).set(count)

@@ -23,13 +23,16 @@ from monitor.api.client import LinqClient
 from monitor.config import Config
 from monitor.core import status as st
 from monitor.core.detect import Debounce
-from monitor.core.model import Entry, LineMeta, Message
+from monitor.core.labels import Labeler
+from monitor.core.model import Entry, LineMeta, LineState, Message
 from monitor.core.policy import NO_META, AlertPolicy, ChannelRule
+from monitor.core.silence import Silence, silenced_by
 from monitor.core.timing import ChannelTiming
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.store import migrate
 from monitor.store.engine import make_engine, make_sessionmaker, safe_url
+from monitor.store.silences import load_silences
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +109,16 @@ class Runtime:
         self.config = config
         self.engine = engine
         self.sessions = sessions
-        self.metrics = Metrics(per_line=config.metrics.per_line)
+        self.labeler = Labeler.from_config(config.lines)  # names and labels from [[lines]]
+        self.metrics = Metrics(per_line=config.metrics.per_line, labeler=self.labeler)
         self.metrics.declare(accounts=[a.name for a in config.accounts],
                              channels=[c.name for c in config.alerts.channels])
         self.channels = build_channels(config)
         self.renderers = channel_renderers(config)
-        self.line_meta: Callable[[str, str, str], LineMeta] = _no_meta
+        self.line_meta: Callable[[str, str, str], LineMeta] = (
+            self.labeler.meta if self.labeler else _no_meta)
+        # Active and future silences, refreshed by the daemon's policy loop (and at start).
+        self.silences: list[Silence] = []
         alerts = config.alerts
         self.deliverer = Deliverer(
             sessions, self.channels,
@@ -125,6 +132,14 @@ class Runtime:
 
     def _render(self, channel: str, entries: Sequence[Entry], now: datetime) -> Message:
         return self.renderers[channel].render(entries, now=now)
+
+    def _silenced(self, state: LineState, meta: LineMeta, now: datetime) -> bool:
+        return silenced_by(self.silences, state.account, state.line_id, state.phone_number,
+                           meta.labels, now) is not None
+
+    async def refresh_silences(self) -> None:
+        """Re-read silences (added or expired by ``reputation-monitor silence``)."""
+        self.silences = await asyncio.to_thread(load_silences, self.sessions, utcnow())
 
     async def __aenter__(self) -> Runtime:
         policy = alert_policy(self.config)
@@ -140,8 +155,9 @@ class Runtime:
             self._stack.push_async_callback(client.aclose)
             self.pollers[account.name] = AccountPoller(
                 account.name, client, self.sessions, self.metrics, policy=policy,
-                debounce=debounce, clock=utcnow, meta=self.line_meta,
+                debounce=debounce, clock=utcnow, meta=self.line_meta, silenced=self._silenced,
             )
+        await self.refresh_silences()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

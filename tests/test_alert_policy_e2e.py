@@ -8,6 +8,8 @@ read from arrival times, never asserted by sleeping.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from monitor.simulator import Simulator, SimulatorServer
-from tests.support.daemon import TOKEN, DaemonProcess, wait_until, write_config
+from tests.support.daemon import TOKEN, DaemonProcess, cli, wait_until, write_config
 from tests.support.receiver import Received, Receiver
 
 pytestmark = pytest.mark.timeout(420)
@@ -216,5 +218,55 @@ def test_the_daily_digest_is_delivered_at_its_time_of_day_once(
         daemon.wait_for_polls(daemon.polls("success") + 2)
         assert len(receiver.messages) == 1
         print(f"\n--- digest as delivered ---\n{digest.title}\n{digest.message}\n")
+    finally:
+        daemon.stop()
+
+
+def test_a_silence_records_instead_of_sending_and_its_end_speaks_once_across_restarts(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    quiet, loud, blip = "+12025550161", "+12025550162", "+12025550163"
+    for phone in (quiet, loud, blip):
+        sim.add_line(phone)
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK")],
+                   extra_alerts='policy_interval = "250ms"')
+    config = str(daemon.config)
+    try:
+        daemon.wait_for_polls(1)
+        added = cli("silence", "add", "--config", config, "--line", quiet, "--for", "1h",
+                    "--reason", "carrier maintenance", "--by", "alice")
+        assert added.returncode == 0, added.stderr
+        silence_id = re.search(r"\d+", added.stdout).group(0)  # type: ignore[union-attr]
+        short = cli("silence", "add", "--config", config, "--line", blip, "--for", "1h",
+                    "--reason", "flaky", "--by", "alice")
+        assert short.returncode == 0, short.stderr
+        # The daemon re-reads silences every policy round; one poll later they are in force.
+        polls = daemon.polls("success")
+        daemon.wait_for_polls(polls + 2)
+        sim.set_many({quiet: "AT_RISK", loud: "AT_RISK", blip: "AT_RISK"})
+        (alert,) = receiver.wait_for(1)
+        assert loud in alert.title
+        sim.set_status(blip, "HEALTHY")  # went and came back while silenced
+        daemon.wait_for_polls(daemon.polls("success") + 3)
+        assert len(receiver.messages) == 1
+        rows = json.loads(cli("history", "--config", config, quiet, "--json").stdout)
+        assert rows[0]["alerts"] == [{"channel": "ops", "state": "silenced"}]
+
+        daemon.kill9()
+        daemon.start()  # the silence and what it held back are in the database
+        daemon.wait_for_polls(daemon.polls("success") + 2)
+        assert len(receiver.messages) == 1
+        expired = cli("silence", "expire", "--config", config, silence_id)
+        assert expired.returncode == 0, expired.stderr
+        (_, ended) = receiver.wait_for(2, timeout=30)
+        assert quiet in ended.title and "silence" in ended.message.lower()
+        cli("silence", "expire", "--config", config, re.search(
+            r"\d+", short.stdout).group(0))  # type: ignore[union-attr]
+        daemon.kill9()
+        daemon.start()
+        daemon.wait_for_polls(daemon.polls("success") + 3)
+        assert len(receiver.messages) == 2  # not re-announced after a restart; blip: nothing
     finally:
         daemon.stop()

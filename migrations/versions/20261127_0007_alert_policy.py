@@ -1,7 +1,7 @@
 """Alert policy: what each channel heard per line, debounce and flapping state, outbox payloads
 
 Revision ID: 20261127_0007
-Revises: 20261127_0002
+Revises: 20261127_0003
 Create Date: 2026-11-27
 
 ``lines.alerted_channels`` (a list of channel names) becomes ``lines.told`` (channel → the
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261127_0007"
-down_revision: str | None = "20261127_0002"
+down_revision: str | None = "20261127_0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

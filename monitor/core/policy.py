@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.core import status as st
+from monitor.core.labels import selector_matches
 from monitor.core.model import (
     Entry,
     Flap,
@@ -58,7 +59,7 @@ class ChannelRule:
     def selects(self, account: str, meta: LineMeta) -> bool:
         if self.accounts and account not in self.accounts:
             return False
-        return all(meta.labels.get(k) == v for k, v in self.labels.items())
+        return selector_matches(self.labels, meta.labels)
 
     def engaged_since(self, state: LineState) -> datetime:
         """When the line reached this channel's ``min_status`` in the current episode."""

@@ -209,3 +209,22 @@ class PollSummary(Base):
     day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
     successes: Mapped[int] = mapped_column(Integer)
     errors: Mapped[int] = mapped_column(Integer)
+
+
+class SilenceRow(Base):
+    """``reputation-monitor silence add``: who silenced which lines, why, and until when."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    matcher_kind: Mapped[str] = mapped_column(String(16))  # line | label | account
+    matcher_value: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # ended early
+
+    # The daemon reloads the silences that have not ended every few seconds.
+    __table_args__ = (Index("ix_silences_ends_at", "ends_at"),)
