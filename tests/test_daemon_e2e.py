@@ -255,7 +255,7 @@ def test_it_exposes_every_line_and_drops_a_removed_one_from_metrics_and_status(
         b_since = sample_value(samples, "linq_reputation_line_status_since_timestamp_seconds",
                                line_id=id_of[LINE_B])
         sim.set_status(LINE_B, "AT_RISK")
-        receiver.wait_for(3, path="ops")
+        receiver.wait_for(2, path="ops")
         wait_until(lambda: daemon.value("linq_reputation_notifications_total",
                                         channel="ops", outcome="delivered") == 3,
                    what="the third delivery to be counted")
