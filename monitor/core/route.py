@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from monitor.core import status as st
-from monitor.core.model import LineState, Notice, NoticeKind, Transition, TransitionKind
+from monitor.core.model import (
+    LineState,
+    Notice,
+    NoticeKind,
+    Transition,
+    TransitionKind,
+    channel_set,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +51,7 @@ def route(
             alerted.discard(channel.name)
             if notify_recovery:
                 notices.append(Notice(channel.name, NoticeKind.RECOVERED, transition))
-    new_alerted = frozenset(alerted)
+    new_alerted = channel_set(alerted)
     if new_alerted == state.alerted_channels:
         return notices, state
     return notices, replace(state, alerted_channels=new_alerted)
