@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.core.model import LineState, Message, Notice, Transition
+from monitor.core.model import LineState, Message, Notice, Transition, channel_set
 from monitor.errors import StoreError
 from monitor.store.bulk import insert_rows
 from monitor.store.schema import Line, Notification, Poll, TransitionRow
@@ -53,11 +53,29 @@ class Outgoing:
 
 
 def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineState]:
-    """Every line ever seen in ``account`` (removed ones too), keyed by line id."""
+    """Every line ever seen in ``account`` (removed ones too), keyed by line id.
+
+    Read as plain rows in batches rather than ORM objects (100k of those cost more than
+    the states they become), with repeated values (status, doc URL, ``since``, channel
+    set) shared between states instead of one copy per row: after a restart at 100k lines
+    the states weigh the same as those built by polling.
+    """
+    query = (select(Line.line_id, Line.phone_number, Line.status, Line.doc_url, Line.since,
+                    Line.present, Line.alerted_channels)
+             .where(Line.account == account).execution_options(yield_per=5000))
+    shared: dict[Any, Any] = {}
     try:
         with sessions() as session:
-            rows = session.execute(select(Line).where(Line.account == account)).scalars()
-            return {row.line_id: _to_state(row) for row in rows}
+            return {
+                line_id: LineState(
+                    account=account, line_id=line_id, phone_number=phone,
+                    status=shared.setdefault(status, status),
+                    doc_url=shared.setdefault(doc_url, doc_url),
+                    since=shared.setdefault(since, since), present=present,
+                    alerted_channels=channel_set(alerted or ()))
+                for line_id, phone, status, doc_url, since, present, alerted
+                in session.execute(query)
+            }
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot load lines of account {account}: {exc}") from exc
 
@@ -208,16 +226,3 @@ def _line_update(state: LineState, now: datetime) -> dict[str, object]:
     values["k_account"] = values.pop("account")
     values["k_line_id"] = values.pop("line_id")
     return values
-
-
-def _to_state(row: Line) -> LineState:
-    return LineState(
-        account=row.account,
-        line_id=row.line_id,
-        phone_number=row.phone_number,
-        status=row.status,
-        doc_url=row.doc_url,
-        since=row.since,
-        present=row.present,
-        alerted_channels=frozenset(row.alerted_channels or ()),
-    )
