@@ -3,7 +3,8 @@
     python -m bench.daemon --lines 100000 --polls 30 --interval 3s --db sqlite
 
 The daemon runs as a user would run it, in its own process, against the simulator in
-another process. After every poll 0.1 % of the lines change, and /metrics is scraped by
+another process, and delivers its alerts to a local json:// endpoint that accepts them.
+After every poll 0.1 % of the lines change, and /metrics is scraped by
 curl (another process, as Prometheus is) on a timer of its own, so scrapes overlap polls.
 VmRSS and VmHWM of the daemon are read from /proc every 20 ms. It prints one row per poll
 (duration, RSS after it, peak so far) and a summary: the peak, and the RSS drift between
@@ -66,8 +67,31 @@ class Run:
     scrapes: list[float] = field(default_factory=list)
 
 
+@asynccontextmanager
+async def receiver() -> AsyncIterator[str]:
+    """A channel endpoint that accepts every notification (Apprise's json:// posts here)."""
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    async with server:
+        yield f"json://127.0.0.1:{server.sockets[0].getsockname()[1]}/bench"
+
+
 def write_config(directory: Path, *, sim_url: str, db_url: str, interval: str, port: int,
-                 per_line: str) -> Path:
+                 per_line: str, channel: str) -> Path:
     token = directory / "token"
     token.write_text(TOKEN)
     config = directory / "config.toml"
@@ -90,11 +114,9 @@ listen = "127.0.0.1:{port}"
 per_line = "{per_line}"
 
 [alerts]
-# Notifications are queued (the outbox is part of a poll) but nobody listens: the
-# deliverer retries them with backoff, as it would with a channel that is down.
 [[alerts.channels]]
 name = "ops"
-url = "json://127.0.0.1:9/bench"
+url = "{channel}"
 """)
     config.chmod(0o600)
     token.chmod(0o600)
@@ -149,7 +171,8 @@ async def scrape_forever(url: str, every: float, run: Run) -> None:
 
 async def bench(args: argparse.Namespace) -> None:
     interval = parse_duration(args.interval).total_seconds()
-    async with simulator(args.lines) as sim_url, database(args.db) as db_url:
+    async with simulator(args.lines) as sim_url, database(args.db) as db_url, \
+            receiver() as channel:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(timeout=120, headers=headers) as http:
             ids = [item["id"] for item in orjson.loads(
@@ -158,7 +181,7 @@ async def bench(args: argparse.Namespace) -> None:
                 port = free_port()
                 config = write_config(Path(tmp), sim_url=sim_url, db_url=db_url,
                                       interval=args.interval, port=port,
-                                      per_line=args.per_line)
+                                      per_line=args.per_line, channel=channel)
                 log = Path(tmp) / "daemon.log"
                 if args.restart:
                     # A daemon that already knows the lines: the measured one loads them
