@@ -127,3 +127,32 @@ async def test_a_body_that_trickles_in_hits_the_overall_deadline() -> None:
         with pytest.raises(ApiError, match="no complete answer within 1s"):
             await api.list_phone_numbers()
         assert time.monotonic() - started < 3
+
+
+async def test_a_chunked_answer_without_content_length_is_read_whole() -> None:
+    """The body is read into one buffer; without a length up front it grows as it comes."""
+    import asyncio
+
+    item = (b'{"id": "%d", "phone_number": "+1202555%04d", '
+            b'"reputation": {"status": "AT_RISK", "doc_url": null}}')
+    body = b'{"phone_numbers": [' + b", ".join(item % (i, i) for i in range(500)) + b"]}"
+
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: application/json\r\n\r\n")
+        for start in range(0, len(body), 1000):
+            piece = body[start:start + 1000]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(chunked, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, LinqClient(base_url=f"http://127.0.0.1:{port}", token="t",
+                                  max_retries=0, timeout=5) as api:
+        result = await api.list_phone_numbers()
+    assert [o.line_id for o in result.lines.observations] == [str(i) for i in range(500)]
+    assert {o.status for o in result.lines.observations} == {"AT_RISK"}

@@ -99,3 +99,48 @@ def test_the_parser_never_crashes_on_any_body(body: bytes | list[object]) -> Non
         assert isinstance(o.status, str) and o.status
     if not isinstance(body, bytes):
         assert len(parsed.observations) + len(parsed.skipped) == len(body)
+
+
+WELL_FORMED = st.fixed_dictionaries(
+    {"id": st.text(max_size=3), "phone_number": st.text(max_size=3),
+     "reputation": st.one_of(st.none(), st.fixed_dictionaries(
+         {"status": st.text(max_size=3)}, optional={"doc_url": st.one_of(st.none(), st.text())}))},
+    optional={"health_status": st.one_of(st.none(), st.fixed_dictionaries(
+        {"status": st.sampled_from(["HEALTHY", ""])})), "forwarding_number": JSON_VALUES})
+
+
+def by_the_rules(item: object) -> tuple[str, str, str, str | None] | None:
+    """The parsing rules of README's "What gets alerted", restated for one decoded item."""
+    if not isinstance(item, dict):
+        return None
+    line_id, phone = item.get("id"), item.get("phone_number")
+    reputation = item.get("reputation")
+    if reputation is None:
+        reputation = item.get("health_status")
+    if not (isinstance(line_id, str) and line_id and isinstance(phone, str) and phone
+            and isinstance(reputation, dict)):
+        return None
+    status, doc_url = reputation.get("status"), reputation.get("doc_url")
+    if not (isinstance(status, str) and status):
+        return None
+    return line_id, phone, status, doc_url if isinstance(doc_url, str) else None
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.lists(WELL_FORMED, max_size=6),
+                 st.lists(st.one_of(WELL_FORMED, ITEMS, JSON_VALUES), max_size=6)))
+def test_the_parser_applies_the_rules_to_each_item_alone(items: list[object]) -> None:
+    """Well-typed bodies take the fast typed decode, odd ones the item-by-item fallback:
+    either way each item is read, or skipped, exactly as the rules say, on its own."""
+    parsed = parse_phone_numbers(orjson.dumps({"phone_numbers": items}))
+    observed, skipped, seen = [], [], set()
+    for index, item in enumerate(items):
+        expected = by_the_rules(item)
+        if expected is None or expected[0] in seen:
+            skipped.append(index)
+        else:
+            seen.add(expected[0])
+            observed.append(expected)
+    assert [(o.line_id, o.phone_number, o.status, o.doc_url)
+            for o in parsed.observations] == observed
+    assert [s.index for s in parsed.skipped] == skipped

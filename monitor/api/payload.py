@@ -1,7 +1,9 @@
 """Tolerant parsing of ``GET /v3/phone_numbers`` bodies.
 
-The hot path at 100k lines: orjson decodes, then one cheap pass checks each item by
-hand. (pydantic models cost ~10x more here; the config keeps pydantic, where it helps.)
+The hot path at 100k lines: msgspec decodes the body straight into small typed structs
+(about a third of the time and half the memory of a tree of dicts, and no pass over
+dicts afterwards); one loop turns them into Observations. pydantic models would cost
+~10x more here; the config keeps pydantic, where it helps.
 
 Rules, from what is known of the API's drift:
 - ``reputation`` is preferred; the deprecated ``health_status`` is used when it is absent.
@@ -10,14 +12,20 @@ Rules, from what is known of the API's drift:
   readable) are reported so the caller keeps the line's last known state.
 - A body that is not JSON, or not ``{"phone_numbers": [...]}``, raises ApiPayloadError:
   the whole poll fails and changes nothing.
+
+The typed decode accepts only well-typed items, so one odd item makes it fail as a whole.
+The body is then decoded again as a list of raw items, and each one goes through the
+typed decoder or, failing that, the same rules applied to plain JSON values (_parse_item),
+so an odd item is skipped alone and never costs the others.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 
 from monitor.core.model import Observation
 from monitor.errors import ApiPayloadError
@@ -43,62 +51,105 @@ class PhoneNumberList:
         return frozenset(keys)
 
 
-def parse_phone_numbers(body: bytes, *, trace_id: str | None = None) -> PhoneNumberList:
+# gc=False: these hold only strings and each other, never a cycle; leaving them out of the
+# collector's lists saves 16 bytes each and keeps 200k objects out of its walks.
+class _Reputation(msgspec.Struct, gc=False):
+    status: str
+    doc_url: str | None = None
+
+
+class _Item(msgspec.Struct, gc=False):
+    id: str
+    phone_number: str
+    reputation: _Reputation | None = None
+    health_status: _Reputation | None = None
+
+
+class _Body(msgspec.Struct, gc=False):
+    phone_numbers: list[_Item]
+
+
+class _RawBody(msgspec.Struct, gc=False):
+    phone_numbers: list[msgspec.Raw]
+
+
+_BODY = msgspec.json.Decoder(_Body)
+_RAW_BODY = msgspec.json.Decoder(_RawBody)
+_ITEM = msgspec.json.Decoder(_Item)
+_ANY = msgspec.json.Decoder()
+
+_NOT_A_LIST = "response has no 'phone_numbers' list (shape changed?)"
+
+
+def parse_phone_numbers(
+    body: bytes | bytearray, *, trace_id: str | None = None
+) -> PhoneNumberList:
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiPayloadError(f"response is not JSON ({exc.msg})", trace_id=trace_id) from None
-    items = document.get("phone_numbers") if isinstance(document, dict) else None
-    if not isinstance(items, list):
-        raise ApiPayloadError(
-            "response has no 'phone_numbers' list (shape changed?)", trace_id=trace_id
-        )
-    del document
+        items: list[_Item] | list[msgspec.Raw] = _BODY.decode(body).phone_numbers
+    except msgspec.ValidationError:
+        # Some item (or the envelope) is not the documented shape: go item by item.
+        try:
+            items = _RAW_BODY.decode(body).phone_numbers
+        except msgspec.ValidationError:
+            raise ApiPayloadError(_NOT_A_LIST, trace_id=trace_id) from None
+        except msgspec.DecodeError as exc:
+            raise _not_json(exc, trace_id) from None
+    except msgspec.DecodeError as exc:
+        raise _not_json(exc, trace_id) from None
+    return _collect(_consume(items))
+
+
+def _not_json(exc: msgspec.DecodeError, trace_id: str | None) -> ApiPayloadError:
+    return ApiPayloadError(f"response is not JSON ({exc})", trace_id=trace_id)
+
+
+def _consume(items: list[_Item] | list[msgspec.Raw]) -> Iterable[_Item | msgspec.Raw]:
+    """Yield the items, letting go of each one as it is read (reverse once, pop from the end).
+
+    The decoded items are freed while the observations are built, so the two are never
+    both whole in memory.
+    """
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
+def _collect(items: Iterable[_Item | msgspec.Raw]) -> PhoneNumberList:
     observations: list[Observation] = []
     skipped: list[SkippedItem] = []
     seen: set[str] = set()
     # Statuses and doc URLs repeat across lines: share one string each instead of keeping
     # 100k equal copies alive in the line states.
     shared: dict[str, str] = {}
-    # Consume the decoded items as we go (reverse once, then pop from the end), so each
-    # item's dicts are freed as soon as it is read: the peak holds the decoded answer or
-    # the observations, not both.
-    items.reverse()
-    index = -1
-    while items:
-        item = items.pop()
-        index += 1
-        # Fast path for a well-formed item (nearly all of them): a handful of dict lookups
-        # and exact type checks. Anything unusual falls through to _parse_item, which
-        # applies the same rules and says what is wrong.
-        try:
-            line_id = item["id"]
-            phone = item["phone_number"]
-            reputation = item.get("reputation")
-            if reputation is None:
-                reputation = item["health_status"]
-            status = reputation["status"]
-            doc_url = reputation.get("doc_url")
-            well_formed = (type(line_id) is str and type(phone) is str and type(status) is str
-                           and line_id and phone and status
-                           and (doc_url is None or type(doc_url) is str))
-        except (KeyError, TypeError, AttributeError):
-            well_formed = False
-        if well_formed:
-            status = shared.setdefault(status, status)
-            if doc_url is not None:
-                doc_url = shared.setdefault(doc_url, doc_url)
-            result: Observation | str = Observation(line_id, phone, status, doc_url)
-        else:
-            result = _parse_item(item)
+    for index, item in enumerate(items):
+        value = item if isinstance(item, _Item) else _typed(item)
+        result = _observe(value, shared) if isinstance(value, _Item) else _parse_item(value)
         if isinstance(result, str):
-            skipped.append(_skipped(index, item, result))
+            skipped.append(_skipped(index, value, result))
         elif result.line_id in seen:
             skipped.append(SkippedItem(index, "duplicate id", None, None))
         else:
             seen.add(result.line_id)
             observations.append(result)
     return PhoneNumberList(observations, skipped)
+
+
+def _typed(raw: msgspec.Raw) -> _Item | Any:
+    """The item as a typed struct, or as plain JSON values when it does not fit one."""
+    try:
+        return _ITEM.decode(raw)
+    except msgspec.ValidationError:
+        return _ANY.decode(raw)
+
+
+def _observe(item: _Item, shared: dict[str, str]) -> Observation | str:
+    """The fast path for a typed item; one with an empty field goes through the rules."""
+    reputation = item.reputation if item.reputation is not None else item.health_status
+    if not (item.id and item.phone_number and reputation is not None and reputation.status):
+        return _parse_item(msgspec.to_builtins(item))
+    status, doc_url = reputation.status, reputation.doc_url
+    return Observation(item.id, item.phone_number, shared.setdefault(status, status),
+                       None if doc_url is None else shared.setdefault(doc_url, doc_url))
 
 
 def _parse_item(item: Any) -> Observation | str:
@@ -129,6 +180,8 @@ def _parse_item(item: Any) -> Observation | str:
 
 def _skipped(index: int, item: Any, reason: str) -> SkippedItem:
     line_id = phone = None
+    if isinstance(item, _Item):
+        item = msgspec.to_builtins(item)
     if isinstance(item, dict):
         raw_id, raw_phone = item.get("id"), item.get("phone_number")
         line_id = raw_id if isinstance(raw_id, str) and raw_id else None
