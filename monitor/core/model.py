@@ -73,7 +73,7 @@ class LineState:
     doc_url: str | None
     since: datetime
     present: bool = True
-    told: Mapping[str, Told] = NO_TOLD
+    told: Mapping[str, Told] = field(default_factory=lambda: NO_TOLD)  # shared, read-only
     previous_status: str | None = None
     previous_since: datetime | None = None
     degraded_since: datetime | None = None
