@@ -90,6 +90,7 @@ class AccountPoller:
         self._known: dict[str, LineState] | None = None
         self._counts: Counter[str] = Counter()
         self.last_success_at: datetime | None = None
+        self.last_error: str | None = None  # why the latest poll failed, for /readyz
 
     async def poll(self) -> PollOutcome:
         with log_context(account=self.account):
@@ -149,6 +150,7 @@ class AccountPoller:
         else:
             log.error("poll failed: %s; no line state changed", exc,
                       extra={"trace_id": trace_id})
+        self.last_error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if isinstance(exc, StoreError):
             self._known = None  # reload from the database next time: it is the truth
         record = PollRecord(account=self.account, started_at=started_at,
@@ -206,6 +208,7 @@ class AccountPoller:
             self._metrics.skipped_items.labels(self.account).inc(skipped)
         self._metrics.last_success.labels(self.account).set(now.timestamp())
         self.last_success_at = now
+        self.last_error = None
 
 
 def _with_duration(outcome: PollOutcome, seconds: float) -> PollOutcome:
