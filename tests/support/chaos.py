@@ -93,7 +93,8 @@ class Launcher:
     def __init__(self, config: Path, log: Path) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.forkrun", str(config), str(log)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            cwd=Path(__file__).resolve().parents[2])  # where `tests` is importable
 
     def __enter__(self) -> Launcher:
         return self
