@@ -32,29 +32,30 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="chaos-") as tmpdir:
-        tmp = Path(tmpdir)
-        name = None
-        if args.db == "sqlite":
-            url = f"sqlite:///{tmp / 'chaos.db'}"
-        else:
-            name = f"rm_chaos_{uuid.uuid4().hex[:10]}"
+    # Kept afterwards (the daemon's log is there); printed at the end.
+    tmp = Path(tempfile.mkdtemp(prefix="chaos-"))
+    name = None
+    if args.db == "sqlite":
+        url = f"sqlite:///{tmp / 'chaos.db'}"
+    else:
+        name = f"rm_chaos_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        url = f"{base}/{name}"
+    try:
+        result = run_kill9_cycles(tmp, url, cycles=args.cycles, lines=args.lines,
+                                  changes_per_tick=args.changes, seed=args.seed,
+                                  progress=print)
+    finally:
+        if name is not None:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-            url = f"{base}/{name}"
-        try:
-            result = run_kill9_cycles(tmp, url, cycles=args.cycles, lines=args.lines,
-                                      changes_per_tick=args.changes,
-                                      seed=args.seed, progress=print)
-        finally:
-            if name is not None:
-                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     audit = result.audit
     print(f"\n{args.cycles} kill -9 cycles on {args.db} in {result.seconds:.0f}s; "
           f"daemons that died on their own: {result.died_on_its_own}")
     print(audit.summary())
+    print(f"work directory (daemon.log): {tmp}")
     print("PASS" if audit.clean else "FAIL: see the counts above")
     return 0 if audit.clean else 1
 

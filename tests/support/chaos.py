@@ -194,12 +194,21 @@ def run_kill9_cycles(
                              f"{len(receiver.messages)} messages")
         engine = make_engine(database_url)
         sessions = make_sessionmaker(engine)
-        daemon = DaemonProcess(config, log=log_path).start()
+        daemon = DaemonProcess(config, log=log_path).start(timeout=90)
         try:
-            # Killed mid-send, a message stays claimed for up to 32 s before it is re-sent.
-            wait_until(lambda: recorded_statuses(sessions) == sim_statuses(sim)
-                       and audit(sessions, [], CHANNELS).unsettled == 0,
-                       timeout=90, what="the database to match the simulator, outbox settled")
+            # Killed mid-send, a message stays claimed for up to 32 s before it is re-sent;
+            # a long run can also leave hundreds of messages to send.
+            try:
+                wait_until(lambda: recorded_statuses(sessions) == sim_statuses(sim)
+                           and audit(sessions, [], CHANNELS).unsettled == 0, timeout=300,
+                           what="the database to match the simulator, outbox settled")
+            except AssertionError as exc:
+                stale = {phone: (status, sim_statuses(sim).get(phone)) for phone, status
+                         in recorded_statuses(sessions).items()
+                         if sim_statuses(sim).get(phone) != status}
+                now = audit(sessions, list(receiver.messages), CHANNELS)
+                raise AssertionError(f"{exc}: {now.summary()}; stored vs API: {stale}; "
+                                     f"log {log_path}") from None
             assert daemon.terminate() == 0
         finally:
             daemon.stop()
