@@ -12,7 +12,8 @@ real sockets. (A body trickling one byte a second is in tests/test_client.py; 40
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Fault:
     heal: Callable[[Simulator, FaultProxy], None] = lambda sim, proxy: None
     polls: int = 1  # failed polls in a row (a storm is several)
     retry_after: tuple[float, float] | None = None  # bounds of the advice handed on
+    timeout: str = "2s"  # the account's timeout: short, so timeouts are quick to reach
 
 
 def proxy_mode(mode: str) -> Fault:
@@ -50,9 +52,11 @@ def proxy_mode(mode: str) -> Fault:
     return Fault(inject, heal, polls=2)
 
 
-def raw(make_body: Callable[[Simulator], bytes], *, polls: int = 1) -> Fault:
+def raw(make_body: Callable[[Simulator], bytes], *, polls: int = 1, timeout: str = "2s"
+        ) -> Fault:
     # A 200 answer is not retried: one attempt per poll.
-    return Fault(lambda sim, proxy: sim.queue_raw(make_body(sim), times=polls), polls=polls)
+    return Fault(lambda sim, proxy: sim.queue_raw(make_body(sim), times=polls), polls=polls,
+                 timeout=timeout)
 
 
 def truncated(sim: Simulator) -> bytes:
@@ -80,7 +84,9 @@ FAULTS: dict[str, Fault] = {
     "403_forbidden": Fault(lambda sim, proxy: sim.queue_error(403, times=2), polls=2),
     "non_json": raw(lambda sim: b"<html><body>502 Bad Gateway</body></html>", polls=2),
     "truncated_json": raw(truncated, polls=2),
-    "50_MB_body": raw(lambda sim: b'{"phone_numbers": "' + b"x" * 50_000_000 + b'"}'),
+    # Long enough for 50 MB to arrive on a busy machine: the body, not a timeout, must fail.
+    "50_MB_body": raw(lambda sim: b'{"phone_numbers": "' + b"x" * 50_000_000 + b'"}',
+                      timeout="120s"),
     "drift_wrong_shape": raw(lambda sim: (DRIFT / "wrong_shape.json").read_bytes()),
 }
 
@@ -91,18 +97,25 @@ def proxy(sim_server: SimulatorServer) -> Iterator[FaultProxy]:
         yield front
 
 
+RuntimeFactory = Callable[..., Awaitable[Runtime]]
+
+
 @pytest.fixture
-async def runtime(database_url: str, proxy: FaultProxy, receiver: Receiver
-                  ) -> AsyncIterator[Runtime]:
-    config = parse_config({
-        "accounts": [{"name": "main", "base_url": proxy.url, "token": TOKEN,
-                      "max_retries": 1, "timeout": "1s"}],
-        "database": {"url": database_url},
-        "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops")}]},
-    })
-    engine, sessions = open_database(config)
-    async with Runtime(config, engine, sessions) as rt:
-        yield rt
+async def open_runtime(database_url: str, proxy: FaultProxy, receiver: Receiver
+                       ) -> AsyncIterator[RuntimeFactory]:
+    """Opens the monitor's runtime against the proxied simulator, with a given timeout."""
+    async with AsyncExitStack() as stack:
+        async def open_(timeout: str = "2s") -> Runtime:
+            config = parse_config({
+                "accounts": [{"name": "main", "base_url": proxy.url, "token": TOKEN,
+                              "max_retries": 1, "timeout": timeout}],
+                "database": {"url": database_url},
+                "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops")}]},
+            })
+            engine, sessions = open_database(config)
+            return await stack.enter_async_context(Runtime(config, engine, sessions))
+
+        yield open_
 
 
 def row_counts(rt: Runtime) -> dict[str, int]:
@@ -129,9 +142,11 @@ def counted(rt: Runtime, name: str, **labels: str) -> float:
 
 @pytest.mark.parametrize("name", list(FAULTS))
 async def test_a_failing_api_changes_nothing_and_the_next_good_poll_catches_up(
-    runtime: Runtime, sim: Simulator, proxy: FaultProxy, receiver: Receiver, name: str,
+    open_runtime: RuntimeFactory, sim: Simulator, proxy: FaultProxy, receiver: Receiver,
+    name: str,
 ) -> None:
     fault = FAULTS[name]
+    runtime = await open_runtime(fault.timeout)
     poller = runtime.pollers["main"]
     ids = sim.add_lines(5)
     assert (await poller.poll()).ok
@@ -175,8 +190,9 @@ def growth(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 @pytest.mark.parametrize("fixture", ["item_without_id", "no_reputation"])
 async def test_a_drifted_item_is_skipped_counted_and_its_line_keeps_its_state(
-    runtime: Runtime, sim: Simulator, receiver: Receiver, fixture: str,
+    open_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver, fixture: str,
 ) -> None:
+    runtime = await open_runtime()
     body = json.loads((DRIFT / f"{fixture}.json").read_text())
     # The fleet the fixture is a drifted view of: its lines, with ids, CRITICAL.
     for index, item in enumerate(body["phone_numbers"]):
