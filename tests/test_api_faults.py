@@ -59,6 +59,11 @@ def raw(make_body: Callable[[Simulator], bytes], *, polls: int = 1, timeout: str
                  timeout=timeout)
 
 
+def gateway_errors(sim: Simulator) -> None:
+    for status in (502, 503, 504):
+        sim.queue_error(status, times=2)  # one poll's two attempts each
+
+
 def truncated(sim: Simulator) -> bytes:
     body = json.dumps({"phone_numbers": sim.lines()}).encode()
     return body[: len(body) // 2]
@@ -69,8 +74,7 @@ FAULTS: dict[str, Fault] = {
     "read_timeout": proxy_mode("hang"),
     "connection_refused": proxy_mode("refuse"),
     "connection_cut_mid_answer": proxy_mode("cut"),
-    "5xx_burst": Fault(lambda sim, proxy: [sim.queue_error(s, times=2) for s in (502, 503, 504)]
-                       and None, polls=3),
+    "5xx_burst": Fault(lambda sim, proxy: gateway_errors(sim), polls=3),
     "429_storm_retry_after_seconds": Fault(
         lambda sim, proxy: sim.queue_error(429, retry_after=1, times=6), polls=3,
         retry_after=(1, 1)),
