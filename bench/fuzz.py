@@ -25,7 +25,7 @@ def main() -> int:
     count = 0
     slowest = 0.0
 
-    @settings(max_examples=2000, deadline=timedelta(seconds=5), database=None,
+    @settings(max_examples=300, deadline=timedelta(seconds=5), database=None,
               phases=[Phase.generate, Phase.shrink],
               suppress_health_check=list(HealthCheck))
     @given(BODIES)
