@@ -53,7 +53,8 @@ def main() -> int:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     audit = result.audit
     print(f"\n{args.cycles} kill -9 cycles on {args.db} in {result.seconds:.0f}s; "
-          f"daemons that died on their own: {result.died_on_its_own}")
+          f"daemons that died on their own: {result.died_on_its_own}; messages from other "
+          f"processes that reached the receiver's port (left out): {result.foreign}")
     print(audit.summary())
     print(f"work directory (daemon.log): {tmp}")
     print("PASS" if audit.clean else "FAIL: see the counts above")

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -33,7 +34,7 @@ from tests.support.daemon import (
     wait_until,
     write_config,
 )
-from tests.support.receiver import Receiver
+from tests.support.receiver import Received, Receiver
 
 CHANNELS = {"ops": "AT_RISK", "pager": "CRITICAL"}
 STATUSES = ("HEALTHY", "AT_RISK", "CRITICAL")
@@ -43,6 +44,7 @@ STATUSES = ("HEALTHY", "AT_RISK", "CRITICAL")
 class ChaosResult:
     cycles: int
     died_on_its_own: int
+    foreign: int  # messages from some other process that reached our receiver's port
     audit: Audit
     seconds: float
 
@@ -148,6 +150,13 @@ def _polls(daemon_url: str) -> int:
                             outcome="success") or 0)
 
 
+def ours(receiver: Receiver, nonce: str) -> list[Received]:
+    """Messages posted by our daemon, their path turned back into ``/<channel>``."""
+    prefix = f"/{nonce}-"
+    return [replace(m, path="/" + m.path.removeprefix(prefix)) for m in list(receiver.messages)
+            if m.path.startswith(prefix)]
+
+
 def sim_statuses(sim: Simulator) -> dict[str, str]:
     return {item["phone_number"]: item["reputation"]["status"] for item in sim.lines()}
 
@@ -165,6 +174,9 @@ def run_kill9_cycles(
     """Run ``cycles`` start/kill -9 cycles, settle, and audit. Raises AssertionError if the
     daemon never settles."""
     rng = random.Random(seed)
+    # On a shared machine another test's daemon may still be retrying a receiver whose
+    # port ours now has: our channels post under a path of our own.
+    nonce = uuid.uuid4().hex[:12]
     sim = Simulator(token=TOKEN)
     phones = [f"+1202555{n:04d}" for n in range(1, lines + 1)]
     for phone in phones:
@@ -174,7 +186,8 @@ def run_kill9_cycles(
     with SimulatorServer(sim) as server, Receiver() as receiver:
         config = write_config(
             workdir / "config.toml", base_url=server.url, database_url=database_url,
-            channels=[(name, receiver.url(name), level) for name, level in CHANNELS.items()],
+            channels=[(name, receiver.url(f"{nonce}-{name}"), level)
+                      for name, level in CHANNELS.items()],
             # A short send deadline keeps the claim of a message killed mid-send short
             # (twice this plus 30 s), so the final settle does not wait long.
             extra_alerts='delivery_timeout = "1s"',
@@ -206,13 +219,14 @@ def run_kill9_cycles(
                 stale = {phone: (status, sim_statuses(sim).get(phone)) for phone, status
                          in recorded_statuses(sessions).items()
                          if sim_statuses(sim).get(phone) != status}
-                now = audit(sessions, list(receiver.messages), CHANNELS)
+                now = audit(sessions, ours(receiver, nonce), CHANNELS)
                 raise AssertionError(f"{exc}: {now.summary()}; stored vs API: {stale}; "
                                      f"log {log_path}") from None
             assert daemon.terminate() == 0
         finally:
             daemon.stop()
-        result = audit(sessions, list(receiver.messages), CHANNELS)
+        result = audit(sessions, ours(receiver, nonce), CHANNELS)
+        foreign = len(receiver.messages) - len(ours(receiver, nonce))
         engine.dispose()
-    return ChaosResult(cycles=cycles, died_on_its_own=died, audit=result,
+    return ChaosResult(cycles=cycles, died_on_its_own=died, foreign=foreign, audit=result,
                        seconds=time.monotonic() - started)
