@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -85,6 +86,7 @@ class AccountConfig(_Section):
     ca_bundle: Path | None = None
 
     _resolved: SecretStr | None = PrivateAttr(default=None)
+    _ca_path: Path | None = PrivateAttr(default=None)
 
     @field_validator("base_url")
     @classmethod
@@ -106,6 +108,11 @@ class AccountConfig(_Section):
         if len(given) > 1:
             raise ValueError(f"set only one of {', '.join(given)}")
         return self
+
+    @property
+    def ca_bundle_path(self) -> Path | None:
+        """``ca_bundle`` resolved against the config file's folder and checked readable."""
+        return self._ca_path
 
     @property
     def api_token(self) -> SecretStr:
@@ -395,6 +402,9 @@ def parse_config(
                               f"(configured: {', '.join(accounts)})")
     for i, account in enumerate(config.accounts):
         account._resolved = _resolve_token(account, f"accounts[{i}]", env, base_dir)
+        if account.ca_bundle is not None:
+            account._ca_path = _check_ca_bundle(account.ca_bundle, f"accounts[{i}].ca_bundle",
+                                                base_dir)
     for i, channel in enumerate(config.alerts.channels):
         channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env)
     if config.database.url_env and config.database.url_env not in env:
@@ -425,6 +435,19 @@ def _resolve_token(
     if not value:
         raise ConfigError(f"{key}.token_env", f"environment variable {name} is not set")
     return SecretStr(value)
+
+
+def _check_ca_bundle(path: Path, key: str, base_dir: Path | None) -> Path:
+    """The bundle's path, once it is known to hold at least one usable CA certificate."""
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from None
+    except ssl.SSLError:
+        raise ConfigError(key, f"{path} holds no PEM certificate") from None
+    return path
 
 
 def _resolve_channel_url(channel: ChannelConfig, key: str, env: Mapping[str, str]) -> SecretStr:

@@ -99,7 +99,7 @@ class AccountPoller:
         # line states from the same memory, and the later commit would undo the other's.
         self._busy = asyncio.Lock()
         self.last_success_at: datetime | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # why the latest poll failed, for /readyz
 
     async def poll(self) -> PollOutcome:
         with log_context(account=self.account):
@@ -160,6 +160,7 @@ class AccountPoller:
         else:
             log.error("poll failed: %s; no line state changed", exc,
                       extra={"trace_id": trace_id})
+        self.last_error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if isinstance(exc, StoreError):
             self._known = None  # reload from the database next time: it is the truth
         record = PollRecord(account=self.account, started_at=started_at,
@@ -169,7 +170,6 @@ class AccountPoller:
             await asyncio.to_thread(record_failed_poll, self._sessions, record)
         except StoreError as store_exc:
             log.error("cannot record the failed poll: %s", store_exc)
-        self.last_error = str(exc)[:300]
         retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
 
@@ -264,6 +264,7 @@ class AccountPoller:
             self._metrics.skipped_items.labels(self.account).inc(skipped)
         self._metrics.last_success.labels(self.account).set(now.timestamp())
         self.last_success_at = now
+        self.last_error = None
 
 
 def _with_duration(outcome: PollOutcome, seconds: float) -> PollOutcome:

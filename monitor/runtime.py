@@ -150,7 +150,7 @@ class Runtime:
                 token=account.api_token.get_secret_value(),
                 timeout=account.timeout.total_seconds(),
                 max_retries=account.max_retries,
-                ca_bundle=account.ca_bundle,
+                ca_bundle=account.ca_bundle_path,
             )
             self._stack.push_async_callback(client.aclose)
             self.pollers[account.name] = AccountPoller(

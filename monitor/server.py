@@ -58,7 +58,8 @@ async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime) -> list[
         last = poller.last_success_at or started_at
         if now - last > stale_after:
             since = "ever" if poller.last_success_at is None else f"since {last.isoformat()}"
-            reasons.append(f"account {name}: no successful poll {since}")
+            error = f" (last error: {poller.last_error})" if poller.last_error else ""
+            reasons.append(f"account {name}: no successful poll {since}{error}")
     return reasons
 
 

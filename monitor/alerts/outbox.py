@@ -14,6 +14,9 @@ Delivery guarantee (at least once, duplicates only from the crash-in-flight wind
 - Failures are retried with exponential backoff (``retry_initial`` doubling up to
   ``retry_max``); a row still failing ``give_up_after`` after it was created is marked
   ``failed``, counted and shown by ``status``, never silently dropped.
+- If the database is unreachable at the moment a send succeeded, the outcome is held in
+  memory and recorded first thing once the database is back (before the channel sends
+  anything else), so a database outage does not turn a delivered message into a duplicate.
 - Per line and channel, rows are sent in creation order: a line whose earlier row is
   waiting for a retry sends nothing newer until that one is through.
 - Rows due together on a channel are sent as one message (monitor/core/timing.py decides
@@ -91,6 +94,8 @@ class Deliverer:
         self._timings = timings or {}
         self._render = renderer
         self._paused_until: dict[str, datetime] = {}
+        # Per channel: rows the channel accepted whose success is not yet in the database.
+        self._unrecorded: dict[str, list[int]] = {}
         # Channels whose last delivery gave up, with the error: the monitor's own trouble.
         self.gave_up: dict[str, str] = {}
         self._stopping = False
@@ -129,7 +134,19 @@ class Deliverer:
         self._metrics.notifications_pending.set(pending)
 
     async def deliver_channel(self, name: str) -> int:
-        """Send what is due on one channel, in order. Returns how many rows were delivered."""
+        """Send what is due on one channel, in order. Returns how many rows were delivered.
+
+        Raises StoreError when the database fails; a send the channel accepted is then
+        recorded at the start of the next round, before anything else is sent.
+        """
+        try:
+            return await self._deliver_channel(name)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"delivery bookkeeping failed: {_first_line(exc)}") from exc
+
+    async def _deliver_channel(self, name: str) -> int:
+        if (held := self._unrecorded.get(name)) is not None:
+            await self._settle_success(name, held)
         now = self._clock()
         if self._paused_until.get(name, now) > now:
             return 0
@@ -153,12 +170,18 @@ class Deliverer:
                 await asyncio.to_thread(self._record_failure, ids, str(exc), name)
                 # The channel is likely down: try it again after the backoff, not row by row.
                 return delivered
-            await asyncio.to_thread(self._record_success, ids)
-            self.gave_up.pop(name, None)
-            self._metrics.notifications.labels(channel=name, outcome="delivered").inc(len(ids))
+            self._unrecorded[name] = ids
+            await self._settle_success(name, ids)
             delivered += len(ids)
         self._paused_until.pop(name, None)
         return delivered
+
+    async def _settle_success(self, channel: str, row_ids: list[int]) -> None:
+        await asyncio.to_thread(self._record_success, row_ids)
+        del self._unrecorded[channel]
+        self.gave_up.pop(channel, None)
+        self._metrics.notifications.labels(channel=channel, outcome="delivered").inc(
+            len(row_ids))
 
     def _message(self, channel: str, batch: Sequence[DueRow], now: datetime) -> Message:
         if len(batch) == 1 and batch[0].message is not None:
@@ -267,3 +290,8 @@ class Deliverer:
                 select(func.count()).select_from(Notification)
                 .where(Notification.state == "pending")
             ) or 0
+
+
+def _first_line(exc: BaseException) -> str:
+    """SQLAlchemy appends the statement and its parameters; the first line says what failed."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -14,10 +14,10 @@ import asyncio
 import email.utils
 import logging
 import random
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -55,8 +55,10 @@ class LinqClient:
     ) -> None:
         self._max_retries = max_retries
         self._deadline = timeout
-        # TLS verification is always on; a custom CA bundle may replace the system store.
-        verify: Any = str(ca_bundle) if ca_bundle else True
+        # TLS verification is always on (there is no switch); a custom CA bundle replaces
+        # the system store. create_default_context verifies the chain and the host name.
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={
