@@ -140,7 +140,7 @@ def test_many_lines_become_one_message_with_a_summary_line() -> None:
 def test_a_grouped_message_gives_every_line_phone_name_change_time_and_doc_url() -> None:
     body = render_entries(six_lines(), now=NOW).body
     assert "- +12025550103 (Sales 1) degraded: AT_RISK → CRITICAL after 3h 5m in AT_RISK, " \
-           "at 09:30 UTC" in body
+           "at 09:30:00 UTC" in body
     assert "- +12025550107 (Sales 1) recovered: AT_RISK → HEALTHY after 3h 5m in AT_RISK" in body
     for n in range(101, 108):
         assert f"+12025550{n}" in body and f"{DOC}-0{n}" in body
@@ -175,7 +175,7 @@ def test_summaries_word_reminders_flapping_and_settling() -> None:
 def test_older_changes_in_a_group_show_their_date() -> None:
     body = render_entries([entry(), entry(phone="+12025550999")],
                           now=AT + timedelta(days=1)).body
-    assert "at Nov 27 09:30 UTC" in body
+    assert "at Nov 27 09:30:00 UTC" in body
 
 
 def test_nothing_to_render_is_a_programming_error() -> None:

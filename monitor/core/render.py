@@ -228,10 +228,11 @@ def _sequence_span(entry: Entry) -> str:
 
 
 def _short_time(moment: datetime, now: datetime) -> str:
-    """'09:30 UTC' today, 'Nov 26 22:10 UTC' otherwise (deferred summaries span nights)."""
+    """'09:30:05 UTC' today, 'Nov 26 22:10:05 UTC' otherwise (deferred summaries span nights).
+    Seconds, because a line can change twice within a minute."""
     if moment.date() == now.date():
-        return moment.strftime("%H:%M UTC")
-    return moment.strftime("%b %d %H:%M UTC")
+        return moment.strftime("%H:%M:%S UTC")
+    return moment.strftime("%b %d %H:%M:%S UTC")
 
 
 def shorten(title: str) -> str:

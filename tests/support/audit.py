@@ -3,12 +3,15 @@
 Used after fault runs (kill -9 cycles, database outages). It does not trust the daemon's
 own bookkeeping: the channels each recorded change must reach are worked out here again
 from the routing rule the README states, and every message the receiver got is matched to
-the outbox row whose title and body it carries.
+the outbox rows it announces: a message (single or grouped) names, per line, the phone number
+and the change (from → to); per channel and line, the announced changes are aligned in
+order with the line's outbox rows.
 
 - ``unrouted``: a (change, channel) the rule requires with no outbox row (a lost alert);
 - ``spurious``: an outbox row the rule does not require (crying wolf);
 - ``lost``: an outbox row whose message never arrived;
-- ``duplicates``: extra copies of a message (only a crash mid-send may cause one);
+- ``duplicates``: messages that repeat what was already received (only a crash mid-send
+  may cause one; a repeated grouped message repeats each of its lines, ``duplicate_entries``);
 - ``strangers``: a message that matches no outbox row;
 - ``out_of_order``: a line's messages to a channel that arrived in another order than
   their changes were recorded;
@@ -17,6 +20,7 @@ the outbox row whose title and body it carries.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,7 +41,9 @@ class Audit:
     unrouted: int
     spurious: int
     lost: int
-    duplicates: int
+    duplicates: int  # messages that repeated something already received
+    duplicate_entries: int  # line entries received more than once (a repeated message
+    # that was grouped repeats all its lines)
     strangers: int
     out_of_order: int
     unsettled: int
@@ -95,19 +101,39 @@ def audit(
     for row in rows:
         by_content[(row.channel, row.title, row.body)].append(row)
 
+    expected_rows: dict[tuple[str, str], list[Notification]] = defaultdict(list)
+    for row in rows:
+        if row.payload and "kind" in row.payload:
+            expected_rows[(row.channel, row.payload["phone_number"])].append(row)
     copies: Counter[int] = Counter()
     strangers = 0
-    arrival: dict[tuple[str, str], list[int]] = defaultdict(list)
+    out_of_order = 0
+    duplicate_messages = 0
     for message in messages:
-        candidates = by_content.get((message.path.lstrip("/"), message.title, message.message))
-        if not candidates:
-            strangers += 1
-            continue
-        # Identical text for two rows would be two identical alerts; take the first unused.
-        row = next((r for r in candidates if copies[r.id] == 0), candidates[0])
-        if copies[row.id] == 0:
-            arrival[(row.channel, row.line_id)].append(row.id)
-        copies[row.id] += 1
+        channel = message.path.lstrip("/")
+        arrived: list[Notification] = []
+        repeated = False
+        for phone, before, after, when in announced(message):
+            line_rows = expected_rows.get((channel, phone), [])
+            matching = [r for r in line_rows if _announces(r, before, after, when)]
+            fresh = [r for r in matching if copies[r.id] == 0 and r not in arrived]
+            if fresh:
+                arrived.append(fresh[0])
+            elif matching:
+                copies[matching[-1].id] += 1  # a copy of something already received
+                repeated = True
+            else:
+                strangers += 1
+        # One message is one moment (a grouped one lists its lines worst first): per-line
+        # order means every earlier row of the line arrived before it or with it.
+        for row in arrived:
+            key = (channel, row.payload["phone_number"])
+            if any(copies[r.id] == 0 and r not in arrived
+                   for r in expected_rows[key] if r.id < row.id):
+                out_of_order += 1
+        for row in arrived:
+            copies[row.id] += 1
+        duplicate_messages += repeated
 
     return Audit(
         transitions=len(transitions),
@@ -116,11 +142,38 @@ def audit(
         unrouted=len(required - recorded),
         spurious=len(recorded - required),
         lost=sum(1 for row in rows if not copies[row.id]),
-        duplicates=sum(n - 1 for n in copies.values() if n > 1),
+        duplicates=duplicate_messages,
+        duplicate_entries=sum(n - 1 for n in copies.values() if n > 1),
         strangers=strangers,
-        out_of_order=sum(1 for ids in arrival.values() if ids != sorted(ids)),
+        out_of_order=out_of_order,
         unsettled=sum(1 for row in rows if row.state != "delivered"),
     )
+
+
+_CHANGE = re.compile(r"(\+\d+).*?(\(new line\)|[A-Z_]+) → ([A-Z_]+)")
+_WHEN = re.compile(r"(\d\d:\d\d:\d\d) UTC")
+
+
+def announced(message: Received) -> list[tuple[str, str | None, str, str | None]]:
+    """(phone, from, to, HH:MM:SS of the change) of each line a message speaks of: the
+    entries of a grouped message, or the title and "Changed at" of a single one."""
+    entries = [line for line in message.message.splitlines() if line.startswith("- +")]
+    found = []
+    for text in entries or [message.title]:
+        match = _CHANGE.search(text)
+        if not match:
+            continue
+        when = _WHEN.search(text if entries else message.message)
+        before = None if match.group(2) == "(new line)" else match.group(2)
+        found.append((match.group(1), before, match.group(3), when.group(1) if when else None))
+    return found
+
+
+def _announces(row: Notification, before: str | None, after: str, when: str | None) -> bool:
+    payload = row.payload or {}
+    at = str(payload.get("at", ""))
+    return bool(payload.get("from_status") == before and payload.get("to_status") == after
+                and (when is None or at[11:19] == when))
 
 
 def recorded_statuses(sessions: sessionmaker[Session], account: str = "main") -> dict[str, str]:

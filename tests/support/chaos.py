@@ -191,6 +191,8 @@ def run_kill9_cycles(
             # A short send deadline keeps the claim of a message killed mid-send short
             # (twice this plus 30 s), so the final settle does not wait long.
             extra_alerts='delivery_timeout = "1s"',
+            # Every change of a grouped message listed (no "+N more"), so all are audited.
+            channel_options='group_wait = "0s"\ngroup_limit = 500',
         )
         log_path = workdir / "daemon.log"
         daemon_url = DaemonProcess(config, log=log_path).url
