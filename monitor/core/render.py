@@ -96,9 +96,17 @@ def summarize(entries: Sequence[Entry]) -> str:
 
 
 def sort_entries(entries: Sequence[Entry]) -> list[Entry]:
-    """Most urgent kind first, then worst status, then account and phone number."""
-    return sorted(entries, key=lambda e: (_KIND_ORDER.index(e.kind), -st.rank(e.to_status),
-                                          e.account, e.phone_number))
+    """Lines by urgency (most urgent kind, then worst status, of the line's latest entry),
+    then account and phone number; a line listed twice keeps its changes in time order."""
+    latest: dict[tuple[str, str], Entry] = {}
+    for e in entries:
+        latest[(e.account, e.line_id)] = e
+
+    def line_key(e: Entry) -> tuple[int, int, str, str]:
+        last = latest[(e.account, e.line_id)]
+        return (_KIND_ORDER.index(last.kind), -st.rank(last.to_status), e.account,
+                e.phone_number)
+    return sorted(entries, key=lambda e: (*line_key(e), e.at))
 
 
 def headline(entry: Entry, *, now: datetime) -> str:
