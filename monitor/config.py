@@ -158,6 +158,22 @@ class MetricsConfig(_Section):
     per_line: Literal["full", "severity", "off"] = "full"
 
 
+class HaConfig(_Section):
+    # This process's name among replicas sharing a PostgreSQL database (the lease holder
+    # in logs, metrics and the leases table); default "<hostname>:<pid>".
+    replica: str | None = Field(default=None, min_length=1, max_length=200)
+    # How long an account stays with a replica that stopped renewing its lease (crashed,
+    # paused, cut off) before another replica takes it over; renewed every third of it.
+    lease: Duration = timedelta(seconds=30)
+
+    @field_validator("lease")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError("must be at least 2s")
+        return value
+
+
 class ChannelConfig(_Section):
     name: str = Field(min_length=1)
     url: SecretStr | None = None  # Apprise URLs often embed credentials: kept secret
@@ -201,6 +217,7 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    ha: HaConfig = HaConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -7,6 +7,8 @@
     │   ├── ApiRateLimited     429 after retries; carries retry_after
     │   └── ApiPayloadError    the answer is not the documented shape (not JSON, wrong shape)
     ├── StoreError             the database refused a unit of work
+    │   └── LeaseLost          a write under a lease found the lease taken over (fenced)
+    ├── AlreadyRunning         another daemon holds this SQLite database
     └── DeliveryError          a notification channel failed (permanent or not)
 
 Foreign exceptions (httpx, SQLAlchemy, apprise) are mapped to these at the module that
@@ -70,6 +72,14 @@ class ApiPayloadError(ApiError):
 
 class StoreError(MonitorError):
     """A database unit of work failed; nothing of it was committed."""
+
+
+class LeaseLost(StoreError):
+    """Another replica took the lease over; the write was refused and nothing committed."""
+
+
+class AlreadyRunning(MonitorError):
+    """Another daemon process already uses this SQLite database."""
 
 
 class DeliveryError(MonitorError):

@@ -72,6 +72,14 @@ class Metrics:
                                      "API items skipped because they could not be parsed.",
                                      ["account"], registry=r)
         self.line_series = LineSeries(mode=per_line)
+        # Replicas (monitor/coordinator.py): only the lease holder of an account exports
+        # its leader sample and its per-line and per-account gauges.
+        self.leader = Gauge("linq_reputation_leader",
+                            "1 on the replica that holds the account's polling lease.",
+                            ["account", "replica"], registry=r)
+        self.live_replicas = Gauge("linq_reputation_replicas",
+                                   "Replicas with a fresh heartbeat, as this replica sees it.",
+                                   registry=r)
 
     def declare(self, *, accounts: Iterable[str], channels: Iterable[str]) -> None:
         """Create every labelled counter at 0, so that ``increase()`` sees the first event.
