@@ -70,7 +70,7 @@ def leaders(port: int) -> set[str]:
             if s.name == "linq_reputation_leader" and s.value == 1}
 
 
-def wait(predicate, timeout: float = 60):  # type: ignore[no-untyped-def]
+def wait(predicate, timeout: float = 180):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

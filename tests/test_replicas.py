@@ -275,6 +275,7 @@ def test_replicas_starting_together_on_an_empty_database_migrate_it_once(
         assert "(was" not in result.stdout  # already at head
         for replica in replicas:
             assert "Traceback" not in replica.log()
+            assert f"replica={replica.name}" in replica.log()  # every line names its replica
     finally:
         stop_all(replicas)
 
