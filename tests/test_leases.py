@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
 from monitor.alerts.outbox import Deliverer, DeliveryPolicy
+from monitor.coordinator import Coordinator
 from monitor.core.balance import fair_share, rebalance
 from monitor.core.model import LineState, Transition, TransitionKind
 from monitor.errors import LeaseLost
 from monitor.metrics import Metrics
+from monitor.replica import Identity
 from monitor.store import leases, migrate
 from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.leases import Fence
@@ -171,3 +173,40 @@ async def test_three_deliverers_send_each_notification_exactly_once(
     assert sum(rounds) == 60
     titles = [m.title for m in receiver.wait_for(60)]
     assert sorted(titles) == sorted(f"m{i}" for i in range(60))  # no duplicate, none lost
+
+
+def coordinators(replica_sessions: list[sessionmaker[Session]], accounts: int,
+                 lease: timedelta = MINUTE) -> list[Coordinator]:
+    names = [f"acc{i}" for i in range(accounts)]
+    return [Coordinator(s, Identity(f"r{i}", "host", i), names, lease=lease, tick=0.1,
+                        metrics=Metrics(), started_at=datetime.now(UTC))
+            for i, s in enumerate(replica_sessions)]
+
+
+async def test_coordinators_spread_ten_accounts_over_three_replicas(
+        replica_sessions: list[sessionmaker[Session]]) -> None:
+    replicas = coordinators(replica_sessions, 10)
+    for _ in range(3):  # a round each, in turn, three times: joins, give-backs, takes
+        for replica in replicas:
+            await replica.step()
+    held = [{f"acc{i}" for i in range(10) if r.holds(f"acc{i}")} for r in replicas]
+    assert set().union(*held) == {f"acc{i}" for i in range(10)}
+    assert sum(len(h) for h in held) == 10  # nobody shares an account
+    assert max(len(h) for h in held) <= 4  # ceil(10 / 3)
+    assert all(held)
+
+
+async def test_only_one_replica_runs_a_job_slot(
+        replica_sessions: list[sessionmaker[Session]]) -> None:
+    replicas = coordinators(replica_sessions, 1)
+    ran: list[str] = []
+
+    async def daily_job(replica: Coordinator) -> None:
+        async with replica.hold("prune", once="2026-11-27") as lease:
+            if lease is not None:
+                ran.append(replica.replica)
+                await asyncio.sleep(0.2)  # still running while the others try
+
+    await asyncio.gather(*(daily_job(r) for r in replicas))
+    await asyncio.gather(*(daily_job(r) for r in replicas))  # the slot is done: nobody
+    assert len(ran) == 1
