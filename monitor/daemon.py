@@ -1,7 +1,9 @@
 """The daemon: scheduler wiring, the delivery loop, the HTTP server, signals and shutdown.
 
-One APScheduler interval job per account (never overlapping itself), one delivery loop
-woken right after a poll queues notifications, and the HTTP server, all in one event loop.
+One APScheduler interval job per account (never overlapping itself) that polls only while
+this replica holds the account's lease (monitor/coordinator.py, which runs beside it), one
+delivery loop woken right after a poll queues notifications, and the HTTP server, all in
+one event loop. On SQLite the daemon first takes the one-daemon lock (monitor/store/solo.py).
 SIGTERM/SIGINT stop the scheduler, abandon an in-flight poll (its transaction either
 committed or did not; memory is reloaded from the database on the next start), let the
 delivery loop finish the message in hand, and exit 0.
