@@ -124,6 +124,12 @@ def explain_config(config: Config) -> str:
                    f"{format_duration(account.poll_interval)}, {source}")
     out.append(f"database: {safe_url(config.database_url())}")
     out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz")
+    if config.database_url().startswith("sqlite"):
+        out.append("replicas: one daemon (SQLite); use PostgreSQL to run several")
+    else:
+        out.append(f"replicas: any number may share this database; an account moves to "
+                   f"another replica {format_duration(config.ha.lease)} after its holder "
+                   f"stops renewing (replica name: {config.ha.replica or 'hostname:pid'})")
     alerts = config.alerts
     out.append(f"alerts: recovery notices {'on' if alerts.notify_recovery else 'off'}; "
                f"retries up to {format_duration(alerts.give_up_after)}, "

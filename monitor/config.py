@@ -170,6 +170,20 @@ class MetricsConfig(_Section):
 
 OptionalDuration = Annotated[Duration | None, BeforeValidator(_optional_duration)]
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
+class HaConfig(_Section):
+    # This process's name among replicas sharing a PostgreSQL database (the lease holder
+    # in logs, metrics and the leases table); default "<hostname>:<pid>".
+    replica: str | None = Field(default=None, min_length=1, max_length=200)
+    # How long an account stays with a replica that stopped renewing its lease (crashed,
+    # paused, cut off) before another replica takes it over; renewed every third of it.
+    lease: Duration = timedelta(seconds=30)
+
+    @field_validator("lease")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError("must be at least 2s")
+        return value
 
 
 class ChannelConfig(_Section):
@@ -335,6 +349,7 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    ha: HaConfig = HaConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -1,7 +1,9 @@
 """The daemon: scheduler wiring, the delivery loop, the HTTP server, signals and shutdown.
 
-One APScheduler interval job per account (never overlapping itself), one delivery loop
-woken right after a poll queues notifications, and the HTTP server, all in one event loop.
+One APScheduler interval job per account (never overlapping itself) that polls only while
+this replica holds the account's lease (monitor/coordinator.py, which runs beside it), one
+delivery loop woken right after a poll queues notifications, and the HTTP server, all in
+one event loop. On SQLite the daemon first takes the one-daemon lock (monitor/store/solo.py).
 SIGTERM/SIGINT stop the scheduler, abandon an in-flight poll (its transaction either
 committed or did not; memory is reloaded from the database on the next start), let the
 delivery loop finish the message in hand, and exit 0.
@@ -24,11 +26,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.alerts.digest import send_digest
 from monitor.alerts.trouble import check_troubles
 from monitor.config import Config
-from monitor.errors import MonitorError, StoreError
-from monitor.logs import log_context
+from monitor.coordinator import Coordinator
+from monitor.errors import LeaseLost, MonitorError, StoreError
+from monitor.logs import log_context, set_process_fields
+from monitor.replica import Identity, identity
 from monitor.runtime import Runtime, open_database, utcnow
 from monitor.server import build_app, make_server
 from monitor.store.retention import prune
+from monitor.store.solo import lock_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +41,11 @@ DELIVERY_TICK = 1.0
 
 
 class Daemon:
-    def __init__(self, config: Config, runtime: Runtime) -> None:
+    def __init__(self, config: Config, runtime: Runtime, coordinator: Coordinator) -> None:
         self._config = config
         self._runtime = runtime
+        self._coordinator = coordinator
+        self._polling: dict[str, asyncio.Task[object]] = {}
         self._stop = asyncio.Event()
         self._wake: dict[str, asyncio.Event] = {}
         self._inflight: set[asyncio.Task[object]] = set()
@@ -49,7 +56,8 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, listen: socket.socket, on_ready: Callable[[str], None] | None) -> None:
-        server = make_server(build_app(self._runtime, started_at=utcnow()),
+        server = make_server(build_app(self._runtime, started_at=utcnow(),
+                                       held_since=self._coordinator.held_since),
                              host=self._config.server.host, port=self._config.server.port)
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
@@ -73,6 +81,9 @@ class Daemon:
             self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
                                     id="prune", max_instances=1, coalesce=True)
         self._scheduler.start()
+        self._coordinator.on_acquired = self._took_account
+        self._coordinator.on_lost = self._lost_account
+        leases_task = asyncio.create_task(self._coordinator.run(self._stop), name="leases")
         host, port = listen.getsockname()[:2]
         log.info("monitoring %d account(s); metrics on http://%s:%d/metrics",
                  len(self._config.accounts), host, port)
@@ -87,6 +98,8 @@ class Daemon:
             for task in list(self._inflight):
                 task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+            await leases_task
+            await self._coordinator.close()  # hand the accounts over without waiting
             # Let the message in hand be sent and recorded (cancelling would leave it sent
             # but "pending", to be sent again); claim nothing new; bound the wait.
             self._runtime.deliverer.stop()
@@ -100,6 +113,8 @@ class Daemon:
             await server_task
 
     async def _poll_job(self, account: str) -> None:
+        if not self._coordinator.holds(account):
+            return  # another replica's account (or ours again after the next lease round)
         with log_context(account=account):
             await self._poll_account(account)
 
@@ -107,15 +122,23 @@ class Daemon:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
+        self._polling[account] = task
         try:
-            outcome = await self._runtime.pollers[account].poll()
+            outcome = await self._runtime.pollers[account].poll(
+                fence=self._coordinator.fence(account))
         except asyncio.CancelledError:
-            # Only shutdown cancels a poll; its transaction committed or did not, and the
-            # next start reloads from the database. Ending quietly keeps the log clean.
-            log.info("in-flight poll abandoned for shutdown")
+            # Shutdown or a lost lease cancels a poll; its transaction committed or did
+            # not, and the next holder reloads from the database. Ending quietly keeps the
+            # log clean.
+            log.info("in-flight poll abandoned")
+            return
+        except LeaseLost as exc:
+            log.warning("poll not recorded: %s", exc)
+            self._coordinator.lost(account)
             return
         finally:
             self._inflight.discard(task)
+            self._polling.pop(account, None)
         if outcome.ok:
             log.info("poll %s", outcome.summary())
             if outcome.notifications:
@@ -150,6 +173,8 @@ class Daemon:
             log.error("cannot read silences (keeping the last known): %s", exc)
         queued = 0
         for account, poller in self._runtime.pollers.items():
+            if not self._coordinator.holds(account):
+                continue  # the lease holder runs the account's time-based policy
             with log_context(account=account):
                 try:
                     queued += await poller.review()
@@ -157,7 +182,7 @@ class Daemon:
                     log.error("policy tick failed (will try again): %s", exc)
         try:
             queued += await check_troubles(self._runtime, started_at=self._started_at,
-                                           now=utcnow())
+                                           now=utcnow(), holds=self._coordinator.held_since)
         except StoreError as exc:
             log.error("cannot record the monitor's own trouble (will try again): %s", exc)
         if queued:
@@ -172,10 +197,30 @@ class Daemon:
                 return
             if queued:
                 self._wake_deliverers()
+    def _took_account(self, account: str) -> None:
+        """A lease was acquired: start from the database's state and poll at once."""
+        self._runtime.pollers[account].forget()
+        job = self._scheduler.get_job(f"poll:{account}")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    def _lost_account(self, account: str) -> None:
+        """A lease was lost or given back: abandon its poll, drop its memory and series."""
+        task = self._polling.get(account)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        self._runtime.pollers[account].forget()
 
     async def _prune_job(self) -> None:
         retention = self._config.database.retention
         assert retention is not None
+        async with self._coordinator.hold("prune", once=utcnow().date().isoformat()) as lease:
+            if lease is None:
+                log.info("retention: today's pruning is another replica's")
+                return
+            await self._prune(retention)
+
+    async def _prune(self, retention: timedelta) -> None:
         try:
             result = await asyncio.to_thread(prune, self._runtime.sessions,
                                              cutoff=utcnow() - retention)
@@ -238,11 +283,33 @@ async def run_daemon(
     on_ready: Callable[[str], None] | None = None,
     duration: float | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``duration`` seconds). Raises MonitorError on bad start."""
+    """Run until SIGTERM/SIGINT (or ``duration`` seconds). Raises MonitorError on bad start.
+
+    Raises AlreadyRunning when another daemon uses the same SQLite database.
+    """
+    me = identity(config.ha.replica)
+    set_process_fields(replica=me.name)
+    solo = lock_sqlite(config.database_url(), me)  # before the port: name the other daemon
+    try:
+        await _serve(config, me=me, on_ready=on_ready, duration=duration)
+    finally:
+        if solo is not None:
+            solo.release()
+
+
+async def _serve(config: Config, *, me: Identity, on_ready: Callable[[str], None] | None,
+                 duration: float | None) -> None:
     listen = bind(config.server.host, config.server.port)
     engine, sessions = await asyncio.to_thread(open_database, config)
     async with Runtime(config, engine, sessions) as runtime:
-        daemon = Daemon(config, runtime)
+        lease = config.ha.lease
+        # Renew three times per lease, and at least once per poll interval so that a
+        # takeover is noticed within a poll.
+        tick = min([lease.total_seconds() / 3,
+                    *(a.poll_interval.total_seconds() for a in config.accounts)])
+        coordinator = Coordinator(sessions, me, [a.name for a in config.accounts], lease=lease,
+                                  tick=tick, metrics=runtime.metrics, started_at=utcnow())
+        daemon = Daemon(config, runtime, coordinator)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop)

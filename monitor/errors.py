@@ -8,6 +8,8 @@
     │   └── ApiPayloadError    the answer is not the documented shape (not JSON, wrong shape)
     ├── StoreError             the database refused a unit of work
     ├── UsageError             a command asked for something that cannot be (unknown id, ...)
+    │   └── LeaseLost          a write under a lease found the lease taken over (fenced)
+    ├── AlreadyRunning         another daemon holds this SQLite database
     └── DeliveryError          a notification channel failed (permanent or not)
 
 Foreign exceptions (httpx, SQLAlchemy, apprise) are mapped to these at the module that
@@ -78,6 +80,12 @@ class UsageError(MonitorError):
 
     The CLI exits 2 with the message, as for any other bad usage.
     """
+class LeaseLost(StoreError):
+    """Another replica took the lease over; the write was refused and nothing committed."""
+
+
+class AlreadyRunning(MonitorError):
+    """Another daemon process already uses this SQLite database."""
 
 
 class DeliveryError(MonitorError):

@@ -16,9 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("account", "trace_id", "channel")
+CONTEXT_FIELDS = ("account", "trace_id", "channel", "replica")
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "log_context", default=None)
+_process: dict[str, str] = {}
+
+
+def set_process_fields(**fields: str) -> None:
+    """Attach fields to every record of this process (the daemon's replica identity)."""
+    _process.update(fields)
 
 
 @contextmanager
@@ -33,7 +39,7 @@ def log_context(**fields: str) -> Iterator[None]:
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in (_context.get() or {}).items():
+        for key, value in {**_process, **(_context.get() or {})}.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

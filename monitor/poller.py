@@ -24,10 +24,11 @@ from monitor.core.detect import NO_DEBOUNCE, AccountDiff, Debounce, detect_accou
 from monitor.core.model import LineMeta, LineState, Notice, Transition, TransitionKind
 from monitor.core.policy import NO_META, AlertPolicy, needs_review, note_change, reconcile, settle
 from monitor.core.render import describe, render_entry
-from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, StoreError
+from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, LeaseLost, StoreError
 from monitor.gcpause import gc_paused
 from monitor.logs import log_context
 from monitor.metrics import Metrics
+from monitor.store.leases import Fence
 from monitor.store.state import (
     Outgoing,
     PollRecord,
@@ -101,16 +102,42 @@ class AccountPoller:
         self.last_success_at: datetime | None = None
         self.last_error: str | None = None  # why the latest poll failed, for /readyz
 
-    async def poll(self) -> PollOutcome:
+    async def poll(self, *, fence: Fence | None = None) -> PollOutcome:
+        """One poll; with ``fence`` its commit happens only while that lease is ours.
+
+        Raises LeaseLost (nothing written, memory dropped) when another replica took over.
+        """
         with log_context(account=self.account):
             async with self._busy:
-                return await self._timed_poll()
+                return await self._timed_poll(fence)
 
-    async def _timed_poll(self) -> PollOutcome:
+    def forget(self) -> None:
+        """Drop what memory holds and stop exposing this account's series.
+
+        For a replica that lost (or just took) the account's lease: the database is the
+        truth, so the next poll here reloads it, and only the holder exports the lines.
+        """
+        if self._known is not None:
+            gone = [replace(s, present=False) for s in self._known.values()]
+            self._metrics.line_series.update(gone)
+            self._metrics.flapping.update(gone, _is_flapping)
+            self._metrics.line_info.update(gone)
+        self._review.clear()
+        for status in list(self._counts):
+            self._metrics.lines.remove(self.account, status)
+        self._metrics.up.remove(self.account)
+        self._metrics.last_success.remove(self.account)
+        self._known, self._counts = None, Counter()
+        self.last_success_at = None
+
+    async def _timed_poll(self, fence: Fence | None) -> PollOutcome:
         started_at = self._clock()
         started = time.perf_counter()
         try:
-            outcome = await self._poll(started_at)
+            outcome = await self._poll(started_at, fence)
+        except LeaseLost:
+            self._known = None  # another replica wrote since: reload if it comes back
+            raise
         except (ApiError, StoreError) as exc:
             outcome = await self._failed(started_at, exc)
         outcome = _with_duration(outcome, time.perf_counter() - started)
@@ -119,7 +146,7 @@ class AccountPoller:
         self._metrics.up.labels(self.account).set(1 if outcome.ok else 0)
         return outcome
 
-    async def _poll(self, started_at: datetime) -> PollOutcome:
+    async def _poll(self, started_at: datetime, fence: Fence | None) -> PollOutcome:
         if self._known is None:
             loaded = await asyncio.to_thread(load_lines, self._sessions, self.account)
             self._known, self._counts = {}, Counter(dict.fromkeys(st.KNOWN_STATUSES, 0))
@@ -143,6 +170,7 @@ class AccountPoller:
         await asyncio.to_thread(
             commit_poll, self._sessions, record, new_lines=new_lines,
             changed_lines=changed_lines, transitions=diff.transitions, outgoing=outgoing,
+            fence=fence,
         )
         # Committed: only now does memory (and what /metrics shows) move forward.
         self._remember(states.values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 
 import uvicorn
@@ -19,7 +19,10 @@ from monitor.metrics import CONTENT_TYPE, stream
 from monitor.runtime import Runtime, utcnow
 
 
-def build_app(runtime: Runtime, *, started_at: datetime) -> Starlette:
+def build_app(runtime: Runtime, *, started_at: datetime,
+              held_since: Callable[[str], datetime | None] | None = None) -> Starlette:
+    """The app. ``held_since(account)``: when this replica took the account's lease (None:
+    another replica polls it, so its staleness is not this replica's readiness)."""
     async def metrics(_: Request) -> Response:
         # Snapshot on the event loop (where polls update it), then stream it: at 100k lines
         # the text is ~70 MB, and one big join would cost more than the whole send.
@@ -35,7 +38,8 @@ def build_app(runtime: Runtime, *, started_at: datetime) -> Starlette:
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        reasons = await _not_ready_reasons(runtime, started_at=started_at)
+        reasons = await _not_ready_reasons(runtime, started_at=started_at,
+                                           held_since=held_since)
         body = {"ready": not reasons, "reasons": reasons}
         return JSONResponse(body, status_code=503 if reasons else 200)
 
@@ -46,7 +50,9 @@ def build_app(runtime: Runtime, *, started_at: datetime) -> Starlette:
     ])
 
 
-async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime) -> list[str]:
+async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime,
+                             held_since: Callable[[str], datetime | None] | None
+                             ) -> list[str]:
     reasons: list[str] = []
     try:
         await asyncio.wait_for(asyncio.to_thread(_ping, runtime), timeout=5)
@@ -55,7 +61,10 @@ async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime) -> list[
     now = utcnow()
     stale_after = runtime.config.alerts.stale_after
     for name, poller in runtime.pollers.items():
-        last = poller.last_success_at or started_at
+        polled_since = held_since(name) if held_since is not None else started_at
+        if polled_since is None:
+            continue
+        last = poller.last_success_at or polled_since
         if now - last > stale_after:
             since = "ever" if poller.last_success_at is None else f"since {last.isoformat()}"
             error = f" (last error: {poller.last_error})" if poller.last_error else ""

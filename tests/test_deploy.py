@@ -606,11 +606,13 @@ def test_probes_service_and_servicemonitor_all_reach_the_port_the_config_listens
     assert container()["args"] == ["run", "--config", f"{mounts['config']}/config.toml"]
 
 
-def test_the_deployment_runs_one_non_root_replica_with_a_read_only_root() -> None:
+def test_the_deployment_runs_several_non_root_replicas_with_a_read_only_root() -> None:
     deployment = k8s("deployment.yaml")
-    assert deployment["spec"]["replicas"] == 1
-    assert "high availability is not supported yet" in (K8S / "deployment.yaml").read_text()
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # Several replicas need the shared PostgreSQL database (SQLite refuses a second daemon).
+    assert deployment["spec"]["replicas"] >= 2
+    assert "database-url" in {v["valueFrom"]["secretKeyRef"]["key"] for v in container()["env"]}
+    assert "url_env" in k8s("configmap.yaml")["data"]["config.toml"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = deployment["spec"]["template"]["spec"]["securityContext"]
     assert pod["runAsNonRoot"] is True
     (user,) = [a for k, a in dockerfile_instructions() if k == "USER"]

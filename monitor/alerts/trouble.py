@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from monitor.config import Config
@@ -23,12 +24,26 @@ log = logging.getLogger(__name__)
 _KEY_PREFIX = {TroubleKind.POLLS_FAILING: "stale", TroubleKind.DELIVERY_FAILING: "delivery"}
 
 
-async def check_troubles(runtime: Runtime, *, started_at: datetime, now: datetime) -> int:
-    """Open and clear troubles to match the present; returns how many flips were queued."""
+async def check_troubles(
+    runtime: Runtime, *, started_at: datetime, now: datetime,
+    holds: Callable[[str], datetime | None] | None = None,
+) -> int:
+    """Open and clear troubles to match the present; returns how many flips were queued.
+
+    With replicas, ``holds`` gives when this replica took an account's lease (None: not
+    ours): only the holder judges an account's polls, from when it took over.
+    """
     config = runtime.config
     wanted: dict[str, Trouble] = {}
+    held: dict[str, datetime] = {}
+    for account in runtime.pollers:
+        since = started_at if holds is None else holds(account)
+        if since is not None:
+            held[account] = since
     for account, poller in runtime.pollers.items():
-        last_good = poller.last_success_at or started_at
+        if account not in held:
+            continue
+        last_good = poller.last_success_at or max(started_at, held[account])
         if now - last_good >= config.alerts.stale_after:
             wanted[_key(TroubleKind.POLLS_FAILING, account)] = Trouble(
                 TroubleKind.POLLS_FAILING, account, since=last_good,
@@ -46,6 +61,8 @@ async def check_troubles(runtime: Runtime, *, started_at: datetime, now: datetim
         known = _from_key(key, since)
         if key in wanted or known is None or not _still_configured(runtime, known):
             continue
+        if known.kind is TroubleKind.POLLS_FAILING and known.subject not in held:
+            continue  # its holder decides when it clears
         cleared = Trouble(known.kind, known.subject, since=since, cleared_at=now)
         if await _announce(runtime, key, cleared, now, active=False):
             log.info("monitor trouble cleared: %s %s", known.kind, known.subject)

@@ -84,6 +84,8 @@ class Poll(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     trace_id: Mapped[str | None] = mapped_column(String(64))
+    # The replica that wrote a successful poll under its lease (None: no lease, e.g. `poll`).
+    replica: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_polls_account_id", "account", "id"),)
 
@@ -228,3 +230,31 @@ class SilenceRow(Base):
 
     # The daemon reloads the silences that have not ended every few seconds.
     __table_args__ = (Index("ix_silences_ends_at", "ends_at"),)
+class Lease(Base):
+    """A named lease (``account:<name>`` for polling, ``job:<name>`` for periodic jobs).
+
+    ``generation`` goes up on every acquisition and is the fencing token: a write made under
+    a lease checks it in its own transaction (monitor/store/leases.py).
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A run-once job's last completed slot (e.g. the UTC day of a daily prune).
+    done_key: Mapped[str | None] = mapped_column(String(100))
+
+
+class Replica(Base):
+    """A running daemon's heartbeat; the live ones share the accounts between them."""
+
+    __tablename__ = "replicas"
+
+    replica: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

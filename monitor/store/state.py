@@ -29,6 +29,7 @@ from monitor.core.model import (
 )
 from monitor.errors import StoreError
 from monitor.store.bulk import insert_rows
+from monitor.store.leases import Fence, check_fence
 from monitor.store.schema import Line, Notification, Poll, TransitionRow
 
 _T = TypeVar("_T")
@@ -121,15 +122,21 @@ def commit_poll(
     transitions: Sequence[Transition],
     outgoing: Sequence[Outgoing],
     source: str = "poll",
+    fence: Fence | None = None,
 ) -> int:
     """Write one successful poll and everything it changed, in one transaction.
 
+    With ``fence`` (the account's lease), the write happens only if that lease is still
+    ours: a replica that lost it meanwhile gets LeaseLost and writes nothing.
     Returns the poll id. Raises StoreError (and nothing is written) if the database fails.
     """
     now = poll.finished_at
     try:
         with sessions.begin() as session:
+            if fence is not None:
+                check_fence(session, fence)
             poll_row = _poll_row(poll, changes=len(transitions))
+            poll_row.replica = fence.holder if fence is not None else None
             session.add(poll_row)
             session.flush()
             # Core executemany in chunks: a cold start writes 100k lines without holding

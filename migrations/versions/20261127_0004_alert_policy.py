@@ -1,6 +1,6 @@
 """Alert policy: what each channel heard per line, debounce and flapping state, outbox payloads
 
-Revision ID: 20261127_0007
+Revision ID: 20261127_0004
 Revises: 20261127_0003
 Create Date: 2026-11-27
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261127_0007"
+revision: str = "20261127_0004"
 down_revision: str | None = "20261127_0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
