@@ -178,7 +178,7 @@ class Deliverer:
 
     async def _settle_success(self, channel: str, row_ids: list[int]) -> None:
         await asyncio.to_thread(self._record_success, row_ids)
-        del self._unrecorded[channel]
+        self._unrecorded.pop(channel, None)
         self.gave_up.pop(channel, None)
         self._metrics.notifications.labels(channel=channel, outcome="delivered").inc(
             len(row_ids))
