@@ -270,3 +270,27 @@ def test_a_silence_records_instead_of_sending_and_its_end_speaks_once_across_res
         assert len(receiver.messages) == 2  # not re-announced after a restart; blip: nothing
     finally:
         daemon.stop()
+
+
+def test_a_channel_whose_deliveries_give_up_is_announced_once_on_the_other_channels(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    phone = "+12025550171"
+    sim.add_line(phone)
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK"),
+                             ("broken", receiver.url("broken"), "AT_RISK")],
+                   extra_alerts='give_up_after = "2s"\npolicy_interval = "250ms"',
+                   retry_initial="200ms", retry_max="500ms")
+    try:
+        daemon.wait_for_polls(1)
+        receiver.fail_path("broken")
+        sim.set_status(phone, "AT_RISK")
+        receiver.wait_for(1, path="ops")  # the alert itself, on the working channel
+        trouble = receiver.wait_for(2, path="ops", timeout=60)[1]
+        assert "broken" in trouble.title and "[MONITOR]" in trouble.title
+        daemon.wait_for_polls(daemon.polls("success") + 3)
+        assert len([m for m in receiver.messages if m.path == "/ops"]) == 2  # once
+    finally:
+        daemon.stop()

@@ -27,6 +27,7 @@ class Receiver:
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.status = 200
+        self.failing_paths: set[str] = set()  # channels (paths) that answer 500
         self.attempts = 0
         self.arrived = threading.Event()  # set when any request comes in
         self._released = threading.Event()
@@ -42,7 +43,8 @@ class Receiver:
                 receiver._released.wait(30)  # a held receiver is a channel hanging mid-send
                 with receiver._cond:
                     receiver.attempts += 1
-                    status = receiver.status
+                    status = (500 if self.path.lstrip("/") in receiver.failing_paths
+                              else receiver.status)
                     if status < 300:
                         receiver.messages.append(Received(
                             self.path, body.get("title", ""), body.get("message", ""), body,
@@ -72,6 +74,10 @@ class Receiver:
 
     def release(self) -> None:
         self._released.set()
+
+    def fail_path(self, path: str) -> None:
+        """Answer 500 on one path only: one channel down, the others up."""
+        self.failing_paths.add(path)
 
     def set_status(self, status: int) -> None:
         with self._cond:
