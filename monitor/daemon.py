@@ -32,6 +32,7 @@ from monitor.logs import log_context, set_process_fields
 from monitor.replica import Identity, identity
 from monitor.runtime import Runtime, open_database, utcnow
 from monitor.server import build_app, make_server
+from monitor.store import leases
 from monitor.store.retention import prune
 from monitor.store.solo import lock_sqlite
 
@@ -291,16 +292,19 @@ async def run_daemon(
     set_process_fields(replica=me.name)
     solo = lock_sqlite(config.database_url(), me)  # before the port: name the other daemon
     try:
-        await _serve(config, me=me, on_ready=on_ready, duration=duration)
+        await _serve(config, me=me, on_ready=on_ready, duration=duration,
+                     alone=solo is not None)
     finally:
         if solo is not None:
             solo.release()
 
 
 async def _serve(config: Config, *, me: Identity, on_ready: Callable[[str], None] | None,
-                 duration: float | None) -> None:
+                 duration: float | None, alone: bool) -> None:
     listen = bind(config.server.host, config.server.port)
     engine, sessions = await asyncio.to_thread(open_database, config)
+    if alone:  # the SQLite lock proves any earlier holder is dead: do not wait out its leases
+        await asyncio.to_thread(leases.free_all, sessions)
     async with Runtime(config, engine, sessions) as runtime:
         lease = config.ha.lease
         # Renew three times per lease, and at least once per poll interval so that a

@@ -165,10 +165,8 @@ def note_change(
              if worst >= r.min_rank and r.selects(state.account, meta)]
     flap = Flap(changes=changes, flapping=True, channels=frozenset(r.name for r in rules))
     state = replace(state, flap=flap)
-    reason = (f"{len(changes)} changes within {_span(policy.flap_window)}; alerts for this "
-              f"line pause until it has been stable for {_span(policy.flap_window)}.")
-    entry = _entry(state, NoticeKind.FLAPPING, meta, at=transition.at, reason=reason,
-                   sequence=changes)
+    # The message itself lists the changes and says how long alerts pause (render.py).
+    entry = _entry(state, NoticeKind.FLAPPING, meta, at=transition.at, sequence=changes)
     return [Notice(r.name, entry, transition, silenced=silenced) for r in rules], state
 
 
@@ -191,9 +189,7 @@ def settle(
     if not flap.flapping:
         return [], replace(state, flap=None)  # nothing recent left to count
     settled = replace(state, flap=None)
-    reason = f"Stable for {_span(now - last_change)} after flapping; settled at {state.status}."
-    entry = _entry(settled, NoticeKind.SETTLED, meta, at=now, reason=reason,
-                   sequence=flap.changes)
+    entry = _entry(settled, NoticeKind.SETTLED, meta, at=now, sequence=flap.changes)
     notices = [Notice(name, entry, silenced=silenced) for name in sorted(flap.channels)]
     told = dict(state.told)
     rank = st.rank(state.status)

@@ -172,6 +172,15 @@ def renew(sessions: sessionmaker[Session], fences: Collection[Fence], *, ttl: ti
         return [Grant(Fence(name, holder, generation), now + ttl) for name, generation in rows]
 
 
+def free_all(sessions: sessionmaker[Session]) -> None:
+    """Free every account lease, for a daemon that holds the SQLite one-daemon lock: no
+    other process can hold them, so a restart after kill -9 need not wait them out."""
+    with _unit(sessions, "cannot free leases") as session:
+        session.execute(update(Lease).where(Lease.name.like("account:%"))
+                        .values(holder=None, expires_at=None)
+                        .execution_options(synchronize_session=False))
+
+
 def release(sessions: sessionmaker[Session], fences: Collection[Fence], *,
             done_key: str | None = None) -> None:
     """Give leases back at once (a clean exit, a rebalance, a finished job).
