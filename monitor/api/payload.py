@@ -94,8 +94,14 @@ def parse_phone_numbers(
             raise ApiPayloadError(_NOT_A_LIST, trace_id=trace_id) from None
         except msgspec.DecodeError as exc:
             raise _not_json(exc, trace_id) from None
+        except RecursionError:
+            raise ApiPayloadError("response is nested too deeply to be a phone number list",
+                                  trace_id=trace_id) from None
     except msgspec.DecodeError as exc:
         raise _not_json(exc, trace_id) from None
+    except RecursionError:
+        raise ApiPayloadError("response is nested too deeply to be a phone number list",
+                              trace_id=trace_id) from None
     return _collect(_consume(items))
 
 
@@ -122,7 +128,11 @@ def _collect(items: Iterable[_Item | msgspec.Raw]) -> PhoneNumberList:
     # 100k equal copies alive in the line states.
     shared: dict[str, str] = {}
     for index, item in enumerate(items):
-        value = item if isinstance(item, _Item) else _typed(item)
+        try:
+            value = item if isinstance(item, _Item) else _typed(item)
+        except (msgspec.MsgspecError, RecursionError):  # 1e310, or nesting past any use
+            skipped.append(SkippedItem(index, "item is not readable JSON", None, None))
+            continue
         result = _observe(value, shared) if isinstance(value, _Item) else _parse_item(value)
         if isinstance(result, str):
             skipped.append(_skipped(index, value, result))
