@@ -62,6 +62,10 @@ url = "{database_url}"
 [server]
 listen = "127.0.0.1:{port if port is not None else free_port()}"
 
+[ha]
+# A restart after kill -9 on PostgreSQL waits out the dead process's lease: keep it short.
+lease = "3s"
+
 [alerts]
 retry_initial = "{retry_initial}"
 retry_max = "{retry_max}"
