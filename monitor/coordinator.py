@@ -73,7 +73,12 @@ class Coordinator:
         tick: float,
         metrics: Metrics,
         started_at: datetime,
+        alone: bool = False,
     ) -> None:
+        # ``alone``: this process holds the SQLite one-daemon lock, so no other process can
+        # poll; an account is never dropped because a lease write failed (a locked or full
+        # database file must not stop polling, which reports the trouble).
+        self._alone = alone
         self._sessions = sessions
         self._me = me
         self._accounts = {leases.account_lease(a): a for a in accounts}
@@ -92,15 +97,21 @@ class Coordinator:
 
     def holds(self, account: str) -> bool:
         """Whether this replica should poll ``account`` now."""
+        if self._alone:
+            return leases.account_lease(account) in self._accounts
         held = self._held.get(leases.account_lease(account))
         return held is not None and time.monotonic() < held.deadline
 
     def fence(self, account: str) -> Fence | None:
         """The fencing token a write about ``account`` must carry (None: not ours)."""
+        if self._alone:
+            return None  # nobody else can write
         held = self._held.get(leases.account_lease(account))
         return held.grant.fence if held is not None else None
 
     def held_since(self, account: str) -> datetime | None:
+        if self._alone:
+            return self._started_at if self.holds(account) else None
         held = self._held.get(leases.account_lease(account))
         return held.since if held is not None else None
 

@@ -312,7 +312,8 @@ async def _serve(config: Config, *, me: Identity, on_ready: Callable[[str], None
         tick = min([lease.total_seconds() / 3,
                     *(a.poll_interval.total_seconds() for a in config.accounts)])
         coordinator = Coordinator(sessions, me, [a.name for a in config.accounts], lease=lease,
-                                  tick=tick, metrics=runtime.metrics, started_at=utcnow())
+                                  tick=tick, metrics=runtime.metrics, started_at=utcnow(),
+                                  alone=alone)
         daemon = Daemon(config, runtime, coordinator)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
