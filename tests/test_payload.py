@@ -77,6 +77,11 @@ def test_it_rejects_bodies_that_are_not_the_documented_json(body: bytes) -> None
     b'{"id": "a", "phone_number": "+1", "reputation": "HEALTHY"}',
     b'{"id": "a", "phone_number": "+1", "reputation": {"status": 2}}',
     b'{"id": "a", "reputation": {"status": "HEALTHY"}}',
+    # Strings that are not UTF-8 (found by the fuzz test): in a value, in a key, in an item
+    # that also lacks a field. (A bad string in an unknown field is never read, so harmless.)
+    b'{"id": "\xb6a", "phone_number": "+1", "reputation": {"status": "HEALTHY"}}',
+    b'{"id": "a", "phone_number": "\xab1", "reputation": {"status": "HEALTHY"}}',
+    b'{"\xf0hone_number": "+1", "reputation": {"status": "HEALTHY"}}',
 ])
 def test_it_skips_malformed_items_without_failing_the_poll(item: bytes) -> None:
     body = b'{"phone_numbers": [' + item + b', {"id": "ok", "phone_number": "+2", ' \

@@ -86,8 +86,9 @@ def parse_phone_numbers(
 ) -> PhoneNumberList:
     try:
         items: list[_Item] | list[msgspec.Raw] = _BODY.decode(body).phone_numbers
-    except msgspec.ValidationError:
-        # Some item (or the envelope) is not the documented shape: go item by item.
+    except (msgspec.ValidationError, UnicodeDecodeError):
+        # Some item (or the envelope) is not the documented shape, or holds a string that is
+        # not UTF-8: go item by item, so one bad item costs only itself.
         try:
             items = _RAW_BODY.decode(body).phone_numbers
         except msgspec.ValidationError:
@@ -130,7 +131,8 @@ def _collect(items: Iterable[_Item | msgspec.Raw]) -> PhoneNumberList:
     for index, item in enumerate(items):
         try:
             value = item if isinstance(item, _Item) else _typed(item)
-        except (msgspec.MsgspecError, RecursionError):  # 1e310, or nesting past any use
+        # 1e310, a string that is not UTF-8, or nesting past any use
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             skipped.append(SkippedItem(index, "item is not readable JSON", None, None))
             continue
         result = _observe(value, shared) if isinstance(value, _Item) else _parse_item(value)
