@@ -50,6 +50,7 @@ class Daemon:
                              host=self._config.server.host, port=self._config.server.port)
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
+        self._runtime.webhooks.on_queued = self._wake_deliverers
         for account in self._config.accounts:
             self._scheduler.add_job(
                 self._poll_job, IntervalTrigger(seconds=account.poll_interval.total_seconds()),
@@ -74,6 +75,10 @@ class Daemon:
             for task in list(self._inflight):
                 task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+            # Recorded webhook events being applied: let them finish (they are short and
+            # transactional; any left pending are applied after the next start's first poll).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runtime.webhooks.drain(), 5)
             # Let the message in hand be sent and recorded (cancelling would leave it sent
             # but "pending", to be sent again); claim nothing new; bound the wait.
             self._runtime.deliverer.stop()
@@ -107,6 +112,10 @@ class Daemon:
             log.info("poll %s", outcome.summary())
             if outcome.notifications:
                 self._wake_deliverers()
+            if self._runtime.webhooks.enabled:
+                # Webhook events for lines this poll may have just brought in, and any a
+                # crash left unapplied.
+                self._runtime.webhooks.schedule(account)
         elif outcome.retry_after:
             # Obey the server: push the next poll out rather than sleeping in a coroutine.
             when = datetime.now(UTC) + timedelta(seconds=outcome.retry_after)

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.api.client import LinqClient
+from monitor.api.client import LinqClient, ListResult
 from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
 from monitor.core.detect import AccountDiff, detect_account
@@ -90,6 +90,10 @@ class AccountPoller:
         self._known: dict[str, LineState] | None = None
         self._counts: Counter[str] = Counter()
         self.last_success_at: datetime | None = None
+        # Webhook events change the same lines: they take this lock around their
+        # detect-commit-remember, as a poll does, so neither works from stale memory.
+        self.lock = asyncio.Lock()
+        self._event_applied_at: dict[str, datetime] = {}
 
     async def poll(self) -> PollOutcome:
         with log_context(account=self.account):
@@ -108,21 +112,55 @@ class AccountPoller:
         self._metrics.up.labels(self.account).set(1 if outcome.ok else 0)
         return outcome
 
-    async def _poll(self, started_at: datetime) -> PollOutcome:
+    async def ensure_loaded(self) -> None:
+        """Load the account's lines from the database unless they are in memory."""
         if self._known is None:
             loaded = await asyncio.to_thread(load_lines, self._sessions, self.account)
-            self._known, self._counts = {}, Counter(dict.fromkeys(st.KNOWN_STATUSES, 0))
-            self._remember(loaded.values())
+            if self._known is None:
+                self._known, self._counts = {}, Counter(dict.fromkeys(st.KNOWN_STATUSES, 0))
+                self._remember(loaded.values())
+
+    def find(self, phone_or_id: str) -> LineState | None:
+        """A present line with this id or phone number (call ``ensure_loaded`` first)."""
+        known = self._known or {}
+        state = known.get(phone_or_id)
+        if state is None:
+            state = next((s for s in known.values()
+                          if s.phone_number == phone_or_id and s.present), None)
+        return state if state is not None and state.present else None
+
+    def remember_event(self, state: LineState, transitions: Sequence[Transition]) -> None:
+        """After a webhook's changes are committed: move memory and metrics forward."""
+        self._remember([state])
+        self._event_applied_at[state.line_id] = self._clock()
+        for t in transitions:
+            if t.kind is TransitionKind.CHANGED and t.from_status is not None:
+                self._metrics.transitions.labels(self.account, t.from_status, t.to_status).inc()
+            log.info("transition %s (webhook)", describe(t))
+
+    async def _poll(self, started_at: datetime) -> PollOutcome:
+        await self.ensure_loaded()
         result = await self._client.list_phone_numbers()
+        async with self.lock:
+            return await self._apply_poll(result, started_at)
+
+    async def _apply_poll(self, result: ListResult, started_at: datetime) -> PollOutcome:
+        assert self._known is not None
         parsed = result.lines
         for skipped in parsed.skipped:
             log.warning("skipped API item index=%d line_id=%s reason=%s", skipped.index,
                         skipped.line_id or "-", skipped.reason,
                         extra={"trace_id": result.trace_id})
         now = self._clock()
+        # A line a webhook changed while this poll was in flight: the answer may predate
+        # the event, so this poll leaves the line alone; the next one compares afresh.
+        fresh = frozenset(line_id for line_id, at in self._event_applied_at.items()
+                          if at >= started_at)
+        self._event_applied_at = {k: v for k, v in self._event_applied_at.items()
+                                  if v >= started_at}
         # Off the event loop, like the client's parse. Reading _known from the worker
-        # thread is safe: only this poll's task changes it, and that task waits here.
-        plan = await asyncio.to_thread(self._plan, parsed, now)
+        # thread is safe: only holders of self.lock change it, and this task holds it.
+        plan = await asyncio.to_thread(self._plan, parsed, now, fresh)
         diff, states, outgoing = plan.diff, plan.states, plan.outgoing
         new_lines = [s for s in states.values() if s.line_id not in self._known]
         changed_lines = [s for s in states.values() if s.line_id in self._known]
@@ -161,12 +199,15 @@ class AccountPoller:
         retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
 
-    def _plan(self, parsed: PhoneNumberList, now: datetime) -> _Plan:
+    def _plan(self, parsed: PhoneNumberList, now: datetime, fresh: frozenset[str]) -> _Plan:
         """Detect, route and render: the pure middle of a poll."""
         assert self._known is not None
+        observations = parsed.observations
+        if fresh:
+            observations = [o for o in observations if o.line_id not in fresh]
         with gc_paused():
-            diff = detect_account(self._known, parsed.observations, account=self.account,
-                                  now=now, protected=parsed.protected())
+            diff = detect_account(self._known, observations, account=self.account,
+                                  now=now, protected=parsed.protected() | fresh)
             states = {s.line_id: s for s in diff.states}
             outgoing: list[Outgoing] = []
             for transition in diff.transitions:
@@ -188,6 +229,7 @@ class AccountPoller:
                 counts[state.status] += 1
             self._known[state.line_id] = state
         self._metrics.line_series.update(states)
+        self._metrics.update_service_status(states)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:
                 self._metrics.lines.labels(self.account, status).set(count)

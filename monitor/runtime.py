@@ -26,6 +26,8 @@ from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.store import migrate
 from monitor.store.engine import make_engine, make_sessionmaker, safe_url
+from monitor.webhooks.process import WebhookProcessor
+from monitor.webhooks.verify import Signer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Runtime:
             self.metrics, clock=utcnow,
         )
         self.pollers: dict[str, AccountPoller] = {}
+        self.webhooks: WebhookProcessor = build_webhooks(self, [])
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Runtime:
@@ -101,8 +104,17 @@ class Runtime:
                 account.name, client, self.sessions, self.metrics, channels=rules,
                 notify_recovery=self.config.alerts.notify_recovery, clock=utcnow,
             )
+        self.webhooks = build_webhooks(self, rules)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
         self.engine.dispose()
+
+
+def build_webhooks(runtime: Runtime, rules: list[ChannelRule]) -> WebhookProcessor:
+    signers = [Signer(a.name, a.webhook_secret.get_secret_value(), a.accept_legacy_signatures)
+               for a in runtime.config.accounts if a.webhook_secret is not None]
+    return WebhookProcessor(runtime.sessions, runtime.pollers, signers, runtime.metrics,
+                            channels=rules, notify_recovery=runtime.config.alerts.notify_recovery,
+                            clock=utcnow)

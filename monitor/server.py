@@ -14,12 +14,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
+from monitor.httpguard import Guard
 from monitor.metrics import CONTENT_TYPE, stream
 from monitor.runtime import Runtime, utcnow
+from monitor.webhooks.endpoint import PATH as WEBHOOK_PATH
+from monitor.webhooks.endpoint import webhook_routes
 
 
-def build_app(runtime: Runtime, *, started_at: datetime) -> Starlette:
+def build_app(runtime: Runtime, *, started_at: datetime) -> ASGIApp:
     async def metrics(_: Request) -> Response:
         # Snapshot on the event loop (where polls update it), then stream it: at 100k lines
         # the text is ~70 MB, and one big join would cost more than the whole send.
@@ -39,11 +43,23 @@ def build_app(runtime: Runtime, *, started_at: datetime) -> Starlette:
         body = {"ready": not reasons, "reasons": reasons}
         return JSONResponse(body, status_code=503 if reasons else 200)
 
-    return Starlette(routes=[
+    server = runtime.config.server
+    token = server.api_token.get_secret_value() if server.api_token else None
+    app = Starlette(routes=[
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *webhook_routes(runtime.webhooks, runtime.metrics),
     ])
+    return Guard(app, max_body=server.max_body_bytes,
+                 timeout=server.request_timeout.total_seconds(), token=token,
+                 protected=("/api/", "/metrics") if server.protect_metrics else ("/api/",),
+                 on_too_large=lambda path: _count_too_large(runtime, path))
+
+
+def _count_too_large(runtime: Runtime, path: str) -> None:
+    if path == WEBHOOK_PATH:
+        runtime.metrics.webhooks.labels("too_large").inc()
 
 
 async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime) -> list[str]:
@@ -75,7 +91,7 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def make_server(app: Starlette, *, host: str, port: int) -> EmbeddedServer:
+def make_server(app: ASGIApp, *, host: str, port: int) -> EmbeddedServer:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=2)
     return EmbeddedServer(config)

@@ -33,6 +33,10 @@ class LineState:
     since: datetime
     present: bool = True
     alerted_channels: frozenset[str] = field(default_factory=frozenset)
+    # Linq's service status (ACTIVE/FLAGGED), known only from webhooks; None until one
+    # arrives. ``service_changed_at`` is Linq's changed_at of the event that set it.
+    service_status: str | None = None
+    service_changed_at: datetime | None = None
 
 
 class TransitionKind(enum.StrEnum):
@@ -40,6 +44,7 @@ class TransitionKind(enum.StrEnum):
     CHANGED = "changed"
     REMOVED = "removed"
     RETURNED = "returned"
+    SERVICE = "service"  # service status ACTIVE <-> FLAGGED (webhooks only), not reputation
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,29 +90,48 @@ def commit_poll(
             poll_row = _poll_row(poll, changes=len(transitions))
             session.add(poll_row)
             session.flush()
-            # Core executemany in chunks: a cold start writes 100k lines without holding
-            # 100k parameter dicts, and without the ORM's per-row bookkeeping.
-            connection = session.connection()
-            for lines in _chunks(new_lines):
-                insert_rows(connection, _LINES, _LINE_COLUMNS,
-                            [_line_row(s, now) for s in lines])
-            for lines in _chunks(changed_lines):
-                session.execute(_UPDATE_LINE, [_line_update(s, now) for s in lines])
-            transition_ids = _insert_transitions(session, transitions, outgoing, poll_row.id,
-                                                 source)
-            for batch in _chunks(outgoing):
-                session.execute(_NOTIFICATIONS.insert(),
-                                [_notification_values(o, transition_ids, now) for o in batch])
+            write_changes(session, now=now, new_lines=new_lines, changed_lines=changed_lines,
+                          transitions=transitions, outgoing=outgoing, poll_id=poll_row.id,
+                          source=source)
             return poll_row.id
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot record poll of {poll.account}: {exc}") from exc
+
+
+def write_changes(
+    session: Session,
+    *,
+    now: datetime,
+    new_lines: Sequence[LineState] = (),
+    changed_lines: Sequence[LineState],
+    transitions: Sequence[Transition],
+    outgoing: Sequence[Outgoing],
+    poll_id: int | None,
+    source: str,
+) -> None:
+    """Lines, transitions and their notifications, inside the caller's transaction.
+
+    Shared by polls and webhooks (``source`` tags which one saw the change), so both
+    write exactly the same rows.
+    """
+    # Core executemany in chunks: a cold start writes 100k lines without holding
+    # 100k parameter dicts, and without the ORM's per-row bookkeeping.
+    connection = session.connection()
+    for lines in _chunks(new_lines):
+        insert_rows(connection, _LINES, _LINE_COLUMNS, [_line_row(s, now) for s in lines])
+    for lines in _chunks(changed_lines):
+        session.execute(_UPDATE_LINE, [_line_update(s, now) for s in lines])
+    transition_ids = _insert_transitions(session, transitions, outgoing, poll_id, source)
+    for batch in _chunks(outgoing):
+        session.execute(_NOTIFICATIONS.insert(),
+                        [_notification_values(o, transition_ids, now) for o in batch])
 
 
 def _insert_transitions(
     session: Session,
     transitions: Sequence[Transition],
     outgoing: Sequence[Outgoing],
-    poll_id: int,
+    poll_id: int | None,
     source: str,
 ) -> dict[int, int]:
     """Insert transitions; map those that have notifications (by identity) to their row id.
@@ -137,7 +156,7 @@ def _insert_transitions(
     return ids
 
 
-def _transition_values(t: Transition, poll_id: int, source: str) -> dict[str, object]:
+def _transition_values(t: Transition, poll_id: int | None, source: str) -> dict[str, object]:
     return {
         "account": t.account,
         "line_id": t.line_id,
@@ -220,4 +239,6 @@ def _to_state(row: Line) -> LineState:
         since=row.since,
         present=row.present,
         alerted_channels=frozenset(row.alerted_channels or ()),
+        service_status=row.service_status,
+        service_changed_at=row.service_changed_at,
     )
