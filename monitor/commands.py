@@ -57,9 +57,10 @@ def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int
         }, indent=2))
         return 0
     rows = [(line.account, line.phone_number, line.line_id, line.status if line.present
-             else f"{line.status} (removed)", f"{format_time(line.since)} "
-             f"({format_duration(now - line.since)})", line.doc_url or "-") for line in lines]
-    print(_table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SINCE", "DOC URL"), rows))
+             else f"{line.status} (removed)", line.service_status or "-",
+             f"{format_time(line.since)} ({format_duration(now - line.since)})",
+             line.doc_url or "-") for line in lines]
+    print(_table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SERVICE", "SINCE", "DOC URL"), rows))
     print()
     for p in polls:
         last_ok = format_time(p.last_success_at) if p.last_success_at else "never"
@@ -151,7 +152,8 @@ async def _test_one(channel: Channel, timeout: float) -> tuple[str, str | None]:
 def _line_json(line: Any) -> dict[str, Any]:
     return {"account": line.account, "phone_number": line.phone_number,
             "line_id": line.line_id, "status": line.status, "since": line.since.isoformat(),
-            "doc_url": line.doc_url, "present": line.present}
+            "doc_url": line.doc_url, "present": line.present,
+            "service_status": line.service_status}
 
 
 def _iso(value: datetime | None) -> str | None:
