@@ -94,6 +94,8 @@ class AccountPoller:
         # detect-commit-remember, as a poll does, so neither works from stale memory.
         self.lock = asyncio.Lock()
         self._event_applied_at: dict[str, datetime] = {}
+        # Told about every state once it is committed (the gate API's directory).
+        self.observers: list[Callable[[Iterable[LineState]], None]] = []
 
     async def poll(self) -> PollOutcome:
         with log_context(account=self.account):
@@ -230,6 +232,8 @@ class AccountPoller:
             self._known[state.line_id] = state
         self._metrics.line_series.update(states)
         self._metrics.update_service_status(states)
+        for observe in self.observers:
+            observe(states)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:
                 self._metrics.lines.labels(self.account, status).set(count)

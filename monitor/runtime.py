@@ -22,6 +22,7 @@ from monitor.api.client import LinqClient
 from monitor.config import Config
 from monitor.core import status as st
 from monitor.core.route import ChannelRule
+from monitor.gate.directory import LineDirectory
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.store import migrate
@@ -86,6 +87,7 @@ class Runtime:
             self.metrics, clock=utcnow,
         )
         self.pollers: dict[str, AccountPoller] = {}
+        self.directory = LineDirectory()  # every line, for the gate API
         self.webhooks: WebhookProcessor = build_webhooks(self, [])
         self._stack = AsyncExitStack()
 
@@ -104,6 +106,7 @@ class Runtime:
                 account.name, client, self.sessions, self.metrics, channels=rules,
                 notify_recovery=self.config.alerts.notify_recovery, clock=utcnow,
             )
+            self.pollers[account.name].observers.append(self.directory.update)
         self.webhooks = build_webhooks(self, rules)
         return self
 

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from monitor.gate.api import gate_mount
 from monitor.httpguard import Guard
 from monitor.metrics import CONTENT_TYPE, stream
 from monitor.runtime import Runtime, utcnow
@@ -50,6 +51,7 @@ def build_app(runtime: Runtime, *, started_at: datetime) -> ASGIApp:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *webhook_routes(runtime.webhooks, runtime.metrics),
+        gate_mount(runtime.directory, runtime.sessions),
     ])
     return Guard(app, max_body=server.max_body_bytes,
                  timeout=server.request_timeout.total_seconds(), token=token,
