@@ -43,8 +43,8 @@ def parse_envelope(body: bytes) -> Envelope:
         raise WebhookMalformed(f"body is not JSON ({exc.msg})") from None
     if not isinstance(document, dict):
         raise WebhookMalformed("body is not a JSON object")
-    event_type = document.get("event_type")
-    if not isinstance(event_type, str) or not event_type:
+    event_type = _text(document.get("event_type"), limit=100)
+    if event_type is None:
         raise WebhookMalformed("no 'event_type'")
     event_id = _text(document.get("event_id"))
     if event_type != STATUS_UPDATED:
@@ -76,8 +76,11 @@ def _first(data: dict[str, Any], *keys: str) -> str | None:
     return None
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value and len(value) <= 255 else None
+def _text(value: object, *, limit: int = 255) -> str | None:
+    """A usable identifier: a non-empty printable string that fits its column."""
+    if isinstance(value, str) and value and len(value) <= limit and value.isprintable():
+        return value
+    return None
 
 
 def _time(value: object) -> datetime | None:

@@ -80,6 +80,8 @@ class WebhookProcessor:
         event_id = verified.webhook_id or envelope.event_id
         if event_id is None:
             raise WebhookMalformed("no webhook-id header and no event_id in the body")
+        if len(event_id) > 255 or not event_id.isprintable():
+            raise WebhookMalformed("webhook-id is longer than 255 characters or not printable")
         acted_on = envelope.event_type == STATUS_UPDATED
         row_id = await asyncio.to_thread(
             record_event, self._sessions, event_id=event_id, account=verified.account,

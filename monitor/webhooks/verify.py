@@ -126,12 +126,10 @@ def _check_timestamp(value: str, now: float) -> None:
 
 def sign(secret: str, *, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The headers Linq would send for ``body`` (the simulator and tests use it)."""
-    from datetime import UTC, datetime
-
-    hook = standardwebhooks.Webhook(secret)
-    signature = hook.sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), body.decode())
-    legacy = hmac.new(_decode(secret), str(timestamp).encode() + b"." + body,
-                      hashlib.sha256).hexdigest()
+    key = _decode(secret)
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    signature = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    legacy = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
