@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -27,6 +28,10 @@ async def poll_once(config: Config) -> list[PollOutcome]:
     engine, sessions = await asyncio.to_thread(open_database, config)
     async with Runtime(config, engine, sessions) as runtime:
         outcomes = [await poller.poll() for poller in runtime.pollers.values()]
+        # Alerts wait for their audit at most audit_wait; so does a one-shot poll.
+        wait = max((a.audit_wait.total_seconds() for a in config.accounts), default=0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.audits.drain(), wait + 1)
         for _ in range(_POLL_DELIVERY_ROUNDS):
             if not await runtime.deliverer.run_once():
                 break

@@ -51,6 +51,7 @@ class Daemon:
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
         self._runtime.webhooks.on_queued = self._wake_deliverers
+        self._runtime.audits.on_queued = self._wake_deliverers
         for account in self._config.accounts:
             self._scheduler.add_job(
                 self._poll_job, IntervalTrigger(seconds=account.poll_interval.total_seconds()),
@@ -79,6 +80,8 @@ class Daemon:
             # transactional; any left pending are applied after the next start's first poll).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._runtime.webhooks.drain(), 5)
+            # Audits in flight are abandoned: their held alerts go out when the hold expires.
+            await self._runtime.audits.cancel()
             # Let the message in hand be sent and recorded (cancelling would leave it sent
             # but "pending", to be sent again); claim nothing new; bound the wait.
             self._runtime.deliverer.stop()

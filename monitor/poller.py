@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,6 +96,10 @@ class AccountPoller:
         self._event_applied_at: dict[str, datetime] = {}
         # Told about every state once it is committed (the gate API's directory).
         self.observers: list[Callable[[Iterable[LineState]], None]] = []
+        # Told about committed transitions (audits start from here); ``hold`` says how long
+        # a transition's notifications wait before their first attempt (audit_wait).
+        self.transition_observers: list[Callable[[Sequence[Transition]], None]] = []
+        self.hold: Callable[[Transition], timedelta | None] = lambda transition: None
 
     async def poll(self) -> PollOutcome:
         with log_context(account=self.account):
@@ -139,6 +143,12 @@ class AccountPoller:
             if t.kind is TransitionKind.CHANGED and t.from_status is not None:
                 self._metrics.transitions.labels(self.account, t.from_status, t.to_status).inc()
             log.info("transition %s (webhook)", describe(t))
+        self._announce(transitions)
+
+    def _announce(self, transitions: Sequence[Transition]) -> None:
+        if transitions:
+            for observe in self.transition_observers:
+                observe(transitions)
 
     async def _poll(self, started_at: datetime) -> PollOutcome:
         await self.ensure_loaded()
@@ -176,6 +186,7 @@ class AccountPoller:
         # Committed: only now does memory (and what /metrics shows) move forward.
         self._remember(states.values())
         self._count(diff.transitions, len(parsed.skipped), now)
+        self._announce(diff.transitions)
         return PollOutcome(self.account, ok=True, lines=len(parsed.observations),
                            transitions=len(diff.transitions), notifications=len(outgoing),
                            skipped=len(parsed.skipped))
@@ -216,7 +227,9 @@ class AccountPoller:
                 notices, routed = route(transition, states[transition.line_id],
                                         self._channels, notify_recovery=self._notify_recovery)
                 states[transition.line_id] = routed
-                outgoing += [Outgoing(n, render_notice(n)) for n in notices]
+                hold = self.hold(transition) if notices else None
+                outgoing += [Outgoing(n, render_notice(n), now + hold if hold else None)
+                             for n in notices]
         return _Plan(diff, states, outgoing)
 
     def _remember(self, states: Iterable[LineState]) -> None:

@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
 from monitor.alerts.outbox import Deliverer, DeliveryPolicy
+from monitor.api.audits import AuditClient
 from monitor.api.client import LinqClient
+from monitor.audits import AuditPolicy, AuditRunner
 from monitor.config import Config
 from monitor.core import status as st
 from monitor.core.route import ChannelRule
@@ -89,6 +91,11 @@ class Runtime:
         self.pollers: dict[str, AccountPoller] = {}
         self.directory = LineDirectory()  # every line, for the gate API
         self.webhooks: WebhookProcessor = build_webhooks(self, [])
+        self._audit_clients: dict[str, AuditClient] = {}
+        self.audits = AuditRunner(
+            sessions, self._audit_clients,
+            {a.name: AuditPolicy(frozenset(a.audit_on), a.audit_wait) for a in config.accounts},
+            self.directory, clock=utcnow)
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Runtime:
@@ -107,6 +114,15 @@ class Runtime:
                 notify_recovery=self.config.alerts.notify_recovery, clock=utcnow,
             )
             self.pollers[account.name].observers.append(self.directory.update)
+            audit_client = AuditClient(base_url=account.base_url,
+                                       token=account.api_token.get_secret_value(),
+                                       timeout=account.timeout.total_seconds(),
+                                       ca_bundle=account.ca_bundle)
+            self._stack.push_async_callback(audit_client.aclose)
+            self._audit_clients[account.name] = audit_client
+            self.pollers[account.name].hold = self.audits.hold(account.name)
+            self.pollers[account.name].transition_observers.append(
+                self.audits.observer(account.name))
         self.webhooks = build_webhooks(self, rules)
         return self
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.simulator.audits import AuditDesk
 from monitor.simulator.fleet import Fleet
 from monitor.simulator.scenario import LegacyMode, Scenario, Step
 from monitor.simulator.wire import JSON, new_trace_id, render_error, retry_after_header
@@ -68,6 +69,7 @@ class Simulator:
         self._next_step = 0
         self._request_count = 0
         self._served_count = 0
+        self.audits = AuditDesk()  # reputation audits (their own lock)
 
     # -- the fleet -------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class PollRecord:
 class Outgoing:
     notice: Notice
     message: Message
+    # Held until then (e.g. waiting up to audit_wait for a diagnosis); None: send now.
+    not_before: datetime | None = None
 
 
 def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineState]:
@@ -192,7 +194,7 @@ def _notification_values(
         "created_at": now,
         "state": "pending",
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": outgoing.not_before or now,
     }
 
 

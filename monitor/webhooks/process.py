@@ -157,7 +157,10 @@ class WebhookProcessor:
             await asyncio.to_thread(commit_event, self._sessions, event, state="ignored",
                                     note=note, now=now)
             return None
-        outgoing = [Outgoing(n, _render(n)) for n in plan.notices]
+        outgoing = []
+        for n in plan.notices:
+            hold = poller.hold(n.transition)
+            outgoing.append(Outgoing(n, _render(n), now + hold if hold else None))
         committed = await asyncio.to_thread(
             commit_event, self._sessions, event, state="applied", note=None, now=now,
             line=plan.state, transitions=plan.transitions, outgoing=outgoing)
