@@ -66,7 +66,32 @@ def build_app(sim: Simulator) -> Starlette:
                                        request.path_params["audit_id"])
         return Response(body, status_code=status, media_type=JSON)
 
+    async def subscriptions(request: Request) -> Response:
+        if not authorised(request):
+            return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        if request.method == "GET":
+            return Response(orjson.dumps(sim.subscriptions.list()), media_type=JSON)
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None
+        status, answer = sim.subscriptions.create(body)
+        return Response(orjson.dumps(answer), status_code=status, media_type=JSON)
+
+    async def subscription(request: Request) -> Response:
+        if not authorised(request):
+            return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        if sim.subscriptions.delete(request.path_params["id"]):
+            return Response(status_code=204)
+        return Response(render_error(404, trace_id=new_trace_id()), status_code=404,
+                        media_type=JSON)
+
     routes = [Route(path, list_phone_numbers, methods=["GET"]) for path in LIST_PATHS]
+    for prefix in ("", "/api/partner"):
+        routes.append(Route(prefix + "/v3/webhook-subscriptions", subscriptions,
+                            methods=["GET", "POST"]))
+        routes.append(Route(prefix + "/v3/webhook-subscriptions/{id}", subscription,
+                            methods=["DELETE"]))
     for prefix in ("", "/api/partner"):
         audit = prefix + "/v3/phone_numbers/{phone}/reputation_audit"
         routes.append(Route(audit, start_audit, methods=["POST"]))

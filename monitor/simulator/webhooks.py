@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -100,3 +101,42 @@ class WebhookSender:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SubscriptionDesk:
+    """Linq's ``/v3/webhook-subscriptions``: create (secret shown once), list, delete.
+
+    A target URL may be used once per account, and must be HTTPS, as Linq requires.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, str] = {}  # id -> signing secret, for tests to sign with
+
+    def create(self, body: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(body, dict) or not isinstance(body.get("target_url"), str):
+            return 400, {"success": False, "error": {"status": 400, "code": 1000,
+                                                     "message": "target_url is required"}}
+        url = body["target_url"]
+        with self._lock:
+            if not url.startswith("https://") or any(
+                    i["target_url"] == url for i in self._items.values()):
+                return 400, {"success": False, "error": {
+                    "status": 400, "code": 1000,
+                    "message": "target_url must be https and unused in this account"}}
+            item = {"id": f"whsub_{uuid.uuid4().hex[:12]}", "target_url": url,
+                    "subscribed_events": list(body.get("subscribed_events") or []),
+                    "phone_numbers": body.get("phone_numbers"), "is_active": True}
+            self._items[item["id"]] = item
+            secret = self.secrets[item["id"]] = new_secret()
+            return 201, {**item, "signing_secret": secret}
+
+    def list(self) -> dict[str, Any]:
+        with self._lock:
+            return {"subscriptions": [dict(i) for i in self._items.values()]}
+
+    def delete(self, subscription_id: str) -> bool:
+        with self._lock:
+            self.secrets.pop(subscription_id, None)
+            return self._items.pop(subscription_id, None) is not None
