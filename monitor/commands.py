@@ -11,7 +11,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.alerts.notifier import Channel
-from monitor.config import DEFAULT_TOKEN_ENV, Config
+from monitor.config import (
+    DEFAULT_TOKEN_ENV,
+    DEFAULT_WEBHOOK_SECRET_ENV,
+    AccountConfig,
+    Config,
+)
 from monitor.core.render import format_duration, format_time, render_test
 from monitor.errors import DeliveryError
 from monitor.poller import PollOutcome
@@ -116,8 +121,14 @@ def explain_config(config: Config) -> str:
             source = f"token from ${account.token_env or DEFAULT_TOKEN_ENV}"
         out.append(f"account {account.name}: polls {account.base_url}/v3/phone_numbers every "
                    f"{format_duration(account.poll_interval)}, {source}")
+        out.append(_explain_extras(account))
     out.append(f"database: {safe_url(config.database_url())}")
-    out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz")
+    out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz, "
+               f"/webhooks/linq, /api/v1 ("
+               + (f"bearer token from ${config.server.api_token_env}"
+                  + (", /metrics too" if config.server.protect_metrics else "")
+                  if config.server.api_token_env else "no API token: keep it on loopback")
+               + ")")
     alerts = config.alerts
     out.append(f"alerts: recovery notices {'on' if alerts.notify_recovery else 'off'}; "
                f"retries up to {format_duration(alerts.give_up_after)}, "
@@ -130,6 +141,16 @@ def explain_config(config: Config) -> str:
                    f"hears lines at {channel.min_status} or worse")
     out += [f"warning: {w}" for w in config.warnings]
     return "\n".join(out)
+
+
+def _explain_extras(account: AccountConfig) -> str:
+    variable = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
+    hooks = (f"webhooks on (secret from ${variable}"
+             + (", legacy signatures accepted)" if account.accept_legacy_signatures else ")")
+             if account.webhook_secret is not None else f"webhooks off (${variable} not set)")
+    audits = (f"audits on {', '.join(account.audit_on)} (alerts wait up to "
+              f"{format_duration(account.audit_wait)})" if account.audit_on else "audits off")
+    return f"  {hooks}; {audits}"
 
 
 async def send_test_alerts(config: Config) -> bool:

@@ -96,9 +96,11 @@ async def test_a_signed_status_webhook_alerts_and_the_next_poll_sends_nothing_ag
     assert [(t.from_status, t.to_status, t.source) for t in transitions(runtime)] == [
         ("HEALTHY", "CRITICAL", "webhook")]
     assert [n.channel for n in notifications(runtime)] == ["ops", "pager"]
+    await runtime.audits.drain()  # CRITICAL: held for its audit, as after a poll
     await runtime.deliverer.run_once()
     message = receiver.wait_for(1, path="pager")[0]
     assert "HEALTHY → CRITICAL" in message.title and LINE in message.title
+    assert "Primary driver: low_engagement" in message.message
 
     sim.set_status(LINE, "CRITICAL")  # Linq's list now agrees with the webhook
     assert await poll(runtime) == 0
