@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor.api.audits import AuditClient, AuditCooldown
 from monitor.core import status as st
 from monitor.core.audit import action_items, enrichment_lines, render_diagnosis
@@ -121,11 +123,27 @@ class AuditRunner:
         await asyncio.to_thread(store.finish, self._sessions, row, state=outcome.state,
                                 now=self._clock(), audit_id=outcome.audit_id,
                                 report=outcome.report, error=outcome.error)
-        with self._sessions() as session:
-            latest = store.latest(session, phone_number)
-            if latest is not None:
-                self._directory.set_audit(phone_number, summary(latest))
+        latest = await asyncio.to_thread(self._summary, phone_number)
+        if latest is not None:
+            self._directory.set_audit(phone_number, latest)
         return outcome
+
+    async def load(self) -> None:
+        """Show the stored audits in the gate API (at start)."""
+        def read() -> list[tuple[str, AuditSummary]]:
+            with self._sessions() as session:
+                return [(row.phone_number, summary(row))
+                        for row in store.latest_per_line(session)]
+        try:
+            for phone, audit in await asyncio.to_thread(read):
+                self._directory.set_audit(phone, audit)
+        except SQLAlchemyError as exc:
+            log.warning("stored audits not loaded for the gate API: %s", type(exc).__name__)
+
+    def _summary(self, phone_number: str) -> AuditSummary | None:
+        with self._sessions() as session:
+            row = store.latest(session, phone_number)
+            return summary(row) if row is not None else None
 
     async def _audit(self, client: AuditClient, phone: str) -> Outcome:
         audit_id: str | None = None

@@ -124,6 +124,7 @@ class Runtime:
             self.pollers[account.name].transition_observers.append(
                 self.audits.observer(account.name))
         self.webhooks = build_webhooks(self, rules)
+        await self.audits.load()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

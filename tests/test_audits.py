@@ -89,6 +89,11 @@ async def test_a_critical_alert_waits_for_the_audit_and_carries_its_diagnosis(
     assert rt.directory.view(rt.directory.find(LINE))["last_audit"]["primary_driver"] == (  # type: ignore[arg-type]
         "low_engagement")
 
+    restarted = await make_runtime()  # the gate shows stored audits after a restart too
+    assert (await restarted.pollers["main"].poll()).ok
+    shown = restarted.directory.view(restarted.directory.find(LINE))  # type: ignore[arg-type]
+    assert shown["last_audit"]["state"] == "complete"
+
 
 async def test_a_slow_audit_follows_the_alert_as_a_diagnosis_message(
         make_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +65,12 @@ def latest(session: Session, phone_or_id: str) -> Audit | None:
         select(Audit).where((Audit.phone_number == phone_or_id) | (Audit.line_id == phone_or_id))
         .order_by(Audit.id.desc()).limit(1)
     ).first()
+
+
+def latest_per_line(session: Session) -> list[Audit]:
+    """The newest audit of every phone number (for the gate API at start)."""
+    newest = select(func.max(Audit.id)).group_by(Audit.phone_number)
+    return list(session.scalars(select(Audit).where(Audit.id.in_(newest))))
 
 
 def transition_id(sessions: sessionmaker[Session], t: Transition) -> int | None:
