@@ -73,7 +73,7 @@ def route_service(
 
 def render_service_notice(notice: Notice) -> Message:
     t = notice.transition
-    headline = "FLAGGED" if notice.kind is NoticeKind.DEGRADED else "service restored"
+    headline = "flagged" if notice.kind is NoticeKind.DEGRADED else "service restored"
     title = (f"[{t.to_status}] {t.phone_number} {headline}: "
              f"{t.from_status} → {t.to_status} ({t.account})")
     lines = [
