@@ -128,6 +128,9 @@ class Runtime:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Background work first, while the clients and the database it uses are still open.
+        await self.audits.cancel()
+        await self.webhooks.drain()
         await self._stack.aclose()
         self.engine.dispose()
 
