@@ -77,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["md", "csv"], default="md")
     _add_silence_commands(command("silence", "silence alerts about a line, a label or an "
                                   "account for a while; list and expire silences"))
+    p = command("audit", "run a reputation audit of a line now, or `audit show PHONE`")
+    p.add_argument("words", nargs="+", metavar="[show] PHONE")
+    p.add_argument("--account", default=None, help="needed when several accounts have it")
+    p = command("webhook", "manage Linq webhook subscriptions")
+    whsub = p.add_subparsers(dest="webhook_command", required=True, metavar="ACTION")
+    reg = whsub.add_parser("register", help="subscribe phone_number.status_updated to a URL")
+    reg.add_argument("--url", required=True, help="the daemon's public https://.../webhooks/linq")
+    lst = whsub.add_parser("list", help="list the account's subscriptions")
+    rm = whsub.add_parser("delete", help="delete a subscription")
+    rm.add_argument("subscription_id", metavar="ID")
+    for action in (reg, lst, rm):
+        action.add_argument("--account", default=None)
+        action.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
     p = command("demo", "run the real daemon against the built-in simulator", config=False)
     p.add_argument("--config", default=None, metavar="FILE", help="ignored; the demo makes its own")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -299,6 +312,38 @@ def _simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from monitor.audit_cli import run_audit, show_audit
+
+    words = args.words
+    if len(words) == 2 and words[0] == "show":
+        text = show_audit(load(args), phone=words[1])
+        print(text or f"no audit of {words[1]} recorded")
+        return EXIT_OK if text else EXIT_FAILED
+    if len(words) != 1:
+        raise ConfigError("audit", "usage: audit PHONE | audit show PHONE")
+    text, complete = run_async(run_audit(load(args), phone=words[0],
+                                         account_name=args.account))
+    print(text)
+    return EXIT_OK if complete else EXIT_FAILED
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    from monitor.webhooks import subscriptions
+
+    config = load(args)
+    if args.webhook_command == "register":
+        text = run_async(subscriptions.register(config, account_name=args.account,
+                                                url=args.url))
+    elif args.webhook_command == "list":
+        text = run_async(subscriptions.list_subscriptions(config, account_name=args.account))
+    else:
+        text = run_async(subscriptions.delete(config, account_name=args.account,
+                                              subscription_id=args.subscription_id))
+    print(text)
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "poll": _poll,
@@ -312,4 +357,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "silence": _silence,
     "demo": _demo,
     "simulate": _simulate,
+    "audit": _audit,
+    "webhook": _webhook,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from monitor.alerts.notifier import Channel
 from monitor.alerts.templates import Renderer
-from monitor.config import DEFAULT_TOKEN_ENV, Config
+from monitor.config import DEFAULT_TOKEN_ENV, DEFAULT_WEBHOOK_SECRET_ENV, AccountConfig, Config
 from monitor.core.digest import Digest
 from monitor.core.render import format_duration, format_time
 from monitor.core.silence import MatcherKind, Silence
@@ -35,6 +36,10 @@ async def poll_once(config: Config) -> list[PollOutcome]:
     engine, sessions = await asyncio.to_thread(open_database, config)
     async with Runtime(config, engine, sessions) as runtime:
         outcomes = [await poller.poll() for poller in runtime.pollers.values()]
+        # Alerts wait for their audit at most audit_wait; so does a one-shot poll.
+        wait = max((a.audit_wait.total_seconds() for a in config.accounts), default=0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.audits.drain(), wait + 1)
         for _ in range(_POLL_DELIVERY_ROUNDS):
             if not await runtime.deliverer.run_once():
                 break
@@ -65,9 +70,10 @@ def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int
         }, indent=2))
         return 0
     rows = [(line.account, line.phone_number, line.line_id, line.status if line.present
-             else f"{line.status} (removed)", f"{format_time(line.since)} "
-             f"({format_duration(now - line.since)})", line.doc_url or "-") for line in lines]
-    print(_table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SINCE", "DOC URL"), rows))
+             else f"{line.status} (removed)", line.service_status or "-",
+             f"{format_time(line.since)} ({format_duration(now - line.since)})",
+             line.doc_url or "-") for line in lines]
+    print(_table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SERVICE", "SINCE", "DOC URL"), rows))
     print()
     for p in polls:
         last_ok = format_time(p.last_success_at) if p.last_success_at else "never"
@@ -122,14 +128,20 @@ def explain_config(config: Config) -> str:
             source = f"token from ${account.token_env or DEFAULT_TOKEN_ENV}"
         out.append(f"account {account.name}: polls {account.base_url}/v3/phone_numbers every "
                    f"{format_duration(account.poll_interval)}, {source}")
+        out.append(_explain_extras(account))
     out.append(f"database: {safe_url(config.database_url())}")
-    out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz")
     if config.database_url().startswith("sqlite"):
         out.append("replicas: one daemon (SQLite); use PostgreSQL to run several")
     else:
         out.append(f"replicas: any number may share this database; an account moves to "
                    f"another replica {format_duration(config.ha.lease)} after its holder "
                    f"stops renewing (replica name: {config.ha.replica or 'hostname:pid'})")
+    out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz, "
+               f"/webhooks/linq, /api/v1 ("
+               + (f"bearer token from ${config.server.api_token_env}"
+                  + (", /metrics too" if config.server.protect_metrics else "")
+                  if config.server.api_token_env else "no API token: keep it on loopback")
+               + ")")
     alerts = config.alerts
     out.append(f"alerts: recovery notices {'on' if alerts.notify_recovery else 'off'}; "
                f"retries up to {format_duration(alerts.give_up_after)}, "
@@ -142,6 +154,16 @@ def explain_config(config: Config) -> str:
                    f"hears lines at {channel.min_status} or worse")
     out += [f"warning: {w}" for w in config.warnings]
     return "\n".join(out)
+
+
+def _explain_extras(account: AccountConfig) -> str:
+    variable = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
+    hooks = (f"webhooks on (secret from ${variable}"
+             + (", legacy signatures accepted)" if account.accept_legacy_signatures else ")")
+             if account.webhook_secret is not None else f"webhooks off (${variable} not set)")
+    audits = (f"audits on {', '.join(account.audit_on)} (alerts wait up to "
+              f"{format_duration(account.audit_wait)})" if account.audit_on else "audits off")
+    return f"  {hooks}; {audits}"
 
 
 async def send_test_alerts(config: Config) -> bool:
@@ -171,7 +193,8 @@ async def _test_one(channel: Channel, renderer: Renderer, timeout: float
 def _line_json(line: Any) -> dict[str, Any]:
     return {"account": line.account, "phone_number": line.phone_number,
             "line_id": line.line_id, "status": line.status, "since": line.since.isoformat(),
-            "doc_url": line.doc_url, "present": line.present}
+            "doc_url": line.doc_url, "present": line.present,
+            "service_status": line.service_status}
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -38,6 +38,7 @@ from monitor.errors import ConfigError
 DEFAULT_BASE_URL = "https://api.linqapp.com/api/partner"
 DEFAULT_TOKEN_ENV = "LINQ_API_V3_API_KEY"
 DEFAULT_DATABASE_URL = "sqlite:///reputation-monitor.db"
+DEFAULT_WEBHOOK_SECRET_ENV = "LINQ_WEBHOOK_SECRET"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -84,9 +85,18 @@ class AccountConfig(_Section):
     timeout: Duration = timedelta(seconds=30)
     max_retries: int = Field(default=2, ge=0, le=10)
     ca_bundle: Path | None = None
+    # Webhooks: the signing secret's variable (default LINQ_WEBHOOK_SECRET, like Linq's
+    # SDKs; when that default is unset, webhooks are simply off for the account).
+    webhook_secret_env: str | None = None
+    accept_legacy_signatures: bool = False
+    # Reputation audits: started when a line degrades to one of these statuses; the alert
+    # waits at most audit_wait for the diagnosis before it goes out without it.
+    audit_on: list[str] = ["CRITICAL"]
+    audit_wait: Duration = timedelta(seconds=20)
 
     _resolved: SecretStr | None = PrivateAttr(default=None)
     _ca_path: Path | None = PrivateAttr(default=None)
+    _webhook_secret: SecretStr | None = PrivateAttr(default=None)
 
     @field_validator("base_url")
     @classmethod
@@ -120,6 +130,11 @@ class AccountConfig(_Section):
             raise RuntimeError("config secrets were not resolved; use load_config()")
         return self._resolved
 
+    @property
+    def webhook_secret(self) -> SecretStr | None:
+        """The Standard Webhooks signing secret, or None when webhooks are off."""
+        return self._webhook_secret
+
 
 def _optional_duration(value: object) -> object:
     return None if value == "off" else value
@@ -144,6 +159,17 @@ class DatabaseConfig(_Section):
 
 class ServerConfig(_Section):
     listen: str = "127.0.0.1:9464"
+    # Bearer token for /api/v1 (and /metrics with protect_metrics); unset: no auth.
+    api_token_env: str | None = None
+    protect_metrics: bool = False
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    request_timeout: Duration = timedelta(seconds=10)
+
+    _api_token: SecretStr | None = PrivateAttr(default=None)
+
+    @property
+    def api_token(self) -> SecretStr | None:
+        return self._api_token
 
     @field_validator("listen")
     @classmethod
@@ -420,8 +446,17 @@ def parse_config(
         if account.ca_bundle is not None:
             account._ca_path = _check_ca_bundle(account.ca_bundle, f"accounts[{i}].ca_bundle",
                                                 base_dir)
+        account._webhook_secret = _resolve_webhook_secret(account, f"accounts[{i}]", env)
     for i, channel in enumerate(config.alerts.channels):
         channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env)
+    if config.server.api_token_env is not None:
+        value = env.get(config.server.api_token_env, "").strip()
+        if not value:
+            raise ConfigError("server.api_token_env",
+                              f"environment variable {config.server.api_token_env} is not set")
+        config.server._api_token = SecretStr(value)
+    if config.server.protect_metrics and config.server.api_token_env is None:
+        raise ConfigError("server.protect_metrics", "needs server.api_token_env")
     if config.database.url_env and config.database.url_env not in env:
         raise ConfigError("database.url_env",
                           f"environment variable {config.database.url_env} is not set")
@@ -463,6 +498,22 @@ def _check_ca_bundle(path: Path, key: str, base_dir: Path | None) -> Path:
     except ssl.SSLError:
         raise ConfigError(key, f"{path} holds no PEM certificate") from None
     return path
+def _resolve_webhook_secret(
+    account: AccountConfig, key: str, env: Mapping[str, str]
+) -> SecretStr | None:
+    from monitor.webhooks.verify import is_valid_secret
+
+    name = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
+    value = env.get(name, "").strip()
+    if not value:
+        if account.webhook_secret_env is None:
+            return None  # the default variable is unset: webhooks are off for this account
+        raise ConfigError(f"{key}.webhook_secret_env", f"environment variable {name} is not set")
+    if not is_valid_secret(value):
+        # Never echo the value: it is the signing key.
+        raise ConfigError(f"{key}.webhook_secret_env",
+                          f"{name} is not a signing secret (expected whsec_<base64>)")
+    return SecretStr(value)
 
 
 def _resolve_channel_url(channel: ChannelConfig, key: str, env: Mapping[str, str]) -> SecretStr:

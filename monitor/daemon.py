@@ -63,6 +63,8 @@ class Daemon:
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
         policy_task = asyncio.create_task(self._policy_loop(), name="policy")
+        self._runtime.webhooks.on_queued = self._wake_deliverers
+        self._runtime.audits.on_queued = self._wake_deliverers
         for account in self._config.accounts:
             self._scheduler.add_job(
                 self._poll_job, IntervalTrigger(seconds=account.poll_interval.total_seconds()),
@@ -99,6 +101,13 @@ class Daemon:
             for task in list(self._inflight):
                 task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+            # Recorded webhook events being applied: let them finish while the leases that
+            # fence their writes are still ours (they are short and transactional; any left
+            # pending are applied after the next start's first poll).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runtime.webhooks.drain(), 5)
+            # Audits in flight are abandoned: their held alerts go out when the hold expires.
+            await self._runtime.audits.cancel()
             await leases_task
             await self._coordinator.close()  # hand the accounts over without waiting
             # Let the message in hand be sent and recorded (cancelling would leave it sent
@@ -144,6 +153,10 @@ class Daemon:
             log.info("poll %s", outcome.summary())
             if outcome.notifications:
                 self._wake_deliverers()
+            if self._runtime.webhooks.enabled:
+                # Webhook events for lines this poll may have just brought in, and any a
+                # crash left unapplied.
+                self._runtime.webhooks.schedule(account)
         elif outcome.retry_after:
             # Obey the server: push the next poll out rather than sleeping in a coroutine.
             when = datetime.now(UTC) + timedelta(seconds=outcome.retry_after)
@@ -178,9 +191,16 @@ class Daemon:
                 continue  # the lease holder runs the account's time-based policy
             with log_context(account=account):
                 try:
-                    queued += await poller.review()
+                    queued += await poller.review(fence=self._coordinator.fence(account))
+                except LeaseLost as exc:
+                    log.warning("policy tick not recorded: %s", exc)
+                    self._coordinator.lost(account)
+                    continue
                 except StoreError as exc:
                     log.error("policy tick failed (will try again): %s", exc)
+            if self._runtime.webhooks.enabled:
+                # Events another replica recorded for this account since our last poll.
+                self._runtime.webhooks.schedule(account)
         try:
             queued += await check_troubles(self._runtime, started_at=self._started_at,
                                            now=utcnow(), holds=self._coordinator.held_since)

@@ -10,7 +10,10 @@
     ├── UsageError             a command asked for something that cannot be (unknown id, ...)
     │   └── LeaseLost          a write under a lease found the lease taken over (fenced)
     ├── AlreadyRunning         another daemon holds this SQLite database
-    └── DeliveryError          a notification channel failed (permanent or not)
+    ├── DeliveryError          a notification channel failed (permanent or not)
+    └── WebhookError           an incoming webhook cannot be accepted
+        ├── WebhookRejected    missing/bad signature or stale timestamp (answered 401)
+        └── WebhookMalformed   signed, but not the JSON we expect (answered 400)
 
 Foreign exceptions (httpx, SQLAlchemy, apprise) are mapped to these at the module that
 talks to the foreign library, with ``raise ... from exc`` so the cause stays visible.
@@ -94,3 +97,16 @@ class DeliveryError(MonitorError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class WebhookError(MonitorError):
+    """An incoming webhook request cannot be accepted; nothing of it was recorded."""
+
+
+class WebhookRejected(WebhookError):
+    """The signature is missing, wrong or too old/new. The reason is for logs only: the
+    sender gets a bare 401, so a forger learns nothing about which check failed."""
+
+
+class WebhookMalformed(WebhookError):
+    """The request is authentic but its body is not the JSON envelope we expect."""

@@ -12,6 +12,7 @@ alert rule on ``>= 2`` never misses it).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
@@ -72,6 +73,15 @@ class Metrics:
         self.skipped_items = Counter("linq_reputation_skipped_items",
                                      "API items skipped because they could not be parsed.",
                                      ["account"], registry=r)
+        self.line_flagged = Gauge(
+            "linq_reputation_line_flagged",
+            "1 while Linq reports the line's service status FLAGGED (webhooks), else 0; "
+            "present once a webhook reported the line.",
+            ["account", "line_id", "phone_number"], registry=r)
+        self.webhooks = Counter(
+            "linq_reputation_webhooks",
+            "Webhook requests by outcome (accepted, duplicate, rejected, malformed, "
+            "too_large, ignored).", ["outcome"], registry=r)
         self.line_series = LineSeries(mode=per_line)
         self.flapping = FlagSeries(
             "linq_reputation_line_flapping",
@@ -103,6 +113,22 @@ class Metrics:
         for channel in channels:
             for outcome in ("delivered", "failed", "gave_up"):
                 self.notifications.labels(channel, outcome)
+        for outcome in ("accepted", "duplicate", "rejected", "malformed", "too_large",
+                        "ignored"):
+            self.webhooks.labels(outcome)
+
+    def update_service_status(self, states: Iterable[LineState]) -> None:
+        """Keep ``linq_reputation_line_flagged`` in step with lines' service status."""
+        for state in states:
+            if state.service_status is None:
+                continue
+            labels = (state.account, state.line_id, state.phone_number)
+            if state.present:
+                self.line_flagged.labels(*labels).set(
+                    0 if state.service_status == "ACTIVE" else 1)
+            else:
+                with contextlib.suppress(KeyError):
+                    self.line_flagged.remove(*labels)
 
     def pieces(self) -> list[bytes]:
         """The whole exposition as byte blocks, for streaming without one huge copy."""

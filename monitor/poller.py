@@ -13,14 +13,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.api.client import LinqClient
+from monitor.api.client import LinqClient, ListResult
 from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
 from monitor.core.detect import NO_DEBOUNCE, AccountDiff, Debounce, detect_account
+from monitor.core.event import EventPlan, plan_status_update
 from monitor.core.model import LineMeta, LineState, Notice, Transition, TransitionKind
 from monitor.core.policy import NO_META, AlertPolicy, needs_review, note_change, reconcile, settle
 from monitor.core.render import describe, render_entry
@@ -37,6 +38,7 @@ from monitor.store.state import (
     load_lines,
     record_failed_poll,
 )
+from monitor.webhooks.event import StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,21 @@ class AccountPoller:
         self._known: dict[str, LineState] | None = None
         self._review: set[str] = set()  # lines that time alone can make speak (policy tick)
         self._counts: Counter[str] = Counter()
-        # A poll and a policy tick of one account must not interleave: each computes new
-        # line states from the same memory, and the later commit would undo the other's.
-        self._busy = asyncio.Lock()
+        # A poll, a policy tick and a webhook event of one account must not interleave:
+        # each computes new line states from the same memory, and the later commit would
+        # undo the other's.
+        self.lock = asyncio.Lock()
         self.last_success_at: datetime | None = None
         self.last_error: str | None = None  # why the latest poll failed, for /readyz
+        # When a webhook last changed each line: a poll whose answer may predate the event
+        # leaves that line alone.
+        self._event_applied_at: dict[str, datetime] = {}
+        # Told about every state once it is committed (the gate API's directory).
+        self.observers: list[Callable[[Iterable[LineState]], None]] = []
+        # Told about committed transitions (audits start from here); ``hold`` says how long
+        # a transition's notifications wait before their first attempt (audit_wait).
+        self.transition_observers: list[Callable[[Sequence[Transition]], None]] = []
+        self.hold: Callable[[Transition], timedelta | None] = lambda transition: None
 
     async def poll(self, *, fence: Fence | None = None) -> PollOutcome:
         """One poll; with ``fence`` its commit happens only while that lease is ours.
@@ -108,8 +120,51 @@ class AccountPoller:
         Raises LeaseLost (nothing written, memory dropped) when another replica took over.
         """
         with log_context(account=self.account):
-            async with self._busy:
-                return await self._timed_poll(fence)
+            return await self._timed_poll(fence)
+
+    async def ensure_loaded(self) -> None:
+        """Load the account's lines from the database unless they are in memory."""
+        if self._known is None:
+            loaded = await asyncio.to_thread(load_lines, self._sessions, self.account)
+            if self._known is None:
+                self._known, self._counts = {}, Counter(dict.fromkeys(st.KNOWN_STATUSES, 0))
+                self._remember(loaded.values())
+
+    def find(self, phone_or_id: str) -> LineState | None:
+        """A present line with this id or phone number (call ``ensure_loaded`` first)."""
+        known = self._known or {}
+        state = known.get(phone_or_id)
+        if state is None:
+            state = next((s for s in known.values()
+                          if s.phone_number == phone_or_id and s.present), None)
+        return state if state is not None and state.present else None
+
+    def plan_event(self, previous: LineState, update: StatusUpdate, *, received_at: datetime,
+                   now: datetime) -> tuple[EventPlan, list[Outgoing]]:
+        """What a webhook's status update does to a line: the same policy as a poll's."""
+        meta = self._meta(self.account, previous.line_id, previous.phone_number)
+        plan = plan_status_update(
+            previous, new_reputation=update.new_reputation, new_status=update.new_status,
+            changed_at=update.changed_at, received_at=received_at, now=now,
+            policy=self._policy, meta=meta,
+            silenced=self._silenced(previous, meta, now),
+        )
+        return plan, self._queue(plan.notices, now)
+
+    def remember_event(self, state: LineState, transitions: Sequence[Transition]) -> None:
+        """After a webhook's changes are committed: move memory and metrics forward."""
+        self._remember([state])
+        self._event_applied_at[state.line_id] = self._clock()
+        for t in transitions:
+            if t.kind is TransitionKind.CHANGED and t.from_status is not None:
+                self._metrics.transitions.labels(self.account, t.from_status, t.to_status).inc()
+            log.info("transition %s (webhook)", describe(t))
+        self._announce(transitions)
+
+    def _announce(self, transitions: Sequence[Transition]) -> None:
+        if transitions:
+            for observe in self.transition_observers:
+                observe(transitions)
 
     def forget(self) -> None:
         """Drop what memory holds and stop exposing this account's series.
@@ -122,7 +177,9 @@ class AccountPoller:
             self._metrics.line_series.update(gone)
             self._metrics.flapping.update(gone, _is_flapping)
             self._metrics.line_info.update(gone)
+            self._metrics.update_service_status(gone)
         self._review.clear()
+        self._event_applied_at.clear()
         for status in list(self._counts):
             self._metrics.lines.remove(self.account, status)
         self._metrics.up.remove(self.account)
@@ -147,20 +204,32 @@ class AccountPoller:
         return outcome
 
     async def _poll(self, started_at: datetime, fence: Fence | None) -> PollOutcome:
-        if self._known is None:
-            loaded = await asyncio.to_thread(load_lines, self._sessions, self.account)
-            self._known, self._counts = {}, Counter(dict.fromkeys(st.KNOWN_STATUSES, 0))
-            self._remember(loaded.values())
+        async with self.lock:
+            await self.ensure_loaded()
+        # The fetch is outside the lock: webhook events are applied meanwhile.
         result = await self._client.list_phone_numbers()
+        async with self.lock:
+            await self.ensure_loaded()  # a failed commit elsewhere may have dropped memory
+            return await self._apply_poll(result, started_at, fence)
+
+    async def _apply_poll(self, result: ListResult, started_at: datetime,
+                          fence: Fence | None) -> PollOutcome:
+        assert self._known is not None
         parsed = result.lines
         for skipped in parsed.skipped:
             log.warning("skipped API item index=%d line_id=%s reason=%s", skipped.index,
                         skipped.line_id or "-", skipped.reason,
                         extra={"trace_id": result.trace_id})
         now = self._clock()
+        # A line a webhook changed while this poll was in flight: the answer may predate
+        # the event, so this poll leaves the line alone; the next one compares afresh.
+        fresh = frozenset(line_id for line_id, at in self._event_applied_at.items()
+                          if at >= started_at)
+        self._event_applied_at = {k: v for k, v in self._event_applied_at.items()
+                                  if v >= started_at}
         # Off the event loop, like the client's parse. Reading _known from the worker
-        # thread is safe: only this poll's task changes it, and that task waits here.
-        plan = await asyncio.to_thread(self._plan, parsed, now)
+        # thread is safe: only holders of self.lock change it, and this task holds it.
+        plan = await asyncio.to_thread(self._plan, parsed, now, fresh)
         diff, states, outgoing = plan.diff, plan.states, plan.outgoing
         new_lines = [s for s in states.values() if s.line_id not in self._known]
         changed_lines = [s for s in states.values() if s.line_id in self._known]
@@ -175,6 +244,7 @@ class AccountPoller:
         # Committed: only now does memory (and what /metrics shows) move forward.
         self._remember(states.values())
         self._count(diff.transitions, len(parsed.skipped), now)
+        self._announce(diff.transitions)
         return PollOutcome(self.account, ok=True, lines=len(parsed.observations),
                            transitions=len(diff.transitions), notifications=len(outgoing),
                            skipped=len(parsed.skipped))
@@ -201,12 +271,15 @@ class AccountPoller:
         retry_after = exc.retry_after if isinstance(exc, ApiRateLimited) else None
         return PollOutcome(self.account, ok=False, error=str(exc), retry_after=retry_after)
 
-    def _plan(self, parsed: PhoneNumberList, now: datetime) -> _Plan:
+    def _plan(self, parsed: PhoneNumberList, now: datetime, fresh: frozenset[str]) -> _Plan:
         """Detect and apply the alert policy: the pure middle of a poll."""
         assert self._known is not None
+        observations = parsed.observations
+        if fresh:
+            observations = [o for o in observations if o.line_id not in fresh]
         with gc_paused():
-            diff = detect_account(self._known, parsed.observations, account=self.account,
-                                  now=now, protected=parsed.protected(),
+            diff = detect_account(self._known, observations, account=self.account,
+                                  now=now, protected=parsed.protected() | fresh,
                                   debounce=self._debounce)
             states = {s.line_id: s for s in diff.states}
             outgoing: list[Outgoing] = []
@@ -219,21 +292,29 @@ class AccountPoller:
                 notices, state = reconcile(state, self._policy, now=now, meta=meta,
                                            silenced=silenced, transition=transition)
                 states[transition.line_id] = state
-                outgoing += _queue(flapping + notices, now)
+                outgoing += self._queue(flapping + notices, now)
         return _Plan(diff, states, outgoing)
 
-    async def review(self) -> int:
+    async def review(self, *, fence: Fence | None = None) -> int:
         """The policy tick: notices that time alone makes due (escalations, reminders,
-        silences ending, flapping settling). Returns how many were queued."""
-        async with self._busy:
+        silences ending, flapping settling). Returns how many were queued.
+
+        With ``fence``, its writes happen only while that lease is ours: a replica that lost
+        the account raises LeaseLost, writes nothing and drops its memory of the lines.
+        """
+        async with self.lock:
             if self._known is None or not self._review:
                 return 0
             now = self._clock()
             changed, outgoing = await asyncio.to_thread(self._review_lines, now)
             if not changed:
                 return 0
-            await asyncio.to_thread(commit_notices, self._sessions, changed_lines=changed,
-                                    outgoing=outgoing, now=now)
+            try:
+                await asyncio.to_thread(commit_notices, self._sessions, changed_lines=changed,
+                                        outgoing=outgoing, now=now, fence=fence)
+            except LeaseLost:
+                self._known = None
+                raise
             self._remember(changed)
         for o in outgoing:
             log.info("policy: %s %s to %s%s", o.notice.kind, o.notice.entry.phone_number,
@@ -253,8 +334,18 @@ class AccountPoller:
                                        silenced=silenced, source="policy")
             if state is not before:
                 changed.append(state)
-                outgoing += _queue(settled + notices, now)
+                outgoing += self._queue(settled + notices, now)
         return changed, outgoing
+
+    def _queue(self, notices: Sequence[Notice], now: datetime) -> list[Outgoing]:
+        """Outbox rows for ``notices``. Those announcing a change the account audits are
+        held up to ``audit_wait`` so the diagnosis can join them (monitor/audits.py)."""
+        outgoing = []
+        for n in notices:
+            hold = self.hold(n.transition) if n.transition is not None else None
+            outgoing.append(Outgoing(n, render_entry(n.entry, now=now),
+                                     now + hold if hold and not n.silenced else None))
+        return outgoing
 
     def _remember(self, states: Iterable[LineState]) -> None:
         """Move memory and metrics forward to ``states`` (only after they are committed)."""
@@ -274,6 +365,9 @@ class AccountPoller:
         self._metrics.line_series.update(states)
         self._metrics.flapping.update(states, _is_flapping)
         self._metrics.line_info.update(states)
+        self._metrics.update_service_status(states)
+        for observe in self.observers:
+            observe(states)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:
                 self._metrics.lines.labels(self.account, status).set(count)
@@ -313,7 +407,3 @@ def _never_silenced(state: LineState, meta: LineMeta, now: datetime) -> bool:
 
 def _is_flapping(state: LineState) -> bool:
     return state.flapping
-
-
-def _queue(notices: Sequence[Notice], now: datetime) -> list[Outgoing]:
-    return [Outgoing(n, render_entry(n.entry, now=now)) for n in notices]

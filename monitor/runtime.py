@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.alerts.notifier import Channel
 from monitor.alerts.outbox import Deliverer, DeliveryPolicy
 from monitor.alerts.templates import Renderer
+from monitor.api.audits import AuditClient
 from monitor.api.client import LinqClient
+from monitor.audits import AuditPolicy, AuditRunner
 from monitor.config import Config
 from monitor.core import status as st
 from monitor.core.detect import Debounce
@@ -28,11 +30,14 @@ from monitor.core.model import Entry, LineMeta, LineState, Message
 from monitor.core.policy import NO_META, AlertPolicy, ChannelRule
 from monitor.core.silence import Silence, silenced_by
 from monitor.core.timing import ChannelTiming
+from monitor.gate.directory import LineDirectory
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.store import migrate
 from monitor.store.engine import make_engine, make_sessionmaker, safe_url
 from monitor.store.silences import load_silences
+from monitor.webhooks.process import WebhookProcessor
+from monitor.webhooks.verify import Signer
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +133,16 @@ class Runtime:
             renderer=self._render,
         )
         self.pollers: dict[str, AccountPoller] = {}
+        self.directory = LineDirectory()  # every line, for the gate API
+        self.directory.labels_for = lambda s: dict(
+            self.line_meta(s.account, s.line_id, s.phone_number).labels)
+        self.directory.flapping_for = lambda s: s.flapping
+        self.webhooks: WebhookProcessor = build_webhooks(self)
+        self._audit_clients: dict[str, AuditClient] = {}
+        self.audits = AuditRunner(
+            sessions, self._audit_clients,
+            {a.name: AuditPolicy(frozenset(a.audit_on), a.audit_wait) for a in config.accounts},
+            self.directory, clock=utcnow)
         self._stack = AsyncExitStack()
 
     def _render(self, channel: str, entries: Sequence[Entry], now: datetime) -> Message:
@@ -157,9 +172,31 @@ class Runtime:
                 account.name, client, self.sessions, self.metrics, policy=policy,
                 debounce=debounce, clock=utcnow, meta=self.line_meta, silenced=self._silenced,
             )
+            self.pollers[account.name].observers.append(self.directory.update)
+            audit_client = AuditClient(base_url=account.base_url,
+                                       token=account.api_token.get_secret_value(),
+                                       timeout=account.timeout.total_seconds(),
+                                       ca_bundle=account.ca_bundle_path)
+            self._stack.push_async_callback(audit_client.aclose)
+            self._audit_clients[account.name] = audit_client
+            self.pollers[account.name].hold = self.audits.hold(account.name)
+            self.pollers[account.name].transition_observers.append(
+                self.audits.observer(account.name))
+        self.webhooks = build_webhooks(self)
         await self.refresh_silences()
+        await self.audits.load()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Background work first, while the clients and the database it uses are still open.
+        await self.audits.cancel()
+        await self.webhooks.drain()
         await self._stack.aclose()
         self.engine.dispose()
+
+
+def build_webhooks(runtime: Runtime) -> WebhookProcessor:
+    signers = [Signer(a.name, a.webhook_secret.get_secret_value(), a.accept_legacy_signatures)
+               for a in runtime.config.accounts if a.webhook_secret is not None]
+    return WebhookProcessor(runtime.sessions, runtime.pollers, signers, runtime.metrics,
+                            clock=utcnow)

@@ -14,13 +14,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
+from monitor.gate.api import gate_mount
+from monitor.httpguard import Guard
 from monitor.metrics import CONTENT_TYPE, stream
 from monitor.runtime import Runtime, utcnow
+from monitor.webhooks.endpoint import PATH as WEBHOOK_PATH
+from monitor.webhooks.endpoint import webhook_routes
 
 
 def build_app(runtime: Runtime, *, started_at: datetime,
-              held_since: Callable[[str], datetime | None] | None = None) -> Starlette:
+              held_since: Callable[[str], datetime | None] | None = None) -> ASGIApp:
     """The app. ``held_since(account)``: when this replica took the account's lease (None:
     another replica polls it, so its staleness is not this replica's readiness)."""
     async def metrics(_: Request) -> Response:
@@ -43,11 +48,24 @@ def build_app(runtime: Runtime, *, started_at: datetime,
         body = {"ready": not reasons, "reasons": reasons}
         return JSONResponse(body, status_code=503 if reasons else 200)
 
-    return Starlette(routes=[
+    server = runtime.config.server
+    token = server.api_token.get_secret_value() if server.api_token else None
+    app = Starlette(routes=[
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *webhook_routes(runtime.webhooks, runtime.metrics),
+        gate_mount(runtime.directory, runtime.sessions),
     ])
+    return Guard(app, max_body=server.max_body_bytes,
+                 timeout=server.request_timeout.total_seconds(), token=token,
+                 protected=("/api/", "/metrics") if server.protect_metrics else ("/api/",),
+                 on_too_large=lambda path: _count_too_large(runtime, path))
+
+
+def _count_too_large(runtime: Runtime, path: str) -> None:
+    if path == WEBHOOK_PATH:
+        runtime.metrics.webhooks.labels("too_large").inc()
 
 
 async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime,
@@ -85,7 +103,7 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def make_server(app: Starlette, *, host: str, port: int) -> EmbeddedServer:
+def make_server(app: ASGIApp, *, host: str, port: int) -> EmbeddedServer:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=2)
     return EmbeddedServer(config)

@@ -18,7 +18,8 @@ from monitor.store.engine import make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"polls", "lines", "transitions", "notifications", "history_summaries",
-          "poll_summaries", "silences", "troubles", "leases", "replicas", "alembic_version"}
+          "poll_summaries", "silences", "troubles", "leases", "replicas", "webhook_events",
+          "audits", "alembic_version"}
 
 
 def test_it_upgrades_an_empty_database_to_a_schema_matching_the_models(database_url: str

@@ -37,7 +37,6 @@ from monitor.config import ChannelConfig
 from monitor.core import render
 from monitor.core.digest import Digest, render_digest
 from monitor.core.model import Entry, Message
-from monitor.core.status import recommended_action
 from monitor.core.trouble import Trouble, render_trouble
 
 log = logging.getLogger(__name__)
@@ -175,7 +174,7 @@ class Renderer:
             time_in_previous=render.format_duration(previous) if previous is not None else None,
             time_in_previous_seconds=previous.total_seconds() if previous is not None else None,
             change=f"{entry.from_status or '(new line)'} → {entry.to_status}",
-            recommended_action=recommended_action(entry.to_status),
+            recommended_action=render.recommended_action(entry),
             headline=render.headline(entry, now=now),
             degraded_for=render.format_duration(render.degraded_for(entry, now=now)),
         )

@@ -83,6 +83,10 @@ class LineState:
     @property
     def flapping(self) -> bool:
         return self.flap is not None and self.flap.flapping
+    # Linq's service status (ACTIVE/FLAGGED), known only from webhooks; None until one
+    # arrives. ``service_changed_at`` is Linq's changed_at of the event that set it.
+    service_status: str | None = None
+    service_changed_at: datetime | None = None
 
 
 class TransitionKind(enum.StrEnum):
@@ -90,6 +94,7 @@ class TransitionKind(enum.StrEnum):
     CHANGED = "changed"
     REMOVED = "removed"
     RETURNED = "returned"
+    SERVICE = "service"  # service status ACTIVE <-> FLAGGED (webhooks only), not reputation
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,7 @@ class NoticeKind(enum.StrEnum):
     REMINDER = "reminder"  # still degraded after the channel's repeat_interval
     FLAPPING = "flapping"  # changing too often: per-change alerts stop
     SETTLED = "settled"  # stable again after flapping: where it settled
+    DIAGNOSIS = "diagnosis"  # a reputation audit that finished after the alert went out
     TEST = "test"
 
 
@@ -178,6 +184,12 @@ class Entry:
     degraded_since: datetime | None = None  # start of the episode, for reminders
     sequence: tuple[tuple[datetime, str], ...] = ()  # recent changes, for flapping notices
     source: str = "poll"  # poll | webhook | policy
+    # Linq's service status when the notice is about it: FLAGGED (alerted like CRITICAL),
+    # or ACTIVE when a flag was lifted. None: the notice is about reputation only.
+    service: str | None = None
+    # What Linq's reputation audit found (monitor/core/audit.py), added while the row
+    # waited up to audit_wait, or carried by a DIAGNOSIS follow-up.
+    diagnosis: tuple[str, ...] = ()
 
     @property
     def time_in_previous(self) -> timedelta | None:
@@ -194,7 +206,8 @@ class Entry:
             "name": self.name, "labels": dict(self.labels), "reason": self.reason,
             "degraded_since": _iso(self.degraded_since),
             "sequence": [[_iso(at), status] for at, status in self.sequence],
-            "source": self.source,
+            "source": self.source, "service": self.service,
+            "diagnosis": list(self.diagnosis),
         }
 
     @classmethod
@@ -208,7 +221,8 @@ class Entry:
             labels=dict(data.get("labels") or {}), reason=data.get("reason"),
             degraded_since=_parse_optional(data.get("degraded_since")),
             sequence=tuple((_parse(at), status) for at, status in data.get("sequence") or ()),
-            source=data.get("source", "poll"),
+            source=data.get("source", "poll"), service=data.get("service"),
+            diagnosis=tuple(data.get("diagnosis") or ()),
         )
 
 

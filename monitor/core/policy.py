@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from monitor.core import service as sv
 from monitor.core import status as st
 from monitor.core.labels import selector_matches
 from monitor.core.model import (
@@ -91,11 +92,17 @@ def reconcile(
         return [], state  # a removed line is frozen; a flapping one waits to settle
     told = dict(state.told)
     notices: list[Notice] = []
-    rank = st.rank(state.status)
+    now_at = level(state)
+    rank = st.rank(now_at)
 
     def notice(rule: ChannelRule, kind: NoticeKind, *, reason: str | None = None,
                quiet: bool = False, at: datetime | None = None) -> None:
-        entry = _entry(state, kind, meta, at=at or state.since, reason=reason, source=source,
+        heard = state.told.get(rule.name)  # before this round
+        service = (sv.FLAGGED if now_at == sv.FLAGGED
+                   else state.service_status or sv.ACTIVE
+                   if heard is not None and heard.status == sv.FLAGGED else None)
+        entry = _entry(state, kind, meta, at=at or _changed_at(state, transition),
+                       reason=reason, source=source, service=service,
                        degraded_since=rule.engaged_since(state))
         notices.append(Notice(rule.name, entry, transition, silenced=quiet))
 
@@ -111,16 +118,16 @@ def reconcile(
             if policy.notify_recovery:
                 notice(rule, NoticeKind.RECOVERED, quiet=silenced)
             continue
-        if heard is not None and not heard.silenced and heard.status == state.status:
+        if heard is not None and not heard.silenced and heard.status == now_at:
             due = rule.repeat_interval is not None and now - heard.at >= rule.repeat_interval
             if due and not silenced:
                 notice(rule, NoticeKind.REMINDER, at=now)
-                told[rule.name] = Told(state.status, now)
+                told[rule.name] = Told(now_at, now)
             continue
         if silenced:
-            if heard is None or heard.status != state.status:
+            if heard is None or heard.status != now_at:
                 notice(rule, _change_kind(heard, state), quiet=True)
-                told[rule.name] = Told(state.status, now, silenced=True)
+                told[rule.name] = Told(now_at, now, silenced=True)
             continue
         reason = None
         if heard is None or heard.silenced:
@@ -136,7 +143,7 @@ def reconcile(
                 transition.kind is TransitionKind.RETURNED):
             reason = "The line is back in the account after being absent."
         notice(rule, _change_kind(heard, state), reason=reason)
-        told[rule.name] = Told(state.status, now)
+        told[rule.name] = Told(now_at, now)
     if told == state.told:
         return notices, state
     return notices, replace(state, told=told)
@@ -192,11 +199,11 @@ def settle(
     entry = _entry(settled, NoticeKind.SETTLED, meta, at=now, sequence=flap.changes)
     notices = [Notice(name, entry, silenced=silenced) for name in sorted(flap.channels)]
     told = dict(state.told)
-    rank = st.rank(state.status)
+    rank = st.rank(level(state))
     for rule in policy.channels:
         engaged = rank >= rule.min_rank and rule.selects(state.account, meta)
         if engaged and rule.name in flap.channels:
-            told[rule.name] = Told(state.status, now, silenced=silenced)
+            told[rule.name] = Told(level(state), now, silenced=silenced)
         elif not engaged:
             told.pop(rule.name, None)
     return notices, replace(settled, told=told)
@@ -210,16 +217,32 @@ def needs_review(state: LineState, policy: AlertPolicy) -> bool:
         return True
     if state.told:
         return True
-    return st.rank(state.status) >= min((r.min_rank for r in policy.channels), default=99)
+    return st.rank(level(state)) >= min((r.min_rank for r in policy.channels), default=99)
+
+
+def level(state: LineState) -> str:
+    """What the policy compares and channels hear: FLAGGED while Linq's service status says
+    so (ranked above CRITICAL: alerted like it), otherwise the reputation status."""
+    return sv.FLAGGED if sv.is_flagged(state.service_status) else state.status
 
 
 def _change_kind(heard: Told | None, state: LineState) -> NoticeKind:
-    if not st.is_known(state.status):
+    now_at = level(state)
+    if now_at == sv.FLAGGED:
+        return NoticeKind.DEGRADED
+    if not st.is_known(now_at):
         return NoticeKind.UNKNOWN
     before = heard.status if heard is not None else state.previous_status
-    if before is not None and st.rank(state.status) < st.rank(before):
+    if before is not None and st.rank(now_at) < st.rank(before):
         return NoticeKind.IMPROVED
     return NoticeKind.DEGRADED
+
+
+def _changed_at(state: LineState, transition: Transition | None) -> datetime:
+    """When the change a notice announces happened: a service change has its own time."""
+    if transition is not None and transition.kind is TransitionKind.SERVICE:
+        return transition.at
+    return state.since
 
 
 def _entry(
@@ -232,6 +255,7 @@ def _entry(
     degraded_since: datetime | None = None,
     sequence: Sequence[tuple[datetime, str]] = (),
     source: str = "poll",
+    service: str | None = None,
 ) -> Entry:
     return Entry(
         kind=kind,
@@ -249,4 +273,5 @@ def _entry(
         degraded_since=degraded_since or state.degraded_since,
         sequence=tuple(sequence),
         source=source,
+        service=service,
     )

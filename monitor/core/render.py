@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from monitor.core import service as sv
 from monitor.core import status as st
 from monitor.core.model import Entry, Message, NoticeKind, Transition
 
@@ -22,7 +23,8 @@ DEFAULT_LIMIT = 20
 
 # Grouped messages list the most urgent kinds first.
 _KIND_ORDER = (NoticeKind.DEGRADED, NoticeKind.UNKNOWN, NoticeKind.FLAPPING, NoticeKind.REMINDER,
-               NoticeKind.IMPROVED, NoticeKind.SETTLED, NoticeKind.RECOVERED, NoticeKind.TEST)
+               NoticeKind.DIAGNOSIS, NoticeKind.IMPROVED, NoticeKind.SETTLED,
+               NoticeKind.RECOVERED, NoticeKind.TEST)
 # How a summary counts each kind: "4 degraded", "2 still degraded", ...
 _SUMMARY_VERB = {
     NoticeKind.DEGRADED: "degraded",
@@ -31,6 +33,7 @@ _SUMMARY_VERB = {
     NoticeKind.REMINDER: "still degraded",
     NoticeKind.IMPROVED: "improving",
     NoticeKind.SETTLED: "settled after flapping",
+    NoticeKind.DIAGNOSIS: "diagnosed",
     NoticeKind.RECOVERED: "recovered",
     NoticeKind.TEST: "test",
 }
@@ -53,7 +56,7 @@ def render_entries(entries: Sequence[Entry], *, now: datetime, limit: int = DEFA
 def render_entry(entry: Entry, *, now: datetime, flap_window: timedelta | None = None
                  ) -> Message:
     """The full message about one line."""
-    return Message(title=shorten(f"[{entry.to_status}] {_who(entry)} {headline(entry, now=now)}"
+    return Message(title=shorten(f"[{badge(entry)}] {_who(entry)} {headline(entry, now=now)}"
                                   f" ({entry.account})"),
                    body="\n".join(_entry_body(entry, now=now, flap_window=flap_window)))
 
@@ -65,7 +68,7 @@ def render_group(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAUL
     shown, more = ordered[:limit], max(0, len(ordered) - limit)
     accounts = sorted({e.account for e in entries})
     where = accounts[0] if len(accounts) == 1 else f"{len(accounts)} accounts"
-    worst = max((e.to_status for e in entries), key=st.rank)
+    worst = max((badge(e) for e in entries), key=st.rank)
     summary = summarize(entries)
     lines = [summary, ""]
     for entry in shown:
@@ -79,7 +82,7 @@ def summarize(entries: Sequence[Entry]) -> str:
     """'6 lines degraded: 4 AT_RISK, 2 CRITICAL; 1 recovered'."""
     by_kind: dict[NoticeKind, Counter[str]] = {}
     for entry in entries:
-        by_kind.setdefault(entry.kind, Counter())[entry.to_status] += 1
+        by_kind.setdefault(entry.kind, Counter())[badge(entry)] += 1
     parts: list[str] = []
     for kind in _KIND_ORDER:
         counts = by_kind.get(kind)
@@ -104,7 +107,7 @@ def sort_entries(entries: Sequence[Entry]) -> list[Entry]:
 
     def line_key(e: Entry) -> tuple[int, int, str, str]:
         last = latest[(e.account, e.line_id)]
-        return (_KIND_ORDER.index(last.kind), -st.rank(last.to_status), e.account,
+        return (_KIND_ORDER.index(last.kind), -st.rank(badge(last)), e.account,
                 e.phone_number)
     return sorted(entries, key=lambda e: (*line_key(e), e.at))
 
@@ -113,6 +116,12 @@ def headline(entry: Entry, *, now: datetime) -> str:
     """What happened, in a few words: 'degraded: HEALTHY → AT_RISK', 'still CRITICAL for 3h'."""
     change = f"{entry.from_status or '(new line)'} → {entry.to_status}"
     kind = entry.kind
+    if entry.service == sv.FLAGGED and kind in (NoticeKind.DEGRADED, NoticeKind.UNKNOWN):
+        return f"flagged: service status {sv.ACTIVE} → {sv.FLAGGED}"
+    if entry.service == sv.ACTIVE and kind in (NoticeKind.IMPROVED, NoticeKind.RECOVERED):
+        return f"service restored: {sv.FLAGGED} → {sv.ACTIVE}, reputation {entry.to_status}"
+    if kind is NoticeKind.DIAGNOSIS:
+        return f"diagnosis of its {entry.to_status} status"
     if kind is NoticeKind.REMINDER:
         return f"still {entry.to_status} for {format_duration(degraded_for(entry, now=now))}"
     if kind is NoticeKind.FLAPPING:
@@ -136,7 +145,8 @@ def compact_entry(entry: Entry, *, now: datetime, with_account: bool = False) ->
         what += f" ({change})"
     account = f" [{entry.account}]" if with_account else ""
     return [f"- {_who(entry)}{account} {what}{after}, at {_short_time(entry.at, now)}",
-            f"  {entry.doc_url or '(no doc_url)'}"]
+            f"  {entry.doc_url or '(no doc_url)'}",
+            *(f"  {line}" for line in entry.diagnosis)]
 
 
 def degraded_for(entry: Entry, *, now: datetime) -> timedelta:
@@ -152,6 +162,10 @@ def _entry_body(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
     if entry.labels:
         lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items())))
     lines.append(f"Status: {entry.from_status or '(new line)'} → {entry.to_status}")
+    if entry.service == sv.FLAGGED:
+        lines.append(f"Service status: {sv.ACTIVE} → {sv.FLAGGED}")
+    elif entry.service is not None:
+        lines.append(f"Service status: {sv.FLAGGED} → {entry.service}")
     lines.append(f"Changed at: {format_time(entry.at)}")
     previous = entry.time_in_previous
     if previous is not None:
@@ -159,9 +173,21 @@ def _entry_body(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
     lines += _kind_lines(entry, now=now, flap_window=flap_window)
     if entry.reason:
         lines.append(f"Reason: {entry.reason}")
-    lines.append(f"Recommended action: {st.recommended_action(entry.to_status)}")
+    lines.append(f"Recommended action: {recommended_action(entry)}")
     lines.append(f"Guide: {entry.doc_url or '(the API sent no doc_url)'}")
+    lines += entry.diagnosis
     return lines
+
+
+def badge(entry: Entry) -> str:
+    """The word in a title's brackets: FLAGGED outranks any reputation status."""
+    return sv.FLAGGED if entry.service == sv.FLAGGED else entry.to_status
+
+
+def recommended_action(entry: Entry) -> str:
+    if entry.service == sv.FLAGGED:
+        return sv.ACTION[sv.FLAGGED]
+    return st.recommended_action(entry.to_status)
 
 
 def _kind_lines(entry: Entry, *, now: datetime, flap_window: timedelta | None) -> list[str]:
@@ -189,6 +215,9 @@ def _kind_lines(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
     if kind is NoticeKind.SETTLED:
         return [f"Settled at {entry.to_status} at {format_time(entry.at)} after flapping; "
                 "per-change alerts resume."]
+    if kind is NoticeKind.DIAGNOSIS:
+        return ["Follows the alert about this line: the reputation audit finished after it "
+                "was sent."]
     return []
 
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.simulator.state import Simulator
-from monitor.simulator.wire import new_trace_id
+from monitor.simulator.wire import JSON, new_trace_id, render_error
 
 # Linq's documented base URL ends in /api/partner; serving both spellings lets a client be
 # pointed at the simulator with either kind of base_url.
@@ -50,7 +50,52 @@ def build_app(sim: Simulator) -> Starlette:
             return PlainTextResponse(f"bad request: {exc}", status_code=400)
         return PlainTextResponse(f"{len(changes)} set")
 
+    def authorised(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {sim.token}"
+
+    async def start_audit(request: Request) -> Response:
+        if not authorised(request):
+            return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        status, body, headers = sim.audits.start(request.path_params["phone"])
+        return Response(body, status_code=status, headers=headers, media_type=JSON)
+
+    async def read_audit(request: Request) -> Response:
+        if not authorised(request):
+            return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        status, body = sim.audits.read(request.path_params["phone"],
+                                       request.path_params["audit_id"])
+        return Response(body, status_code=status, media_type=JSON)
+
+    async def subscriptions(request: Request) -> Response:
+        if not authorised(request):
+            return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        if request.method == "GET":
+            return Response(orjson.dumps(sim.subscriptions.list()), media_type=JSON)
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None
+        status, answer = sim.subscriptions.create(body)
+        return Response(orjson.dumps(answer), status_code=status, media_type=JSON)
+
+    async def subscription(request: Request) -> Response:
+        if not authorised(request):
+            return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        if sim.subscriptions.delete(request.path_params["id"]):
+            return Response(status_code=204)
+        return Response(render_error(404, trace_id=new_trace_id()), status_code=404,
+                        media_type=JSON)
+
     routes = [Route(path, list_phone_numbers, methods=["GET"]) for path in LIST_PATHS]
+    for prefix in ("", "/api/partner"):
+        routes.append(Route(prefix + "/v3/webhook-subscriptions", subscriptions,
+                            methods=["GET", "POST"]))
+        routes.append(Route(prefix + "/v3/webhook-subscriptions/{id}", subscription,
+                            methods=["DELETE"]))
+    for prefix in ("", "/api/partner"):
+        audit = prefix + "/v3/phone_numbers/{phone}/reputation_audit"
+        routes.append(Route(audit, start_audit, methods=["POST"]))
+        routes.append(Route(audit + "/{audit_id}", read_audit, methods=["GET"]))
     routes.append(Route(HEALTH_PATH, health, methods=["GET"]))
     routes.append(Route(SET_PATH, set_statuses, methods=["POST"]))
     return Starlette(routes=routes, middleware=[Middleware(_TraceIdMiddleware)])

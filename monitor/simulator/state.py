@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.simulator.audits import AuditDesk
 from monitor.simulator.fleet import Fleet
 from monitor.simulator.scenario import LegacyMode, Scenario, Step
+from monitor.simulator.webhooks import SubscriptionDesk
 from monitor.simulator.wire import JSON, new_trace_id, render_error, retry_after_header
 
 
@@ -68,6 +70,8 @@ class Simulator:
         self._next_step = 0
         self._request_count = 0
         self._served_count = 0
+        self.audits = AuditDesk()  # reputation audits (their own lock)
+        self.subscriptions = SubscriptionDesk()  # webhook subscriptions (their own lock)
 
     # -- the fleet -------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ def status_at_poll(session: Session, *, account: str, line_id: str, poll_id: int
     row = session.scalars(
         select(TransitionRow)
         .where(TransitionRow.account == account, TransitionRow.line_id == line_id,
-               TransitionRow.poll_id <= poll_id)
+               TransitionRow.poll_id <= poll_id, TransitionRow.kind != "service")
         .order_by(TransitionRow.id.desc())
         .limit(1)
     ).first()
@@ -121,7 +121,8 @@ class LineHistory:
 def line_histories(session: Session, *, start: datetime) -> list[LineHistory]:
     """Every line's status at ``start`` and its changes since, for the report."""
     before = (
-        select(func.max(TransitionRow.id)).where(TransitionRow.at < start)
+        select(func.max(TransitionRow.id))
+        .where(TransitionRow.at < start, TransitionRow.kind != "service")
         .group_by(TransitionRow.account, TransitionRow.line_id)
     )
     initial = {
@@ -129,7 +130,8 @@ def line_histories(session: Session, *, start: datetime) -> list[LineHistory]:
         for r in session.scalars(select(TransitionRow).where(TransitionRow.id.in_(before)))
     }
     changes: dict[tuple[str, str], list[Change]] = {}
-    for r in session.scalars(select(TransitionRow).where(TransitionRow.at >= start)
+    for r in session.scalars(select(TransitionRow)
+                             .where(TransitionRow.at >= start, TransitionRow.kind != "service")
                              .order_by(TransitionRow.id)):
         changes.setdefault((r.account, r.line_id), []).append(
             Change(r.at, None if r.kind == "removed" else r.to_status))

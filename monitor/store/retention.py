@@ -66,7 +66,8 @@ def _condense_transitions(session: Session, cutoff: datetime) -> tuple[int, int]
         select(TransitionRow.id, TransitionRow.account, TransitionRow.line_id,
                TransitionRow.phone_number, TransitionRow.kind, TransitionRow.to_status,
                TransitionRow.at)
-        .where(TransitionRow.at < cutoff)
+        # Service-status changes (webhooks) are not reputation: kept, never summarised.
+        .where(TransitionRow.at < cutoff, TransitionRow.kind != "service")
         .order_by(TransitionRow.account, TransitionRow.line_id, TransitionRow.id)
     ).all()
     by_line: dict[tuple[str, str], list[tuple[int, str, str, str, datetime]]] = defaultdict(

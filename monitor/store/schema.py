@@ -112,6 +112,9 @@ class Line(Base):
     pending_count: Mapped[int | None] = mapped_column(Integer)
     pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     flap: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Service status (ACTIVE/FLAGGED) from webhooks, and Linq's changed_at of that event.
+    service_status: Mapped[str | None] = mapped_column(String(32))
+    service_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class TransitionRow(Base):
@@ -181,6 +184,52 @@ class Trouble(Base):
     since: Mapped[datetime] = mapped_column(UTCDateTime())
     detail: Mapped[str | None] = mapped_column(Text)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookEvent(Base):
+    """Every accepted webhook, keyed by its ``webhook-id``: the idempotency record.
+
+    The unique constraint on ``event_id`` is what makes a redelivered event (or the same
+    event reaching two replicas) count once: only the insert that wins processes it.
+    ``state``: pending (recorded, not yet applied), applied, ignored (older than what is
+    known, or nothing new), unmatched (no such line yet; retried after each poll), other
+    (an event type we do not act on).
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    account: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_webhook_events_state", "state", "account", "id"),)
+
+
+class Audit(Base):
+    """A reputation audit of one line: started, then its report once Linq completes it."""
+
+    __tablename__ = "audits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(100))
+    line_id: Mapped[str | None] = mapped_column(String(64))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    audit_id: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))  # pending | complete | error | skipped
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    severity: Mapped[str | None] = mapped_column(String(32))
+    primary_driver: Mapped[str | None] = mapped_column(String(64))
+    report: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_audits_phone", "phone_number", "id"),)
 
 
 class HistorySummary(Base):

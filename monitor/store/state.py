@@ -38,7 +38,8 @@ _TRANSITIONS: Table = TransitionRow.__table__  # type: ignore[assignment]
 _NOTIFICATIONS: Table = Notification.__table__  # type: ignore[assignment]
 _LINE_COLUMNS = ("account", "line_id", "phone_number", "status", "doc_url", "since", "present",
                  "updated_at", "told", "previous_status", "previous_since", "degraded_since",
-                 "pending_status", "pending_count", "pending_since", "flap")
+                 "pending_status", "pending_count", "pending_since", "flap", "service_status",
+                 "service_changed_at")
 _UPDATE_LINE = (
     update(_LINES)
     .where(_LINES.c.account == bindparam("k_account"), _LINES.c.line_id == bindparam("k_line_id"))
@@ -64,6 +65,8 @@ class Outgoing:
 
     notice: Notice
     message: Message
+    # Held until then (e.g. waiting up to audit_wait for a diagnosis); None: send now.
+    not_before: datetime | None = None
 
 
 def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineState]:
@@ -77,7 +80,8 @@ def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineS
     query = (select(Line.line_id, Line.phone_number, Line.status, Line.doc_url, Line.since,
                     Line.present, Line.told, Line.previous_status, Line.previous_since,
                     Line.degraded_since, Line.pending_status, Line.pending_count,
-                    Line.pending_since, Line.flap)
+                    Line.pending_since, Line.flap, Line.service_status,
+                    Line.service_changed_at)
              .where(Line.account == account).execution_options(yield_per=5000))
     shared: dict[Any, Any] = {}
 
@@ -96,10 +100,11 @@ def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineS
                     pending=(Pending(pending_status, pending_count or 0, pending_since)
                              if pending_status is not None and pending_since is not None
                              else None),
-                    flap=None if flap is None else _flap(flap))
+                    flap=None if flap is None else _flap(flap),
+                    service_status=share(service_status), service_changed_at=service_at)
                 for (line_id, phone, status, doc_url, since, present, told, prev_status,
                      prev_since, degraded_since, pending_status, pending_count, pending_since,
-                     flap) in session.execute(query)
+                     flap, service_status, service_at) in session.execute(query)
             }
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot load lines of account {account}: {exc}") from exc
@@ -139,19 +144,9 @@ def commit_poll(
             poll_row.replica = fence.holder if fence is not None else None
             session.add(poll_row)
             session.flush()
-            # Core executemany in chunks: a cold start writes 100k lines without holding
-            # 100k parameter dicts, and without the ORM's per-row bookkeeping.
-            connection = session.connection()
-            for lines in _chunks(new_lines):
-                insert_rows(connection, _LINES, _LINE_COLUMNS,
-                            [_line_row(s, now) for s in lines])
-            for lines in _chunks(changed_lines):
-                session.execute(_UPDATE_LINE, [_line_update(s, now) for s in lines])
-            transition_ids = _insert_transitions(session, transitions, outgoing, poll_row.id,
-                                                 source)
-            for batch in _chunks(outgoing):
-                session.execute(_NOTIFICATIONS.insert(),
-                                [_notification_values(o, transition_ids, now) for o in batch])
+            write_changes(session, now=now, new_lines=new_lines, changed_lines=changed_lines,
+                          transitions=transitions, outgoing=outgoing, poll_id=poll_row.id,
+                          source=source)
             return poll_row.id
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot record poll of {poll.account}: {exc}") from exc
@@ -163,24 +158,52 @@ def commit_notices(
     changed_lines: Sequence[LineState],
     outgoing: Sequence[Outgoing],
     now: datetime,
+    fence: Fence | None = None,
 ) -> None:
-    """Write what the policy tick decided (lines' ``told`` and the notices) atomically."""
+    """Write what the policy tick decided (lines' ``told`` and the notices) atomically;
+    with ``fence``, only while that lease is ours (else LeaseLost, nothing written)."""
     try:
         with sessions.begin() as session:
-            for lines in _chunks(changed_lines):
-                session.execute(_UPDATE_LINE, [_line_update(s, now) for s in lines])
-            for batch in _chunks(outgoing):
-                session.execute(_NOTIFICATIONS.insert(),
-                                [_notification_values(o, {}, now) for o in batch])
+            if fence is not None:
+                check_fence(session, fence)
+            write_changes(session, now=now, changed_lines=changed_lines, transitions=(),
+                          outgoing=outgoing, poll_id=None, source="policy")
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot record notices: {exc}") from exc
+def write_changes(
+    session: Session,
+    *,
+    now: datetime,
+    new_lines: Sequence[LineState] = (),
+    changed_lines: Sequence[LineState],
+    transitions: Sequence[Transition],
+    outgoing: Sequence[Outgoing],
+    poll_id: int | None,
+    source: str,
+) -> None:
+    """Lines, transitions and their notifications, inside the caller's transaction.
+
+    Shared by polls and webhooks (``source`` tags which one saw the change), so both
+    write exactly the same rows.
+    """
+    # Core executemany in chunks: a cold start writes 100k lines without holding
+    # 100k parameter dicts, and without the ORM's per-row bookkeeping.
+    connection = session.connection()
+    for lines in _chunks(new_lines):
+        insert_rows(connection, _LINES, _LINE_COLUMNS, [_line_row(s, now) for s in lines])
+    for lines in _chunks(changed_lines):
+        session.execute(_UPDATE_LINE, [_line_update(s, now) for s in lines])
+    transition_ids = _insert_transitions(session, transitions, outgoing, poll_id, source)
+    for batch in _chunks(outgoing):
+        session.execute(_NOTIFICATIONS.insert(),
+                        [_notification_values(o, transition_ids, now) for o in batch])
 
 
 def _insert_transitions(
     session: Session,
     transitions: Sequence[Transition],
     outgoing: Sequence[Outgoing],
-    poll_id: int,
+    poll_id: int | None,
     source: str,
 ) -> dict[int, int]:
     """Insert transitions; map those that have notifications (by identity) to their row id.
@@ -205,7 +228,7 @@ def _insert_transitions(
     return ids
 
 
-def _transition_values(t: Transition, poll_id: int, source: str) -> dict[str, object]:
+def _transition_values(t: Transition, poll_id: int | None, source: str) -> dict[str, object]:
     return {
         "account": t.account,
         "line_id": t.line_id,
@@ -242,7 +265,7 @@ def _notification_values(
         "created_at": now,
         "state": "silenced" if notice.silenced else "pending",
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": outgoing.not_before or now,
         "payload": notice.entry.to_json(),
         "deferred": False,
         "dedupe_key": None,
@@ -273,7 +296,8 @@ def _line_row(state: LineState, now: datetime) -> tuple[object, ...]:
             state.since, state.present, now, _told_json(state.told), state.previous_status,
             state.previous_since, state.degraded_since,
             pending.status if pending else None, pending.count if pending else None,
-            pending.since if pending else None, _flap_json(state.flap))
+            pending.since if pending else None, _flap_json(state.flap), state.service_status,
+            state.service_changed_at)
 
 
 def _told_json(told: Mapping[str, Told]) -> dict[str, Any] | None:
@@ -311,3 +335,4 @@ def _line_update(state: LineState, now: datetime) -> dict[str, object]:
     values["k_account"] = values.pop("account")
     values["k_line_id"] = values.pop("line_id")
     return values
+

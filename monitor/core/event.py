@@ -1,0 +1,89 @@
+"""What a ``phone_number.status_updated`` webhook does to a known line. Pure.
+
+The reputation part goes through the same ``detect_line`` and alert policy as a poll
+(``note_change`` for flapping, ``reconcile`` for who hears what), so a webhook produces
+the very transitions and notices the next poll would have; that poll then sees nothing new.
+The service status (ACTIVE/FLAGGED) is the line's ``level`` for the policy while flagged
+(monitor/core/service.py). Ordering rules, since Linq does not promise delivery order:
+- a reputation change that happened (``changed_at``) before the line's current status was
+  observed is stale: it never rolls the line back;
+- a service status older than the last one applied is ignored;
+- a ``changed_at`` in the future (clock skew) counts as the moment the event arrived.
+Debounce (``confirm_polls``) counts polls; a webhook is Linq's own report of a change, so
+it applies at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from monitor.core.detect import detect_line
+from monitor.core.model import LineMeta, LineState, Notice, Observation, Transition
+from monitor.core.policy import NO_META, AlertPolicy, note_change, reconcile
+from monitor.core.service import detect_service
+
+# Webhooks carry no doc_url: until the next poll brings the exact one, point at the guide.
+GUIDE_URL = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"
+
+
+@dataclass(frozen=True, slots=True)
+class EventPlan:
+    state: LineState  # ``previous`` itself when nothing changed
+    transitions: list[Transition] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    stale: bool = False  # the event was older than what is known
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.transitions)
+
+
+def plan_status_update(
+    previous: LineState,
+    *,
+    new_reputation: str | None,
+    new_status: str | None,
+    changed_at: datetime,
+    received_at: datetime,
+    now: datetime,
+    policy: AlertPolicy,
+    meta: LineMeta = NO_META,
+    silenced: bool = False,
+) -> EventPlan:
+    at = min(changed_at, received_at)
+    state = previous
+    transitions: list[Transition] = []
+    notices: list[Notice] = []
+    stale = False
+    if new_reputation is not None and new_reputation != state.status and state.present:
+        if at < state.since:
+            stale = True
+        else:
+            doc_url = state.doc_url or GUIDE_URL
+            observation = Observation(state.line_id, state.phone_number, new_reputation,
+                                      doc_url)
+            # Any unconfirmed poll sighting is superseded by Linq's own report.
+            after, transition = detect_line(replace(state, pending=None), observation,
+                                            account=state.account, now=at)
+            assert after is not None
+            if transition is not None:
+                transitions.append(transition)
+                flapping, after = note_change(after, transition, policy, meta=meta,
+                                              silenced=silenced)
+                notices += flapping
+                told, after = reconcile(after, policy, now=now, meta=meta, silenced=silenced,
+                                        transition=transition, source="webhook")
+                notices += told
+            state = after
+    if new_status is not None:
+        after, transition = detect_service(state, new_status, changed_at=at)
+        if after is state and new_status != state.service_status:
+            stale = True
+        if transition is not None:
+            transitions.append(transition)
+            told, after = reconcile(after, policy, now=now, meta=meta, silenced=silenced,
+                                    transition=transition, source="webhook")
+            notices += told
+        state = after
+    return EventPlan(state, transitions, notices, stale)

@@ -1,0 +1,113 @@
+"""Limits every HTTP endpoint shares: body size, a deadline, and optional bearer auth.
+
+Pure ASGI (no BaseHTTPMiddleware), so the streamed /metrics body passes through as is.
+- A body larger than ``max_body`` is refused with 413: at once when Content-Length says
+  so, otherwise as soon as the bytes read pass the limit (a chunked upload cannot grow
+  memory without bound).
+- A request not answered within ``timeout`` gets 503 (if nothing was sent yet), so a
+  slow client or a stuck handler cannot hold a connection and its memory forever.
+- Paths under ``protected`` need ``Authorization: Bearer <token>``, compared in constant
+  time; the token is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Callable, Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Guard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        timeout: float,
+        token: str | None = None,
+        protected: Sequence[str] = (),
+        on_too_large: Callable[[str], None] = lambda path: None,
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.timeout = timeout
+        self._token = token.encode() if token else None
+        self._protected = tuple(protected)
+        self._on_too_large = on_too_large
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if self._token is not None and path.startswith(self._protected) and not self._authorised(
+                scope):
+            await _plain(send, 401, b"unauthorized\n",
+                         extra=[(b"www-authenticate", b'Bearer realm="reputation-monitor"')])
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            self._on_too_large(path)
+            await _plain(send, 413, b"request body too large\n")
+            return
+        started = False
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            self._on_too_large(path)
+            if not started:
+                await _plain(send, 413, b"request body too large\n")
+        except TimeoutError:
+            if not started:
+                await _plain(send, 503, b"request timed out\n")
+
+    def _authorised(self, scope: Scope) -> bool:
+        assert self._token is not None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(
+                    credentials.strip(), self._token)
+        return False
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _plain(send: Send, status: int, body: bytes,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"),
+               (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

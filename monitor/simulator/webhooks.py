@@ -1,0 +1,142 @@
+"""The simulator's webhook sender: Linq's ``phone_number.status_updated`` deliveries, signed
+with a ``whsec_`` secret the way Linq signs them, or deliberately unsigned, forged or stale.
+
+    sender = WebhookSender(secret)
+    sender.send(url, sender.status_updated("+12025550101", new_status="FLAGGED"))
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from monitor.simulator.wire import new_trace_id
+from monitor.webhooks.verify import sign
+
+
+def new_secret() -> str:
+    """A fresh signing secret in Linq's (Standard Webhooks') format."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    body: bytes
+    event_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class WebhookSender:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def status_updated(
+        self,
+        phone_number: str,
+        *,
+        new_status: str | None = None,
+        previous_status: str | None = None,
+        new_reputation: str | None = None,
+        previous_reputation: str | None = None,
+        changed_at: datetime | None = None,
+        event_id: str | None = None,
+    ) -> Delivery:
+        """A status_updated event; keys left None are omitted from ``data``."""
+        data: dict[str, Any] = {"phone_number": phone_number}
+        for key, value in (("previous_status", previous_status), ("new_status", new_status),
+                           ("previous_reputation", previous_reputation),
+                           ("new_reputation", new_reputation)):
+            if value is not None:
+                data[key] = value
+        moment = changed_at or datetime.now(UTC)
+        data["changed_at"] = _iso(moment)
+        return self.event("phone_number.status_updated", data, event_id=event_id)
+
+    def event(self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
+              ) -> Delivery:
+        event_id = event_id or str(uuid.uuid4())
+        body = orjson.dumps({
+            "api_version": "v3", "webhook_version": "2026-02-03", "event_type": event_type,
+            "event_id": event_id, "created_at": _iso(datetime.now(UTC)),
+            "trace_id": new_trace_id(), "partner_id": "sim-partner", "data": data,
+        })
+        return Delivery(body, event_id)
+
+    def headers(self, delivery: Delivery, *, timestamp: int | None = None,
+                secret: str | None = None) -> dict[str, str]:
+        """Signed headers (standard and legacy) for ``delivery``."""
+        return sign(secret or self.secret, webhook_id=delivery.event_id,
+                    timestamp=int(time.time()) if timestamp is None else timestamp,
+                    body=delivery.body)
+
+    def send(self, url: str, delivery: Delivery, *, mode: str = "signed",
+             timestamp_offset: int = 0, timeout: float = 10) -> httpx.Response:
+        """POST ``delivery`` to ``url``.
+
+        ``mode``: "signed" (what Linq sends), "unsigned" (no signature headers), "forged"
+        (signed with another secret), "legacy" (only the deprecated X-Webhook-* headers).
+        ``timestamp_offset`` shifts the signed timestamp (stale or future deliveries).
+        """
+        stamp = int(time.time()) + timestamp_offset
+        if mode == "unsigned":
+            headers: dict[str, str] = {}
+        elif mode == "forged":
+            headers = self.headers(delivery, timestamp=stamp, secret=new_secret())
+        else:
+            headers = self.headers(delivery, timestamp=stamp)
+            if mode == "legacy":
+                headers = {k: v for k, v in headers.items() if k.startswith("X-")}
+        headers["Content-Type"] = "application/json"
+        return httpx.post(url, content=delivery.body, headers=headers, timeout=timeout)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SubscriptionDesk:
+    """Linq's ``/v3/webhook-subscriptions``: create (secret shown once), list, delete.
+
+    A target URL may be used once per account, and must be HTTPS, as Linq requires.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, str] = {}  # id -> signing secret, for tests to sign with
+
+    def create(self, body: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(body, dict) or not isinstance(body.get("target_url"), str):
+            return 400, {"success": False, "error": {"status": 400, "code": 1000,
+                                                     "message": "target_url is required"}}
+        url = body["target_url"]
+        with self._lock:
+            if not url.startswith("https://") or any(
+                    i["target_url"] == url for i in self._items.values()):
+                return 400, {"success": False, "error": {
+                    "status": 400, "code": 1000,
+                    "message": "target_url must be https and unused in this account"}}
+            item = {"id": f"whsub_{uuid.uuid4().hex[:12]}", "target_url": url,
+                    "subscribed_events": list(body.get("subscribed_events") or []),
+                    "phone_numbers": body.get("phone_numbers"), "is_active": True}
+            self._items[item["id"]] = item
+            secret = self.secrets[item["id"]] = new_secret()
+            return 201, {**item, "signing_secret": secret}
+
+    def list(self) -> dict[str, Any]:
+        with self._lock:
+            return {"subscriptions": [dict(i) for i in self._items.values()]}
+
+    def delete(self, subscription_id: str) -> bool:
+        with self._lock:
+            self.secrets.pop(subscription_id, None)
+            return self._items.pop(subscription_id, None) is not None

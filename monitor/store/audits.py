@@ -1,0 +1,150 @@
+"""Audit rows, and the audit's effect on the notifications of the transition it explains.
+
+``enrich`` adds the diagnosis to the entries of notifications still waiting (pending and
+unclaimed, checked by the conditional UPDATE) and releases them; the channels whose
+notification already left get a separate diagnosis notification instead
+(``queue_diagnosis``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.core.model import Entry, NoticeKind, Transition
+from monitor.core.render import render_entry
+from monitor.errors import StoreError
+from monitor.store.schema import Audit, Notification, TransitionRow
+
+
+@contextlib.contextmanager
+def _mapped(what: str) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot {what}: {type(exc).__name__}") from exc
+
+
+def start(sessions: sessionmaker[Session], *, account: str, line_id: str | None,
+          phone_number: str, now: datetime) -> int:
+    try:
+        with sessions.begin() as session:
+            row = Audit(account=account, line_id=line_id, phone_number=phone_number,
+                        state="pending", started_at=now)
+            session.add(row)
+            session.flush()
+            return row.id
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot record the audit: {type(exc).__name__}") from exc
+
+
+def finish(sessions: sessionmaker[Session], row_id: int, *, state: str, now: datetime,
+           audit_id: str | None = None, report: dict[str, Any] | None = None,
+           error: str | None = None) -> None:
+    values: dict[str, Any] = {"state": state, "completed_at": now, "error": error}
+    if audit_id is not None:
+        values["audit_id"] = audit_id
+    if report is not None:
+        values["report"] = report
+        severity, driver = report.get("severity"), report.get("primary_driver")
+        values["severity"] = severity if isinstance(severity, str) else None
+        values["primary_driver"] = driver[:64] if isinstance(driver, str) and driver else None
+    try:
+        with sessions.begin() as session:
+            session.execute(update(Audit).where(Audit.id == row_id).values(**values))
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot record the audit: {type(exc).__name__}") from exc
+
+
+def latest(session: Session, phone_or_id: str) -> Audit | None:
+    return session.scalars(
+        select(Audit).where((Audit.phone_number == phone_or_id) | (Audit.line_id == phone_or_id))
+        .order_by(Audit.id.desc()).limit(1)
+    ).first()
+
+
+def latest_per_line(session: Session) -> list[Audit]:
+    """The newest audit of every phone number (for the gate API at start)."""
+    newest = select(func.max(Audit.id)).group_by(Audit.phone_number)
+    return list(session.scalars(select(Audit).where(Audit.id.in_(newest))))
+
+
+def transition_id(sessions: sessionmaker[Session], t: Transition) -> int | None:
+    """The row id of a committed transition (matched on line, time and statuses)."""
+    with _mapped("find the transition"), sessions() as session:
+        return session.scalar(
+            select(TransitionRow.id).where(
+                TransitionRow.account == t.account, TransitionRow.line_id == t.line_id,
+                TransitionRow.at == t.at, TransitionRow.to_status == t.to_status,
+            ).order_by(TransitionRow.id.desc()).limit(1))
+
+
+def enrich(sessions: sessionmaker[Session], transition: int, lines: Sequence[str], *,
+           now: datetime) -> tuple[list[str], list[tuple[str, Entry]]]:
+    """Add ``lines`` to the transition's waiting notifications and release them.
+
+    The diagnosis goes into the row's entry, rendered with the rest when the message is
+    sent. Returns (channels enriched, (channel, entry) of those that had already left).
+    """
+    enriched: list[str] = []
+    missed: list[tuple[str, Entry]] = []
+    with _mapped("add the diagnosis"), sessions.begin() as session:
+        rows = session.execute(
+            select(Notification.id, Notification.channel, Notification.payload)
+            .where(Notification.transition_id == transition,
+                   Notification.kind != NoticeKind.DIAGNOSIS.value,
+                   Notification.state != "silenced")).all()
+        for row_id, channel, payload in rows:
+            if payload is None:
+                continue  # written before entries were stored: nothing to add to
+            entry = replace(Entry.from_json(payload), diagnosis=tuple(lines))
+            done = session.execute(
+                update(Notification)
+                .where(Notification.id == row_id, Notification.state == "pending",
+                       Notification.claimed_until.is_(None), Notification.attempts == 0)
+                .values(payload=entry.to_json(), next_attempt_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            if done:
+                enriched.append(channel)
+            else:
+                missed.append((channel, entry))
+    return enriched, missed
+
+
+def release(sessions: sessionmaker[Session], transition: int, *, now: datetime) -> None:
+    """Let the transition's held notifications go now (the audit will not add anything)."""
+    with _mapped("release held notifications"), sessions.begin() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.transition_id == transition, Notification.state == "pending",
+                   Notification.next_attempt_at > now, Notification.attempts == 0)
+            .values(next_attempt_at=now)
+            .execution_options(synchronize_session=False))
+
+
+def queue_diagnosis(sessions: sessionmaker[Session], transition: int,
+                    missed: Sequence[tuple[str, Entry]], *, now: datetime) -> None:
+    """A follow-up "diagnosis" message to each channel whose alert left without it (once
+    per transition and channel: the dedupe key)."""
+    with _mapped("queue the diagnosis"), sessions.begin() as session:
+        for channel, alert in missed:
+            entry = replace(alert, kind=NoticeKind.DIAGNOSIS, at=now, source="audit")
+            key = f"diagnosis:{transition}:{channel}"
+            if session.scalar(select(Notification.id)
+                              .where(Notification.dedupe_key == key)) is not None:
+                continue
+            message = render_entry(entry, now=now)
+            session.add(Notification(
+                transition_id=transition, account=entry.account, line_id=entry.line_id,
+                channel=channel, kind=entry.kind.value, title=message.title,
+                body=message.body, created_at=now, state="pending", attempts=0,
+                next_attempt_at=now, payload=entry.to_json(), deferred=False,
+                dedupe_key=key))

@@ -1,0 +1,70 @@
+"""End to end: ``reputation-monitor run`` as a subprocess receives signed webhooks from the
+simulator over a real socket and the alert reaches the receiver through Apprise's json://."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor.simulator import Simulator, SimulatorServer
+from monitor.simulator.webhooks import WebhookSender, new_secret
+from tests.support.daemon import DaemonProcess, cli, write_config
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.timeout(120)
+
+LINE = "+12025550101"
+
+
+def test_a_signed_status_webhook_reaches_on_call_without_waiting_for_a_poll(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = new_secret()
+    monkeypatch.setenv("E2E_WEBHOOK_SECRET", secret)
+    line_id = sim.add_line(LINE)
+    config = write_config(
+        tmp_path / "config.toml", base_url=sim_server.url, database_url=database_url,
+        channels=[("pager", receiver.url("pager"), "CRITICAL")],
+        poll_interval="1h",  # only the first poll happens: whatever follows is the webhook
+        extra_account='webhook_secret_env = "E2E_WEBHOOK_SECRET"',
+    )
+    daemon = DaemonProcess(config, log=tmp_path / "daemon.log").start()
+    try:
+        daemon.wait_for_polls(1)
+        url = daemon.url + "/webhooks/linq"
+        sender = WebhookSender(secret)
+
+        forged = sender.status_updated(LINE, new_status="FLAGGED")
+        assert sender.send(url, forged, mode="forged").status_code == 401
+        assert sender.send(url, forged, mode="unsigned").status_code == 401
+        assert sender.send(url, forged, timestamp_offset=-600).status_code == 401
+
+        event = sender.status_updated(LINE, previous_status="ACTIVE", new_status="FLAGGED",
+                                      previous_reputation="HEALTHY",
+                                      new_reputation="CRITICAL")
+        assert sender.send(url, event).status_code == 200
+        messages = receiver.wait_for(2, path="pager", timeout=10)
+        titles = sorted(m.title for m in messages)
+        assert any("HEALTHY → CRITICAL" in t for t in titles), titles
+        assert any("ACTIVE → FLAGGED" in t for t in titles), titles
+
+        again = sender.send(url, event)  # Linq retrying a delivery it thinks failed
+        assert (again.status_code, again.json()["duplicate"]) == (200, True)
+        assert daemon.value("linq_reputation_line_flagged", line_id=line_id) == 1
+        assert daemon.value("linq_reputation_webhooks_total", outcome="rejected") == 3
+        assert daemon.value("linq_reputation_polls_total", account="main",
+                            outcome="success") == 1
+
+        status = json.loads(cli("status", "--config", str(config), "--json").stdout)
+        assert [(x["status"], x["service_status"]) for x in status["lines"]] == [
+            ("CRITICAL", "FLAGGED")]
+        history = json.loads(cli("history", "--config", str(config), LINE, "--json").stdout)
+        assert {(h["to_status"], h["source"]) for h in history} >= {
+            ("CRITICAL", "webhook"), ("FLAGGED", "webhook")}
+        assert len(receiver.messages) == 2  # the forged, stale and repeated ones sent nothing
+        assert secret not in daemon.log()
+    finally:
+        daemon.stop()
