@@ -32,8 +32,10 @@ async def make_runtime(database_url: str, sim_server: SimulatorServer, receiver:
             "accounts": [{"name": "main", "base_url": sim_server.url, "token": "sim-token",
                           "max_retries": 0, "audit_wait": audit_wait}],
             "database": {"url": database_url},
-            "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops")},
+            "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops"),
+                                     "group_wait": "0s"},
                                     {"name": "pager", "url": receiver.url("pager"),
+                                     "group_wait": "0s",
                                      "min_status": "CRITICAL"}]},
         })
         engine, sessions = open_database(config)

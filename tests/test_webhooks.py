@@ -34,8 +34,10 @@ async def runtime(database_url: str, sim_server: SimulatorServer, receiver: Rece
         "accounts": [{"name": "main", "base_url": sim_server.url, "token": "sim-token",
                       "max_retries": 0, "webhook_secret_env": "TEST_WEBHOOK_SECRET"}],
         "database": {"url": database_url},
-        "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops")},
+        "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops"),
+                                     "group_wait": "0s"},
                                 {"name": "pager", "url": receiver.url("pager"),
+                                     "group_wait": "0s",
                                  "min_status": "CRITICAL"}]},
     }, environ={"TEST_WEBHOOK_SECRET": SECRET})
     engine, sessions = open_database(config)

@@ -72,9 +72,6 @@ def plan_status_update(
                 flapping, after = note_change(after, transition, policy, meta=meta,
                                               silenced=silenced)
                 notices += flapping
-                told, after = reconcile(after, policy, now=now, meta=meta, silenced=silenced,
-                                        transition=transition, source="webhook")
-                notices += told
             state = after
     if new_status is not None:
         after, transition = detect_service(state, new_status, changed_at=at)
@@ -82,8 +79,13 @@ def plan_status_update(
             stale = True
         if transition is not None:
             transitions.append(transition)
-            told, after = reconcile(after, policy, now=now, meta=meta, silenced=silenced,
-                                    transition=transition, source="webhook")
-            notices += told
         state = after
+    if transitions:
+        # One event, one round of the policy: a channel hears where the line ended up
+        # (FLAGGED and CRITICAL at once is one FLAGGED notice that also shows the new
+        # reputation), linked to the reputation change when there is one, since that is
+        # what an audit explains.
+        told, state = reconcile(state, policy, now=now, meta=meta, silenced=silenced,
+                                transition=transitions[0], source="webhook")
+        notices += told
     return EventPlan(state, transitions, notices, stale)

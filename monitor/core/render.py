@@ -56,7 +56,8 @@ def render_entries(entries: Sequence[Entry], *, now: datetime, limit: int = DEFA
 def render_entry(entry: Entry, *, now: datetime, flap_window: timedelta | None = None
                  ) -> Message:
     """The full message about one line."""
-    return Message(title=shorten(f"[{badge(entry)}] {_who(entry)} {headline(entry, now=now)}"
+    tag = "DIAGNOSIS" if entry.kind is NoticeKind.DIAGNOSIS else badge(entry)
+    return Message(title=shorten(f"[{tag}] {_who(entry)} {headline(entry, now=now)}"
                                   f" ({entry.account})"),
                    body="\n".join(_entry_body(entry, now=now, flap_window=flap_window)))
 
@@ -121,7 +122,7 @@ def headline(entry: Entry, *, now: datetime) -> str:
     if entry.service == sv.ACTIVE and kind in (NoticeKind.IMPROVED, NoticeKind.RECOVERED):
         return f"service restored: {sv.FLAGGED} → {sv.ACTIVE}, reputation {entry.to_status}"
     if kind is NoticeKind.DIAGNOSIS:
-        return f"diagnosis of its {entry.to_status} status"
+        return f"{entry.to_status}: what Linq's reputation audit found"
     if kind is NoticeKind.REMINDER:
         return f"still {entry.to_status} for {format_duration(degraded_for(entry, now=now))}"
     if kind is NoticeKind.FLAPPING:
