@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,15 +20,25 @@ from monitor.alerts.notifier import Channel
 from monitor.alerts.outbox import Deliverer, DeliveryPolicy
 from monitor.coordinator import Coordinator
 from monitor.core.balance import fair_share, rebalance
-from monitor.core.model import LineState, Transition, TransitionKind
+from monitor.core.model import (
+    Entry,
+    LineState,
+    Message,
+    Notice,
+    NoticeKind,
+    Told,
+    Transition,
+    TransitionKind,
+)
 from monitor.errors import LeaseLost
 from monitor.metrics import Metrics
 from monitor.replica import Identity
 from monitor.store import leases, migrate
 from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.leases import Fence
-from monitor.store.schema import Line, Poll
-from monitor.store.state import PollRecord, commit_poll
+from monitor.store.schema import Line, Notification, Poll
+from monitor.store.state import Outgoing, PollRecord, commit_notices, commit_poll
+from monitor.store.webhook_events import commit_event, open_events, record_event
 from tests.support.receiver import Receiver
 from tests.test_outbox import enqueue
 
@@ -210,3 +221,40 @@ async def test_only_one_replica_runs_a_job_slot(
     await asyncio.gather(*(daily_job(r) for r in replicas))
     await asyncio.gather(*(daily_job(r) for r in replicas))  # the slot is done: nobody
     assert len(ran) == 1
+
+
+def test_a_replaced_holder_cannot_write_a_policy_round_or_a_webhook_event(sessions) -> None:
+    """Every write about an account's lines is fenced, not only polls: the policy tick's
+    reminders and escalations, and applying a webhook event."""
+    name = leases.account_lease("main")
+    leases.ensure(sessions, [name])
+    (old,) = leases.acquire(sessions, [name], holder="a", limit=1, ttl=EXPIRED)
+    (new,) = leases.acquire(sessions, [name], holder="b", limit=1, ttl=MINUTE)
+    write_poll(sessions, new.fence, "CRITICAL")
+    state, _ = first_sighting("CRITICAL")
+    reminded = replace(state, told={"ops": Told("CRITICAL", NOW)})
+    entry = Entry(kind=NoticeKind.REMINDER, account="main", line_id="L1",
+                  phone_number=state.phone_number, from_status=None, to_status="CRITICAL",
+                  at=NOW, previous_since=None, doc_url=None)
+    reminder = Outgoing(Notice("ops", entry), Message("t", "b"))
+
+    with pytest.raises(LeaseLost):
+        commit_notices(sessions, changed_lines=[reminded], outgoing=[reminder], now=NOW,
+                       fence=old.fence)
+    event_row = record_event(sessions, event_id="evt-1", account="main",
+                             event_type="phone_number.status_updated", payload=b"{}",
+                             received_at=NOW)
+    assert event_row is not None
+    (event,) = open_events(sessions, "main")
+    with pytest.raises(LeaseLost):
+        commit_event(sessions, event, state="applied", note=None, now=NOW, line=reminded,
+                     outgoing=[reminder], fence=old.fence)
+    with sessions() as session:  # the old holder wrote nothing
+        assert session.scalars(select(Notification)).all() == []
+        assert session.scalars(select(Line.told)).all() == [None]
+    assert [e.state for e in open_events(sessions, "main")] == ["pending"]
+
+    commit_notices(sessions, changed_lines=[reminded], outgoing=[reminder], now=NOW,
+                   fence=new.fence)
+    with sessions() as session:
+        assert session.scalars(select(Notification.kind)).all() == ["reminder"]
