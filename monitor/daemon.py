@@ -64,6 +64,10 @@ class Daemon:
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
         policy_task = asyncio.create_task(self._policy_loop(), name="policy")
         self._runtime.webhooks.on_queued = self._wake_deliverers
+        # Any replica records a webhook; the account's lease holder applies it, fenced.
+        self._runtime.webhooks.holds = self._coordinator.holds
+        self._runtime.webhooks.fence = self._coordinator.fence
+        self._runtime.webhooks.on_lost = self._coordinator.lost
         self._runtime.audits.on_queued = self._wake_deliverers
         for account in self._config.accounts:
             self._scheduler.add_job(
@@ -188,7 +192,14 @@ class Daemon:
         queued = 0
         for account, poller in self._runtime.pollers.items():
             if not self._coordinator.holds(account):
-                continue  # the lease holder runs the account's time-based policy
+                # The lease holder runs the account's time-based policy; here, the gate
+                # API's view of its lines is refreshed from the database it writes.
+                try:
+                    await self._runtime.refresh_directory(account)
+                except StoreError as exc:
+                    log.error("cannot refresh the lines of %s for the gate API: %s",
+                              account, exc)
+                continue
             with log_context(account=account):
                 try:
                     queued += await poller.review(fence=self._coordinator.fence(account))

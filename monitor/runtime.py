@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -36,10 +36,14 @@ from monitor.poller import AccountPoller
 from monitor.store import migrate
 from monitor.store.engine import make_engine, make_sessionmaker, safe_url
 from monitor.store.silences import load_silences
+from monitor.store.state import load_lines
 from monitor.webhooks.process import WebhookProcessor
 from monitor.webhooks.verify import Signer
 
 log = logging.getLogger(__name__)
+
+# How far back each refresh of another replica's account re-reads (refresh_directory).
+DIRECTORY_OVERLAP = timedelta(minutes=1)
 
 T = TypeVar("T")
 
@@ -134,6 +138,7 @@ class Runtime:
         )
         self.pollers: dict[str, AccountPoller] = {}
         self.directory = LineDirectory()  # every line, for the gate API
+        self._directory_read: dict[str, datetime] = {}  # accounts others poll: when read
         self.directory.labels_for = lambda s: dict(
             self.line_meta(s.account, s.line_id, s.phone_number).labels)
         self.directory.flapping_for = lambda s: s.flapping
@@ -155,6 +160,18 @@ class Runtime:
     async def refresh_silences(self) -> None:
         """Re-read silences (added or expired by ``reputation-monitor silence``)."""
         self.silences = await asyncio.to_thread(load_silences, self.sessions, utcnow())
+
+    async def refresh_directory(self, account: str) -> None:
+        """Bring the gate's view of an account this replica does not poll up to date from
+        the database (the holder writes it): only lines written since the last refresh,
+        re-reading a margin before it so a slow commit or a skewed clock loses nothing."""
+        started = utcnow()
+        since = self._directory_read.get(account)
+        states = await asyncio.to_thread(
+            load_lines, self.sessions, account,
+            updated_after=None if since is None else since - DIRECTORY_OVERLAP)
+        self.directory.update(states.values())
+        self._directory_read[account] = started
 
     async def __aenter__(self) -> Runtime:
         policy = alert_policy(self.config)

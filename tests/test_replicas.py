@@ -19,10 +19,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from monitor.simulator import SimResponse, Simulator, SimulatorServer
+from monitor.simulator.webhooks import WebhookSender, new_secret
 from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.schema import Line, Notification, Poll, TransitionRow
 from tests.support.daemon import DaemonProcess, cli, wait_until, write_config
@@ -272,6 +274,54 @@ def test_a_holder_paused_past_its_lease_cannot_write_stale_state_when_it_resumes
             TransitionRow.to_status == "AT_RISK")) == []
         assert {r[0] for r in rows(postgres_url, select(Poll.replica).where(
             Poll.id > 0, Poll.outcome == "success"))} <= {holder.name, other.name}
+    finally:
+        stop_all(replicas)
+
+
+# -- 3b. webhooks and the gate API from any replica ----------------------------------------
+
+def test_a_webhook_at_any_replica_alerts_once_and_every_replica_gates_alike(
+    tmp_path: Path, postgres_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = new_secret()
+    monkeypatch.setenv("REPLICA_WEBHOOK_SECRET", secret)  # inherited by the replicas
+    setup_fleet(sim, 1)
+    replicas = start_replicas(tmp_path, 2, base_url=sim_server.url, database_url=postgres_url,
+                              accounts=1, channel_url=receiver.url("ops"),
+                              extra_account='webhook_secret_env = "REPLICA_WEBHOOK_SECRET"')
+    try:
+        claims = wait_until(lambda: balanced(replicas, 1), timeout=60, what="one holder")
+        holder = next(r for r in replicas if r.name == claims["acc0"][0])
+        other = next(r for r in replicas if r is not holder)
+        holder.wait_for_polls(1, account="acc0")
+
+        def gate(replica: Replica) -> dict[str, object] | None:
+            answer = httpx.get(f"{replica.url}/api/v1/lines/{LINE_A}", timeout=5)
+            return answer.json() if answer.status_code == 200 else None
+
+        # Both replicas answer for the line, the one that does not poll it from the database.
+        wait_until(lambda: gate(other) is not None, timeout=30, what="the other replica's gate")
+        assert gate(other) == gate(holder)
+
+        sender = WebhookSender(secret)
+        event = sender.status_updated(LINE_A, previous_status="ACTIVE", new_status="FLAGGED")
+        first = sender.send(other.url + "/webhooks/linq", event)  # not the account's holder
+        again = sender.send(holder.url + "/webhooks/linq", event)  # Linq retrying elsewhere
+        assert (first.status_code, first.json()["duplicate"]) == (200, False)
+        assert (again.status_code, again.json()["duplicate"]) == (200, True)
+
+        (message,) = receiver.wait_for(1, path="ops", timeout=60)
+        assert message.title.startswith("[FLAGGED]"), message.title
+        for replica in replicas:
+            wait_until(lambda r=replica: (gate(r) or {}).get("flagged") is True, timeout=30,
+                       what=f"{replica.name}'s gate to say the line is flagged")
+        assert gate(other) == gate(holder)
+        assert (gate(other) or {}).get("advice") == "pause"
+        settle(holder, postgres_url)
+        assert len(receiver.messages) == 1  # applied once, alerted once
+        assert rows(postgres_url, select(TransitionRow.kind, TransitionRow.source).where(
+            TransitionRow.kind == "service")) == [("service", "webhook")]
     finally:
         stop_all(replicas)
 

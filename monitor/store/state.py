@@ -69,8 +69,10 @@ class Outgoing:
     not_before: datetime | None = None
 
 
-def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineState]:
-    """Every line ever seen in ``account`` (removed ones too), keyed by line id.
+def load_lines(sessions: sessionmaker[Session], account: str, *,
+               updated_after: datetime | None = None) -> dict[str, LineState]:
+    """Every line ever seen in ``account`` (removed ones too), keyed by line id; with
+    ``updated_after``, only those written since then.
 
     Read as plain rows in batches rather than ORM objects (100k of those cost more than
     the states they become), with repeated values (status, doc URL, ``since``, channel
@@ -83,6 +85,8 @@ def load_lines(sessions: sessionmaker[Session], account: str) -> dict[str, LineS
                     Line.pending_since, Line.flap, Line.service_status,
                     Line.service_changed_at)
              .where(Line.account == account).execution_options(yield_per=5000))
+    if updated_after is not None:
+        query = query.where(Line.updated_at > updated_after)
     shared: dict[Any, Any] = {}
 
     def share(value: Any) -> Any:

@@ -28,15 +28,15 @@ def account_token(index: int) -> str:
 
 
 def write_replica_config(path: Path, *, base_url: str, database_url: str, accounts: int,
-                         channel_url: str, poll_interval: str = "1s", lease: str = "3s"
-                         ) -> Path:
+                         channel_url: str, poll_interval: str = "1s", lease: str = "3s",
+                         extra_account: str = "") -> Path:
     lines = []
     for i in range(accounts):
         token = path.parent / f"acc{i}.token"
         token.write_text(account_token(i))
         lines.append(f'[[accounts]]\nname = "acc{i}"\nbase_url = "{base_url}"\n'
                      f'token_file = "{token}"\npoll_interval = "{poll_interval}"\n'
-                     'timeout = "5s"\nmax_retries = 0\n')
+                     f'timeout = "5s"\nmax_retries = 0\n{extra_account}\n')
     lines.append(f'[database]\nurl = "{database_url}"\n')
     lines.append(f'[server]\nlisten = "127.0.0.1:{free_port()}"\n')
     lines.append(f'[ha]\nlease = "{lease}"\n')
