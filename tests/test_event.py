@@ -10,7 +10,7 @@ from monitor.core import status as st
 from monitor.core.event import EventPlan, plan_status_update
 from monitor.core.model import LineState, Notice, NoticeKind, Told, TransitionKind
 from monitor.core.policy import AlertPolicy, ChannelRule, reconcile
-from monitor.core.render import render_entry
+from monitor.core.render import render_entries, render_entry
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -99,3 +99,14 @@ def test_a_repeated_status_is_nothing_new() -> None:
     again = update(flagged, at=T0 + MINUTE, service="FLAGGED")
     assert again.transitions == [] and again.notices == []
     assert replace(again.state, service_changed_at=flagged.service_changed_at) == flagged
+
+
+def test_a_flag_alone_shows_the_reputation_unchanged_not_a_reputation_change() -> None:
+    plan = update(line(ops="AT_RISK"), at=T0 + 10 * MINUTE, service="FLAGGED")
+    entry = plan.notices[0].entry
+    body = render_entry(entry, now=T0 + 11 * MINUTE).body
+    assert "Reputation: AT_RISK (unchanged)" in body
+    assert "Status:" not in body and "First time" not in body
+    grouped = render_entries([entry, replace(entry, line_id="L2", phone_number="+1202555")],
+                             now=T0 + 11 * MINUTE).body
+    assert "(reputation AT_RISK)" in grouped and "(new line)" not in grouped

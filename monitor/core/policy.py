@@ -104,6 +104,9 @@ def reconcile(
         entry = _entry(state, kind, meta, at=at or _changed_at(state, transition),
                        reason=reason, source=source, service=service,
                        degraded_since=rule.engaged_since(state))
+        if transition is not None and transition.kind is TransitionKind.SERVICE:
+            # Only the service status changed: no reputation change to show.
+            entry = replace(entry, from_status=None, previous_since=None)
         notices.append(Notice(rule.name, entry, transition, silenced=quiet))
 
     for rule in policy.channels:

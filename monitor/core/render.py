@@ -141,7 +141,7 @@ def compact_entry(entry: Entry, *, now: datetime, with_account: bool = False) ->
     after = (f" after {format_duration(previous)} in {entry.from_status}"
              if previous is not None else "")
     what = headline(entry, now=now)
-    change = f"{entry.from_status or '(new line)'} → {entry.to_status}"
+    change = _change(entry)
     if change not in what:
         what += f" ({change})"
     account = f" [{entry.account}]" if with_account else ""
@@ -162,7 +162,10 @@ def _entry_body(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
              f"Line: {entry.phone_number}{name} (id {entry.line_id})"]
     if entry.labels:
         lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in sorted(entry.labels.items())))
-    lines.append(f"Status: {entry.from_status or '(new line)'} → {entry.to_status}")
+    if entry.service is not None and entry.from_status is None:
+        lines.append(f"Reputation: {entry.to_status} (unchanged)")
+    else:
+        lines.append(f"Status: {_change(entry)}")
     if entry.service == sv.FLAGGED:
         lines.append(f"Service status: {sv.ACTIVE} → {sv.FLAGGED}")
     elif entry.service is not None:
@@ -180,6 +183,13 @@ def _entry_body(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
     return lines
 
 
+def _change(entry: Entry) -> str:
+    """'HEALTHY → AT_RISK'; for a change of the service status alone, the reputation."""
+    if entry.service is not None and entry.from_status is None:
+        return f"reputation {entry.to_status}"
+    return f"{entry.from_status or '(new line)'} → {entry.to_status}"
+
+
 def badge(entry: Entry) -> str:
     """The word in a title's brackets: FLAGGED outranks any reputation status."""
     return sv.FLAGGED if entry.service == sv.FLAGGED else entry.to_status
@@ -193,7 +203,7 @@ def recommended_action(entry: Entry) -> str:
 
 def _kind_lines(entry: Entry, *, now: datetime, flap_window: timedelta | None) -> list[str]:
     kind = entry.kind
-    if kind is NoticeKind.DEGRADED and entry.from_status is None:
+    if kind is NoticeKind.DEGRADED and entry.from_status is None and entry.service is None:
         return ["First time this monitor sees the line; it is already degraded."]
     if kind is NoticeKind.UNKNOWN:
         return [f"'{entry.to_status}' is not a status Linq documents; it is shown verbatim."]
