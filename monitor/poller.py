@@ -25,6 +25,7 @@ from monitor.core.event import EventPlan, plan_status_update
 from monitor.core.model import LineMeta, LineState, Notice, Transition, TransitionKind
 from monitor.core.policy import NO_META, AlertPolicy, needs_review, note_change, reconcile, settle
 from monitor.core.render import describe, render_entry
+from monitor.core.service import FLAGGED
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, LeaseLost, StoreError
 from monitor.gcpause import gc_paused
 from monitor.logs import log_context
@@ -342,9 +343,11 @@ class AccountPoller:
         held up to ``audit_wait`` so the diagnosis can join them (monitor/audits.py)."""
         outgoing = []
         for n in notices:
-            hold = self.hold(n.transition) if n.transition is not None else None
+            # A page about a FLAGGED line does not wait: its diagnosis may follow it.
+            hold = (self.hold(n.transition) if n.transition is not None and not n.silenced
+                    and n.entry.level != FLAGGED else None)
             outgoing.append(Outgoing(n, render_entry(n.entry, now=now),
-                                     now + hold if hold and not n.silenced else None))
+                                     now + hold if hold else None))
         return outgoing
 
     def _remember(self, states: Iterable[LineState]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 from monitor.core.model import Entry, NoticeKind
@@ -83,3 +84,17 @@ def test_critical_news_during_quiet_hours_supersedes_what_was_parked_for_that_li
             row(2, "A", "CRITICAL", created=night + timedelta(minutes=5))]
     plan = plan_delivery(rows, QUIET, night + timedelta(minutes=5))
     assert plan.drop == [1] and [[r.id for r in b] for b in plan.batches] == [[2]]
+
+
+def test_a_flagged_line_is_as_urgent_as_a_critical_one_whatever_its_reputation() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    flagged = row(2, "B", "AT_RISK", created=night)
+    assert flagged.entry is not None
+    flagged = replace(flagged, entry=replace(flagged.entry, service="FLAGGED"))
+    plan = plan_delivery([row(1, "A", "AT_RISK", created=night), flagged], QUIET, night)
+    assert plan.defer == [1]  # quiet hours hold the AT_RISK line, not the flagged one
+    assert [[r.id for r in b] for b in plan.batches] == [[2]]
+    skips = ChannelTiming(group_wait=timedelta(seconds=30), critical_skips_group_wait=True)
+    (batch,) = plan_delivery([replace(flagged, created_at=T0, next_attempt_at=T0)], skips,
+                             T0).batches
+    assert [r.id for r in batch] == [2]

@@ -192,6 +192,14 @@ class Entry:
     diagnosis: tuple[str, ...] = ()
 
     @property
+    def level(self) -> str:
+        """What the notice is about, for urgency: the service status when it is not ACTIVE
+        (FLAGGED, ranked above CRITICAL), else the reputation status."""
+        if self.service is not None and self.service != "ACTIVE":
+            return self.service
+        return self.to_status
+
+    @property
     def time_in_previous(self) -> timedelta | None:
         if self.previous_since is None or self.from_status is None:
             return None

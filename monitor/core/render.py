@@ -192,7 +192,7 @@ def _change(entry: Entry) -> str:
 
 def badge(entry: Entry) -> str:
     """The word in a title's brackets: FLAGGED outranks any reputation status."""
-    return sv.FLAGGED if entry.service == sv.FLAGGED else entry.to_status
+    return entry.level
 
 
 def recommended_action(entry: Entry) -> str:

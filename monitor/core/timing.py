@@ -129,7 +129,7 @@ def _passes(entry: Entry, timing: ChannelTiming) -> bool:
     """Whether a row goes out during quiet hours: CRITICAL (and worse) news, by default."""
     if timing.defer_critical:
         return False
-    return st.rank(entry.to_status) >= st.rank(st.CRITICAL) and entry.kind in (
+    return st.rank(entry.level) >= st.rank(st.CRITICAL) and entry.kind in (
         NoticeKind.DEGRADED, NoticeKind.UNKNOWN, NoticeKind.FLAPPING)
 
 
@@ -155,4 +155,4 @@ def _group_ready(rows: Sequence[DueRow], timing: ChannelTiming, now: datetime) -
         return True
     return timing.critical_skips_group_wait and any(
         r.entry is not None and r.entry.kind in (NoticeKind.DEGRADED, NoticeKind.UNKNOWN)
-        and st.rank(r.entry.to_status) >= st.rank(st.CRITICAL) for r in rows)
+        and st.rank(r.entry.level) >= st.rank(st.CRITICAL) for r in rows)
