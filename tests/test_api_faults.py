@@ -112,7 +112,7 @@ async def open_runtime(database_url: str, proxy: FaultProxy, receiver: Receiver
         async def open_(timeout: str = "2s") -> Runtime:
             config = parse_config({
                 "accounts": [{"name": "main", "base_url": proxy.url, "token": TOKEN,
-                              "max_retries": 1, "timeout": timeout}],
+                              "max_retries": 1, "timeout": timeout, "audit_on": []}],
                 "database": {"url": database_url},
                 "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops"),
                                          "group_wait": "0s"}]},
