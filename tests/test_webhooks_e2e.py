@@ -31,6 +31,7 @@ def test_a_signed_status_webhook_reaches_on_call_without_waiting_for_a_poll(
         channels=[("pager", receiver.url("pager"), "CRITICAL")],
         poll_interval="1h",  # only the first poll happens: whatever follows is the webhook
         extra_account='webhook_secret_env = "E2E_WEBHOOK_SECRET"',
+        audit_on='["CRITICAL"]',  # the diagnosis follows the page
     )
     daemon = DaemonProcess(config, log=tmp_path / "daemon.log").start()
     try:
@@ -72,7 +73,8 @@ def test_a_signed_status_webhook_reaches_on_call_without_waiting_for_a_poll(
             ("CRITICAL", "webhook"), ("FLAGGED", "webhook")}
         # The page did not wait for the reputation audit (CRITICAL is in audit_on): its
         # diagnosis follows; the forged, stale and repeated deliveries sent nothing.
-        alert, diagnosis = receiver.wait_for(2, path="pager", timeout=30)
+        first, diagnosis = receiver.wait_for(2, path="pager", timeout=30)
+        assert first is message
         assert diagnosis.title.startswith(f"[DIAGNOSIS] {LINE}"), diagnosis.title
         assert "Primary driver" in diagnosis.message
         assert len(receiver.messages) == 2

@@ -39,11 +39,14 @@ def write_config(
     retry_max: str = "1s",
     channel_options: str = 'group_wait = "0s"',
     extra: str = "",
+    audit_on: str = "[]",
 ) -> Path:
     """A config with one account ``main`` polling ``base_url`` with the simulator's token.
 
     ``channels`` are (name, apprise_url, min_status); ``channel_options`` go into each
-    (by default no grouping delay, so a test of one change waits for nothing).
+    (by default no grouping delay, so a test of one change waits for nothing). Reputation
+    audits are off unless ``audit_on`` lists statuses: a CRITICAL alert would otherwise wait
+    for its audit (up to audit_wait), which only the audit tests are about.
     """
     token_file = path.parent / "token"
     token_file.write_text(TOKEN)
@@ -54,6 +57,7 @@ base_url = "{base_url}"
 token_file = "{token_file}"
 poll_interval = "{poll_interval}"
 timeout = "5s"
+audit_on = {audit_on}
 {extra_account}
 
 [database]

@@ -36,7 +36,7 @@ def write_replica_config(path: Path, *, base_url: str, database_url: str, accoun
         token.write_text(account_token(i))
         lines.append(f'[[accounts]]\nname = "acc{i}"\nbase_url = "{base_url}"\n'
                      f'token_file = "{token}"\npoll_interval = "{poll_interval}"\n'
-                     f'timeout = "5s"\nmax_retries = 0\n{extra_account}\n')
+                     f'timeout = "5s"\nmax_retries = 0\naudit_on = []\n{extra_account}\n')
     lines.append(f'[database]\nurl = "{database_url}"\n')
     lines.append(f'[server]\nlisten = "127.0.0.1:{free_port()}"\n')
     lines.append(f'[ha]\nlease = "{lease}"\n')
