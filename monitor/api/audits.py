@@ -19,7 +19,12 @@ import httpx
 import orjson
 
 from monitor import __version__
-from monitor.api.client import _error_from_response, _retry_after, _transport_reason
+from monitor.api.client import (
+    _error_from_response,
+    _retry_after,
+    _transport_reason,
+    tls_verify,
+)
 from monitor.errors import ApiError, ApiRateLimited
 
 
@@ -41,7 +46,7 @@ class AuditClient:
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
                      "User-Agent": f"linq-reputation-monitor/{__version__}"},
-            timeout=httpx.Timeout(timeout), verify=str(ca_bundle) if ca_bundle else True,
+            timeout=httpx.Timeout(timeout), verify=tls_verify(ca_bundle),
             follow_redirects=False, transport=transport)
 
     async def aclose(self) -> None:

@@ -40,6 +40,13 @@ class ListResult:
     attempts: int
 
 
+def tls_verify(ca_bundle: Path | None) -> ssl.SSLContext | bool:
+    """What every client of the Linq API verifies TLS with: always on (there is no switch);
+    a custom CA bundle replaces the system store. create_default_context verifies the chain
+    and the host name."""
+    return ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True
+
+
 class LinqClient:
     """One partner account's view of the API. Use as an async context manager."""
 
@@ -55,10 +62,7 @@ class LinqClient:
     ) -> None:
         self._max_retries = max_retries
         self._deadline = timeout
-        # TLS verification is always on (there is no switch); a custom CA bundle replaces
-        # the system store. create_default_context verifies the chain and the host name.
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True)
+        verify = tls_verify(ca_bundle)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={

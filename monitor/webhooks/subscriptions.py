@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from monitor import __version__
-from monitor.api.client import _error_from_response, _transport_reason
+from monitor.api.client import _error_from_response, _transport_reason, tls_verify
 from monitor.config import DEFAULT_WEBHOOK_SECRET_ENV, AccountConfig, Config
 from monitor.errors import ApiError, ConfigError
 from monitor.webhooks.event import STATUS_UPDATED
@@ -36,7 +36,7 @@ async def _call(account: AccountConfig, method: str, path: str,
                 body: dict[str, Any] | None = None) -> Any:
     async with httpx.AsyncClient(
         base_url=account.base_url, timeout=account.timeout.total_seconds(),
-        verify=str(account.ca_bundle) if account.ca_bundle else True,
+        verify=tls_verify(account.ca_bundle_path),
         headers={"Authorization": f"Bearer {account.api_token.get_secret_value()}",
                  "Accept": "application/json",
                  "User-Agent": f"linq-reputation-monitor/{__version__}"},
