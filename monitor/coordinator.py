@@ -77,7 +77,13 @@ class Coordinator:
     ) -> None:
         # ``alone``: this process holds the SQLite one-daemon lock, so no other process can
         # poll; an account is never dropped because a lease write failed (a locked or full
-        # database file must not stop polling, which reports the trouble).
+        # database file must not stop polling, which reports the trouble). The rounds then
+        # only keep the lease rows current (for ``status``) and never call ``on_acquired``
+        # or ``on_lost``: those make the daemon cancel the account's poll and drop its
+        # memory, which here would be worse than useless. A poll cancelled in its commit
+        # still commits from its worker thread (SQLite waits out a lock), and with no fence
+        # to refuse it, the next poll, reloaded from the database before that commit
+        # landed, records the same change a second time (and alerts it twice).
         self._alone = alone
         self._sessions = sessions
         self._me = me
@@ -134,6 +140,8 @@ class Coordinator:
             live, kept, released, gained = await asyncio.to_thread(self._round, fences)
         except StoreError as exc:
             log.warning("lease round failed (will retry): %s", exc)
+            if self._alone:
+                return  # nobody else can take an account: keep it, renew it next round
             for name in [n for n, h in self._held.items() if h.deadline <= time.monotonic()]:
                 self._drop(name, why="not renewed in time (database unreachable?)")
             return
@@ -141,6 +149,11 @@ class Coordinator:
         deadline = started + self._lease.total_seconds()
         renewed = {g.fence.lease for g in kept}
         for name in [n for n in self._held if n not in renewed]:
+            if self._alone:
+                # Given back to balance (a killed predecessor's heartbeat still counted) or
+                # freed by hand: nobody else can poll it; the row is taken again next round.
+                del self._held[name]
+                continue
             self._drop(name, why="given back to balance the replicas"
                        if name in released else "taken over by another replica")
         for grant in kept:
@@ -154,7 +167,8 @@ class Coordinator:
             self._metrics.leader.labels(account, self._me.name).set(1)
             log.info("now polling account %s (lease generation %d, %d live replicas)",
                      account, grant.fence.generation, live)
-            self.on_acquired(account)
+            if not self._alone:  # alone, the account is polled from the start, memory intact
+                self.on_acquired(account)
 
     def _round(self, fences: list[Fence]) -> tuple[int, list[Grant], set[str], list[Grant]]:
         """The database side of ``step`` (in a worker thread: reads no shared state)."""

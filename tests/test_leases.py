@@ -30,7 +30,7 @@ from monitor.core.model import (
     Transition,
     TransitionKind,
 )
-from monitor.errors import LeaseLost
+from monitor.errors import LeaseLost, StoreError
 from monitor.metrics import Metrics
 from monitor.replica import Identity
 from monitor.store import leases, migrate
@@ -258,3 +258,31 @@ def test_a_replaced_holder_cannot_write_a_policy_round_or_a_webhook_event(sessio
                    fence=new.fence)
     with sessions() as session:
         assert session.scalars(select(Notification.kind)).all() == ["reminder"]
+@pytest.mark.parametrize("alone", [False, True])
+async def test_a_failed_lease_round_drops_an_account_only_where_another_process_could_poll(
+        sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, alone: bool) -> None:
+    # Alone (the SQLite one-daemon lock), losing an account would make the daemon cancel a
+    # poll whose commit still lands, with no fence to refuse it: a change recorded twice.
+    told: list[str] = []
+    coordinator = Coordinator(sessions, Identity("solo", "host", 1), ["main"], lease=EXPIRED,
+                              tick=0.1, metrics=Metrics(), started_at=NOW, alone=alone)
+    coordinator.on_acquired = lambda account: told.append(f"acquired {account}")
+    coordinator.on_lost = lambda account: told.append(f"lost {account}")
+    await coordinator.step()
+
+    def locked(*args: object, **kwargs: object) -> int:
+        raise StoreError("cannot record the replica heartbeat: database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(leases, "heartbeat", locked)
+        await coordinator.step()  # fails past the (zero-length) lease
+    await coordinator.step()  # the database is back
+
+    generation = {name: g for name, _, g, _ in leases.holders(sessions)}["account:main"]
+    if alone:
+        assert told == []  # polled from the start, never cancelled, memory never dropped
+        assert coordinator.holds("main") and coordinator.fence("main") is None
+        assert generation == 1  # renewed once the database was back, not taken anew
+    else:
+        assert told == ["acquired main", "lost main", "acquired main"]
+        assert generation == 2
