@@ -80,9 +80,14 @@ def line_alerts(receiver: Receiver) -> int:
 
 
 def assert_every_change_alerted_once(sessions: sessionmaker[Session], sim: Simulator,
-                                     receiver: Receiver, daemon: DaemonProcess) -> None:
+                                     receiver: Receiver, daemon: DaemonProcess, *,
+                                     healed: float) -> None:
+    """``healed``: time.monotonic() when the fault was removed. Also prints how long the
+    catching up took (the figure for the closing note, not a timing assertion)."""
     wait_until(lambda: settled(sessions, sim), timeout=90,
                what="the database to match the API and the outbox to be settled")
+    print(f"\nrecovered (every change recorded and delivered) "
+          f"{time.monotonic() - healed:.1f}s after the fault ended")
     wait_until(lambda: readyz(daemon)[0] == 200, what="/readyz to answer 200 again")
     assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon died"
     assert "Traceback" not in daemon.log(), "something in the daemon crashed"
@@ -132,6 +137,7 @@ def test_it_rides_out_postgresql_going_away_and_loses_or_repeats_no_alert(
                    what="the daemon to say it cannot record the delivery")
         if outage == "restart":
             cluster.start()
+            healed = time.monotonic()
         else:
             reasons = wait_until(lambda: not_ready_saying(daemon, "database unreachable"),
                                  what="/readyz to report the database")
@@ -140,8 +146,10 @@ def test_it_rides_out_postgresql_going_away_and_loses_or_repeats_no_alert(
             # The length of the outage is the fault itself, not a guess at a duration.
             time.sleep(max(0.0, OUTAGE - (time.monotonic() - went_down)))
             cluster.start()
+            healed = time.monotonic()
 
-        assert_every_change_alerted_once(make_sessionmaker(engine), sim, receiver, daemon)
+        assert_every_change_alerted_once(make_sessionmaker(engine), sim, receiver, daemon,
+                                         healed=healed)
         titles = [m.title for m in receiver.messages]
         assert [sum(phone in t for t in titles) for phone in (LINE_A, LINE_B, LINE_C)] == [1, 1, 1]
     finally:
@@ -183,9 +191,11 @@ def test_it_waits_out_another_process_locking_the_sqlite_file(
 
         assert locker.stdin is not None
         locker.stdin.close()
+        healed = time.monotonic()
         locker.wait(10)
         receiver.wait_for(2)
-        assert_every_change_alerted_once(make_sessionmaker(engine), sim, receiver, daemon)
+        assert_every_change_alerted_once(make_sessionmaker(engine), sim, receiver, daemon,
+                                         healed=healed)
     finally:
         if locker is not None and locker.poll() is None:
             locker.kill()
@@ -248,7 +258,9 @@ def test_it_survives_a_full_disk_and_catches_up_once_there_is_room(
 
         # The 300 changes arrive grouped (a few messages); the audit counts them per line.
         filler.unlink()
-        assert_every_change_alerted_once(make_sessionmaker(engine), sim, receiver, daemon)
+        healed = time.monotonic()
+        assert_every_change_alerted_once(make_sessionmaker(engine), sim, receiver, daemon,
+                                         healed=healed)
     finally:
         daemon.stop()
         engine.dispose()
