@@ -11,6 +11,7 @@ from monitor.core.event import EventPlan, plan_status_update
 from monitor.core.model import LineState, Notice, NoticeKind, Told, TransitionKind
 from monitor.core.policy import AlertPolicy, ChannelRule, reconcile
 from monitor.core.render import render_entries, render_entry
+from monitor.core.service import LEVEL
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -47,7 +48,7 @@ def test_flagged_reaches_every_channel_that_hears_critical_and_says_pause() -> N
     assert message.title.startswith("[FLAGGED] +12025550101 flagged: service status ACTIVE")
     assert "Service status: ACTIVE → FLAGGED" in message.body
     assert "pause outbound" in message.body
-    assert plan.state.told["pager"].status == "FLAGGED"
+    assert plan.state.told["pager"].status == LEVEL
 
 
 def test_active_again_is_a_recovery_below_min_status_and_an_improvement_above() -> None:
@@ -91,7 +92,7 @@ def test_an_older_event_changes_nothing() -> None:
 def test_a_silenced_line_records_the_flag_without_sending_it() -> None:
     plan = update(line(ops="AT_RISK"), at=T0, service="FLAGGED", silenced=True)
     assert [(n.channel, n.silenced) for n in plan.notices] == [("ops", True), ("pager", True)]
-    assert plan.state.told["pager"] == Told("FLAGGED", T0 + MINUTE, silenced=True)
+    assert plan.state.told["pager"] == Told(LEVEL, T0 + MINUTE, silenced=True)
 
 
 def test_a_repeated_status_is_nothing_new() -> None:
@@ -110,3 +111,16 @@ def test_a_flag_alone_shows_the_reputation_unchanged_not_a_reputation_change() -
     grouped = render_entries([entry, replace(entry, line_id="L2", phone_number="+1202555")],
                              now=T0 + 11 * MINUTE).body
     assert "(reputation AT_RISK)" in grouped and "(new line)" not in grouped
+
+
+def test_a_reputation_of_flagged_is_an_undocumented_status_not_the_service_flag() -> None:
+    """The API has been seen to report FLAGGED as a reputation (drift): it alerts as an
+    unknown status, and its recovery says nothing about a service status."""
+    plan = update(line("HEALTHY"), at=T0 + MINUTE, reputation="FLAGGED")
+    assert heard(plan.notices) == [("ops", NoticeKind.UNKNOWN, None),
+                                   ("pager", NoticeKind.UNKNOWN, None)]
+    back = update(plan.state, at=T0 + 2 * MINUTE, reputation="HEALTHY")
+    assert heard(back.notices) == [("ops", NoticeKind.RECOVERED, None),
+                                   ("pager", NoticeKind.RECOVERED, None)]
+    text = render_entry(back.notices[0].entry, now=T0 + 3 * MINUTE)
+    assert "Service status" not in text.body and "FLAGGED → HEALTHY" in text.title

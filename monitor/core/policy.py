@@ -98,9 +98,9 @@ def reconcile(
     def notice(rule: ChannelRule, kind: NoticeKind, *, reason: str | None = None,
                quiet: bool = False, at: datetime | None = None) -> None:
         heard = state.told.get(rule.name)  # before this round
-        service = (sv.FLAGGED if now_at == sv.FLAGGED
+        service = (sv.FLAGGED if now_at == sv.LEVEL
                    else state.service_status or sv.ACTIVE
-                   if heard is not None and heard.status == sv.FLAGGED else None)
+                   if heard is not None and heard.status == sv.LEVEL else None)
         entry = _entry(state, kind, meta, at=at or _changed_at(state, transition),
                        reason=reason, source=source, service=service,
                        degraded_since=rule.engaged_since(state))
@@ -224,14 +224,15 @@ def needs_review(state: LineState, policy: AlertPolicy) -> bool:
 
 
 def level(state: LineState) -> str:
-    """What the policy compares and channels hear: FLAGGED while Linq's service status says
-    so (ranked above CRITICAL: alerted like it), otherwise the reputation status."""
-    return sv.FLAGGED if sv.is_flagged(state.service_status) else state.status
+    """What the policy compares and channels hear: ``service.LEVEL`` while Linq's service
+    status is FLAGGED (ranked above CRITICAL: alerted like it), otherwise the reputation
+    status (which may itself be an undocumented string such as "FLAGGED")."""
+    return sv.LEVEL if sv.is_flagged(state.service_status) else state.status
 
 
 def _change_kind(heard: Told | None, state: LineState) -> NoticeKind:
     now_at = level(state)
-    if now_at == sv.FLAGGED:
+    if now_at == sv.LEVEL:
         return NoticeKind.DEGRADED
     if not st.is_known(now_at):
         return NoticeKind.UNKNOWN

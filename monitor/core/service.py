@@ -2,7 +2,7 @@
 
 FLAGGED means a service flag has degraded the line's ability to send. Linq's advice is to
 page on-call and pause outbound, so the alert policy treats a flagged line as being at
-``FLAGGED``, a level ranked with the statuses Linq does not document: above CRITICAL, so
+``LEVEL``, a level ranked with the statuses Linq does not document: above CRITICAL, so
 every channel that hears CRITICAL hears it (monitor/core/policy.py ``level``). Back to
 ACTIVE, the line's level is its reputation again, and the channels hear an improvement or
 a recovery. Any value other than ACTIVE is treated like FLAGGED: something to look at.
@@ -17,6 +17,10 @@ from monitor.core.model import LineState, Transition, TransitionKind
 
 ACTIVE = "ACTIVE"
 FLAGGED = "FLAGGED"
+# The alert policy's level for a flagged line (what ``told`` records). Not "FLAGGED": the
+# API has been seen to report FLAGGED as a reputation status too (an undocumented one),
+# and the two must not be taken for each other.
+LEVEL = "service:FLAGGED"
 
 ACTION = {
     FLAGGED: ("Page on-call and pause outbound messaging on this line: a service flag has "
