@@ -99,11 +99,12 @@ async def test_a_critical_alert_waits_for_the_audit_and_carries_its_diagnosis(
 
 async def test_a_slow_audit_follows_the_alert_as_a_diagnosis_message(
         make_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver) -> None:
-    sim.audits.configure(delay=2.5)
+    sim.audits.configure(delay=3600)  # until the test lets it finish
     rt = await make_runtime(audit_wait="1s")
     await degrade(rt, sim)
     alert = (await deliver_until(rt, receiver, 1, "pager"))[0]
     assert "Diagnosis" not in alert.message  # sent at audit_wait, without waiting longer
+    sim.audits.finish_running()
     await rt.audits.drain()
     diagnosis = (await deliver_until(rt, receiver, 2, "pager"))[1]
     assert diagnosis.title.startswith(f"[DIAGNOSIS] {LINE} CRITICAL")
