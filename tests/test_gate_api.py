@@ -32,6 +32,7 @@ async def runtime(database_url: str, sim_server: SimulatorServer) -> AsyncIterat
                       "webhook_secret_env": "GATE_WEBHOOK_SECRET"}],
         "database": {"url": database_url},
         "server": {"api_token_env": "GATE_API_TOKEN"},
+        "lines": [{"match": CRITICAL, "name": "sales 1", "labels": {"team": "sales"}}],
     }, environ={"GATE_WEBHOOK_SECRET": SECRET, "GATE_API_TOKEN": API_TOKEN})
     engine, sessions = open_database(config)
     async with Runtime(config, engine, sessions) as rt:
@@ -85,7 +86,12 @@ async def test_the_list_filters_by_status_account_and_flag(api: httpx.AsyncClien
     flagged = (await api.get("/api/v1/lines", params={"status": "FLAGGED"})).json()
     assert [x["phone_number"] for x in flagged["lines"]] == [FLAGGED]
     assert (await api.get("/api/v1/lines", params={"account": "other"})).json()["count"] == 0
-    assert (await api.get("/api/v1/lines", params={"label": "team=sales"})).json()["count"] == 0
+    # Labels come from [[lines]] in the config.
+    sales = (await api.get("/api/v1/lines", params={"label": "team=sales"})).json()
+    assert [(x["phone_number"], x["labels"]) for x in sales["lines"]] == [
+        (CRITICAL, {"team": "sales"})]
+    assert (await api.get("/api/v1/lines", params={"label": "team"})).json()["count"] == 1
+    assert (await api.get("/api/v1/lines", params={"label": "team=ops"})).json()["count"] == 0
 
 
 async def test_history_lists_changes_newest_first_with_their_source(
