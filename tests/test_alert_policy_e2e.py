@@ -1,6 +1,7 @@
 """Alert policy end to end: the daemon as a subprocess, the simulator over a real socket,
-messages received through Apprise's real ``json://`` notifier. Grouping, flapping, reminders
-across a restart, quiet hours across a restart, and the monitor's own trouble.
+messages received through Apprise's real ``json://`` notifier. Grouping, debounce, flapping,
+reminders across a restart, escalation, routing by labels with a channel's own templates,
+quiet hours across a restart, digests, silences, and the monitor's own trouble.
 
 Waits are for events (a message arriving, a poll counted); spacing between reminders is
 read from arrival times, never asserted by sleeping.
@@ -35,6 +36,18 @@ def kinds(messages: list[Received]) -> list[str]:
     return [m.title for m in messages]
 
 
+def answer_once_with(sim: Simulator, phone: str, status: str, *, polls: int = 1) -> None:
+    """The next ``polls`` polls see ``phone`` at ``status``; the fleet itself stays as it is.
+
+    A blip of an exact number of polls, whatever the timing of the polls around it.
+    """
+    items = sim.lines()
+    for item in items:
+        if item["phone_number"] == phone:
+            item["reputation"]["status"] = status
+    sim.queue_raw(json.dumps({"phone_numbers": items}), times=polls)
+
+
 def test_two_hundred_lines_degrading_in_one_poll_are_one_message_per_channel(
     tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
     receiver: Receiver,
@@ -60,6 +73,106 @@ def test_two_hundred_lines_degrading_in_one_poll_are_one_message_per_channel(
         assert "after" in ops.message and "in HEALTHY" in ops.message  # time in previous
         assert "https://" in ops.message  # each entry carries its doc_url
         print(f"\n--- grouped message as delivered ---\n{ops.title}\n{ops.message}\n")
+    finally:
+        daemon.stop()
+
+
+def test_confirm_and_recover_polls_let_blips_pass_and_alert_what_holds(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    phone = "+12025550181"
+    sim.add_line(phone)
+    daemon = start(tmp_path, sim_server, database_url,
+                   channels=[("ops", receiver.url("ops"), "AT_RISK")],
+                   extra_alerts="confirm_polls = 2\nrecover_polls = 3")
+    try:
+        daemon.wait_for_polls(1)
+        # AT_RISK for one poll: below confirm_polls, so nothing is sent or recorded.
+        requests = sim.request_count
+        answer_once_with(sim, phone, "AT_RISK")
+        daemon.wait_for_polls(daemon.polls("success") + 3)
+        assert sim.request_count >= requests + 3 and receiver.messages == []
+        history = json.loads(cli("history", "--config", str(daemon.config), phone,
+                                 "--json").stdout)
+        assert [row["to_status"] for row in history] == ["HEALTHY"]  # first seen, nothing since
+
+        # AT_RISK that holds: one alert, once the second poll has seen it.
+        served = sim.served_count
+        sim.set_status(phone, "AT_RISK")
+        (degraded,) = receiver.wait_for(1, timeout=30)
+        assert sim.served_count >= served + 2
+        assert "HEALTHY → AT_RISK" in degraded.message
+
+        # HEALTHY for two polls is below recover_polls = 3: still degraded, no recovery.
+        answer_once_with(sim, phone, "HEALTHY", polls=2)
+        daemon.wait_for_polls(daemon.polls("success") + 4)
+        assert len(receiver.messages) == 1, kinds(receiver.messages)
+
+        served = sim.served_count
+        sim.set_status(phone, "HEALTHY")
+        recovered = receiver.wait_for(2, timeout=30)[1]
+        assert sim.served_count >= served + 3
+        assert "recovered" in recovered.title and "AT_RISK → HEALTHY" in recovered.message
+        daemon.wait_for_polls(daemon.polls("success") + 2)
+        assert len(receiver.messages) == 2, kinds(receiver.messages)
+    finally:
+        daemon.stop()
+
+
+def test_labels_route_a_line_to_its_team_in_that_channels_template_and_the_pager_escalates(
+    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    receiver: Receiver,
+) -> None:
+    desk, other = "+12025550301", "+12025550302"
+    sim.add_line(desk)
+    sim.add_line(other)
+    channels = f"""
+[[alerts.channels]]
+name = "sales"
+url = "{receiver.url("sales")}"
+min_status = "AT_RISK"
+labels = {{ team = "sales" }}
+group_wait = "0s"
+title_template = "{{{{ entry.name }}}} ({{{{ entry.labels.team }}}}): {{{{ entry.change }}}}"
+body_template = "{{{{ entry.phone_number }}}} {{{{ entry.change }}}} {{{{ entry.doc_url }}}}"
+
+[[alerts.channels]]
+name = "pager"
+url = "{receiver.url("pager")}"
+min_status = "CRITICAL"
+escalate_after = "4s"
+group_wait = "0s"
+
+[[lines]]
+match = "{desk}"
+name = "Front desk"
+labels = {{ team = "sales" }}
+"""
+    daemon = start(tmp_path, sim_server, database_url, channels=[],
+                   extra_alerts='policy_interval = "250ms"', extra=channels)
+    try:
+        daemon.wait_for_polls(1)
+        sim.set_many({desk: "AT_RISK", other: "AT_RISK"})
+        (sales,) = receiver.wait_for(1, path="sales", timeout=30)
+        # Only the labelled line, in the channel's own words, with its name and doc_url.
+        assert sales.title == "Front desk (sales): HEALTHY → AT_RISK"
+        assert sales.message.startswith(f"{desk} HEALTHY → AT_RISK https://")
+
+        # Both go CRITICAL; the desk is back to AT_RISK after one poll, the other stays.
+        critical_at = time.monotonic()
+        answer_once_with(sim, desk, "CRITICAL")
+        sim.set_status(other, "CRITICAL")
+        (page,) = receiver.wait_for(1, path="pager", timeout=30)
+        assert other in page.title and "Escalated: at or above CRITICAL for" in page.message
+        assert page.at - critical_at >= 4.0  # not before it lasted escalate_after
+        daemon.wait_for_polls(daemon.polls("success") + 3)
+        pages = [m for m in receiver.messages if m.path == "/pager"]
+        assert len(pages) == 1, kinds(pages)  # the desk's short CRITICAL never paged
+        assert all(desk in m.title or desk in m.message or "Front desk" in m.title
+                   for m in receiver.messages if m.path == "/sales")
+        assert not any(other in m.title + m.message
+                       for m in receiver.messages if m.path == "/sales")
     finally:
         daemon.stop()
 
