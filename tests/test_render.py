@@ -209,7 +209,8 @@ def test_trouble_survives_the_outbox_as_json() -> None:
     assert Trouble.from_json(trouble.to_json()) == trouble
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (125, "2m 5s"),
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (0.9, "1s"), (45, "45s"),
+                                               (125, "2m 5s"), (-3, "0s"),
                                                (3 * 86400 + 4 * 3600 + 60, "3d 4h")])
-def test_durations_read_like_a_human_wrote_them(seconds: int, text: str) -> None:
+def test_durations_read_like_a_human_wrote_them(seconds: float, text: str) -> None:
     assert format_duration(timedelta(seconds=seconds)) == text

@@ -247,8 +247,11 @@ def format_time(moment: datetime) -> str:
 
 
 def format_duration(span: timedelta) -> str:
-    """'3d 4h', '2h 5m', '45s': the two largest units, enough for a human."""
-    seconds = max(0, int(span.total_seconds()))
+    """'3d 4h', '2h 5m', '45s': the two largest units, enough for a human.
+
+    Rounded, not truncated: 0.9 s between two changes stamped a second apart reads "1s".
+    """
+    seconds = max(0, round(span.total_seconds()))
     parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
