@@ -19,6 +19,7 @@ from monitor.core.policy import (
     reconcile,
     settle,
 )
+from monitor.core.render import render_entries
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 OPS = ChannelRule("ops", 1)  # AT_RISK and worse
@@ -166,6 +167,30 @@ def test_reminders_repeat_at_the_interval_and_stop_on_recovery() -> None:
     assert line.tick(300) == []
     assert [k for _, _, k, _ in line.sent] == [NoticeKind.DEGRADED, NoticeKind.REMINDER,
                                                NoticeKind.REMINDER, NoticeKind.RECOVERED]
+
+
+def test_a_reminder_says_when_the_line_changed_and_how_long_it_was_healthy_before() -> None:
+    ops = ChannelRule("ops", 1, repeat_interval=timedelta(hours=4))
+    line = Line(AlertPolicy(channels=(ops,)))
+    line.poll(0, "HEALTHY")
+    line.poll(6 * 24 * 60, "AT_RISK")  # HEALTHY for six days, then AT_RISK
+    (reminder,) = line.tick(6 * 24 * 60 + 4 * 60)
+    body = render_entries([reminder.entry], now=T0 + timedelta(days=6, hours=4)).body
+    assert "Changed at: 2026-12-03 09:00:00 UTC" in body  # the change, not the reminder
+    assert "Time in HEALTHY: 6d" in body  # not 6d 4h: the AT_RISK hours are not HEALTHY's
+    assert "Reminder: still AT_RISK for 4h" in body
+
+
+def test_a_settled_notice_dates_the_status_it_settled_at() -> None:
+    policy = AlertPolicy(channels=(OPS,), flap_changes=2, flap_window=timedelta(minutes=30))
+    line = Line(policy)
+    for minute, status in enumerate(("HEALTHY", "AT_RISK", "HEALTHY", "AT_RISK")):
+        line.poll(minute, status)
+    (settled,) = line.tick(40)
+    body = render_entries([settled.entry], now=T0 + timedelta(minutes=40)).body
+    assert "Changed at: 2026-11-27 09:03:00 UTC" in body
+    assert "Time in HEALTHY: 1m" in body
+    assert "Settled at AT_RISK (since 2026-11-27 09:03:00 UTC)" in body
 
 
 def test_a_reminder_overdue_after_downtime_is_sent_once_not_once_per_missed_interval() -> None:

@@ -98,7 +98,7 @@ def test_a_flapping_notice_lists_the_sequence_and_when_alerts_resume() -> None:
 def test_a_settled_notice_says_where_the_line_settled() -> None:
     message = render_entries([entry(NoticeKind.SETTLED, "HEALTHY", "CRITICAL")], now=NOW)
     assert "settled at CRITICAL after flapping" in message.title
-    assert "Settled at CRITICAL at 2026-11-27 09:30:00 UTC" in message.body
+    assert "Settled at CRITICAL (since 2026-11-27 09:30:00 UTC)" in message.body
 
 
 def test_a_first_seen_degraded_line_says_so() -> None:

@@ -175,7 +175,7 @@ class Entry:
     phone_number: str
     from_status: str | None
     to_status: str
-    at: datetime  # when the change happened (for reminders: when the reminder is due)
+    at: datetime  # when the line entered to_status (a reminder's own time is its send time)
     previous_since: datetime | None  # when from_status began
     doc_url: str | None
     name: str | None = None

@@ -124,7 +124,7 @@ def reconcile(
         if heard is not None and not heard.silenced and heard.status == now_at:
             due = rule.repeat_interval is not None and now - heard.at >= rule.repeat_interval
             if due and not silenced:
-                notice(rule, NoticeKind.REMINDER, at=now)
+                notice(rule, NoticeKind.REMINDER)  # about the change; rendered at send
                 told[rule.name] = Told(now_at, now)
             continue
         if silenced:
@@ -199,7 +199,7 @@ def settle(
     if not flap.flapping:
         return [], replace(state, flap=None)  # nothing recent left to count
     settled = replace(state, flap=None)
-    entry = _entry(settled, NoticeKind.SETTLED, meta, at=now, sequence=flap.changes)
+    entry = _entry(settled, NoticeKind.SETTLED, meta, at=settled.since, sequence=flap.changes)
     notices = [Notice(name, entry, silenced=silenced) for name in sorted(flap.channels)]
     told = dict(state.told)
     rank = st.rank(level(state))

@@ -224,7 +224,7 @@ def _kind_lines(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
                 f"Alerts for this line are paused until {until}; one notice will say where "
                 "it settled."]
     if kind is NoticeKind.SETTLED:
-        return [f"Settled at {entry.to_status} at {format_time(entry.at)} after flapping; "
+        return [f"Settled at {entry.to_status} (since {format_time(entry.at)}) after flapping; "
                 "per-change alerts resume."]
     if kind is NoticeKind.DIAGNOSIS:
         return ["Follows the alert about this line: the reputation audit finished after it "
