@@ -248,7 +248,7 @@ def preview_alerts(config: Config, *, channel: str | None) -> int:
     Sample data only: nothing is sent and the database is not opened. Raises ConfigError
     for a channel name that is not configured.
     """
-    from monitor.alerts.samples import samples
+    from monitor.alerts.samples import Held, samples
 
     configured = config.alerts.channels
     if channel is not None:
@@ -277,6 +277,8 @@ def preview_alerts(config: Config, *, channel: str | None) -> int:
                 message = renderer.render_digest(sample, now=now)
             elif isinstance(sample, Trouble):
                 message = renderer.render_trouble(sample, now=now)
+            elif isinstance(sample, Held):
+                message = renderer.render(sample.entries, now=now, held=True)
             else:
                 message = renderer.render(sample, now=now)
             print(f"\n── {label} ──")

@@ -150,8 +150,9 @@ class Runtime:
             self.directory, clock=utcnow)
         self._stack = AsyncExitStack()
 
-    def _render(self, channel: str, entries: Sequence[Entry], now: datetime) -> Message:
-        return self.renderers[channel].render(entries, now=now)
+    def _render(self, channel: str, entries: Sequence[Entry], now: datetime, *,
+                held: bool = False) -> Message:
+        return self.renderers[channel].render(entries, now=now, held=held)
 
     def _silenced(self, state: LineState, meta: LineMeta, now: datetime) -> bool:
         return silenced_by(self.silences, state.account, state.line_id, state.phone_number,

@@ -278,6 +278,7 @@ def test_quiet_hours_defer_to_one_summary_skip_recovered_lines_and_survive_a_res
         daemon.start()
         summary = receiver.wait_for(2, timeout=90)[1]
         assert stays in summary.message or stays in summary.title
+        assert summary.message.startswith("Held back during this channel's quiet hours")
         assert recovers not in summary.message + summary.title  # went and came back
         daemon.wait_for_polls(daemon.polls("success") + 2)
         assert len(receiver.messages) == 2, kinds(receiver.messages)

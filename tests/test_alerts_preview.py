@@ -15,9 +15,10 @@ pytestmark = pytest.mark.timeout(60)
 
 SECRET_HOOK = "hooks-SECRET-456"
 KINDS = ("degraded", "degraded to CRITICAL", "improving", "recovered", "unknown status",
-         "first seen degraded", "reminder", "flapping", "settled", "grouped (7 lines)",
-         "digest", "trouble: polls failing", "trouble cleared", "trouble: deliveries failing",
-         "test")
+         "first seen degraded", "reminder", "flapping", "settled", "escalated (escalate_after)",
+         "silence ended, line still degraded", "grouped (7 lines)",
+         "quiet hours ended (summary)", "digest", "trouble: polls failing", "trouble cleared",
+         "trouble: deliveries failing", "test")
 
 
 SLACK_TEMPLATES = """title_template = "{{ summary }}"
@@ -75,6 +76,10 @@ def test_it_prints_every_kind_for_every_channel_and_sends_nothing(tmp_path: Path
         "title: [AT_RISK] +12025550101 (Sales line 1) degraded: HEALTHY → AT_RISK (acme)\n")
     assert "6 lines degraded: 4 AT_RISK, 2 CRITICAL; 1 recovered" in ops["grouped (7 lines)"]
     assert "Alerts for this line are paused" in ops["flapping"]
+    assert "Reason: Escalated: at or above CRITICAL for 31m." in ops["escalated (escalate_after)"]
+    assert "silence on this line ended" in ops["silence ended, line still degraded"]
+    assert ops["quiet hours ended (summary)"].splitlines()[1].startswith(
+        "Held back during this channel's quiet hours")
     assert "Lines not HEALTHY now" in ops["digest"] and "Poll health" in ops["digest"]
     assert slack["grouped (7 lines)"].splitlines()[:3] == [
         "title: 6 lines degraded: 4 AT_RISK, 2 CRITICAL; 1 recovered",

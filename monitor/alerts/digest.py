@@ -134,13 +134,13 @@ def _poll_health(session: Session, wanted: set[str] | None, start: datetime, end
             select(Poll.account, Poll.outcome, func.count()).where(in_window)
             .group_by(Poll.account, Poll.outcome)):
         counts.setdefault(account, {})[outcome] = n
-    last_success = dict(session.execute(  # type: ignore[arg-type]
+    last_success = {account: at for account, at in session.execute(
         select(Poll.account, func.max(Poll.finished_at))
-        .where(Poll.outcome == "success", Poll.finished_at <= end).group_by(Poll.account)).all())
+        .where(Poll.outcome == "success", Poll.finished_at <= end).group_by(Poll.account))}
     newest_error = (select(func.max(Poll.id)).where(in_window, Poll.outcome == "error")
                     .group_by(Poll.account))
-    last_error = dict(session.execute(  # type: ignore[arg-type]
-        select(Poll.account, Poll.error).where(Poll.id.in_(newest_error))).all())
+    last_error = {account: error for account, error in session.execute(
+        select(Poll.account, Poll.error).where(Poll.id.in_(newest_error)))}
     return tuple(
         PollHealth(account, successes=outcomes.get("success", 0),
                    errors=outcomes.get("error", 0),

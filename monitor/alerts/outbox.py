@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,11 +45,18 @@ from monitor.errors import DeliveryError, StoreError
 from monitor.metrics import Metrics
 from monitor.store.schema import Notification
 
-Renderer = Callable[[str, Sequence[Entry], datetime], Message]  # (channel, entries, now)
+
+class Renderer(Protocol):
+    """Turns a channel's batch of entries into its message; ``held``: the batch waited out
+    the channel's quiet hours."""
+
+    def __call__(self, channel: str, entries: Sequence[Entry], now: datetime, *,
+                 held: bool = False) -> Message: ...
 
 
-def default_renderer(channel: str, entries: Sequence[Entry], now: datetime) -> Message:
-    return render_entries(entries, now=now)
+def default_renderer(channel: str, entries: Sequence[Entry], now: datetime, *,
+                     held: bool = False) -> Message:
+    return render_entries(entries, now=now, held=held)
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +195,7 @@ class Deliverer:
         if len(batch) == 1 and batch[0].message is not None:
             return batch[0].message
         entries = [r.entry for r in batch if r.entry is not None]
-        return self._render(channel, entries, now)
+        return self._render(channel, entries, now, held=any(r.deferred for r in batch))
 
     def _pending_rows(self, channel: str) -> list[DueRow]:
         """The channel's pending rows, oldest first (the plan applies per-line order)."""

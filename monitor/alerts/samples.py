@@ -1,12 +1,13 @@
 """Sample messages of every kind, for ``alerts preview``: made-up lines, nothing stored.
 
 ``samples(now, account=...)`` returns (label, what) pairs in the order a user reads them;
-``what`` is a list of entries, a ``Digest`` or a ``Trouble``.
+``what`` is a list of entries, ``Held`` entries (a quiet-hours summary), a ``Digest`` or a
+``Trouble``.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.core.digest import DegradedLine, Digest, DigestChange, LineTime, PollHealth
@@ -14,7 +15,16 @@ from monitor.core.model import Entry, NoticeKind
 from monitor.core.trouble import Trouble, TroubleKind
 
 GUIDE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"
-Sample = list[Entry] | Digest | Trouble
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Entries parked by a channel's quiet hours, sent as one summary when they end."""
+
+    entries: list[Entry]
+
+
+Sample = list[Entry] | Held | Digest | Trouble
 
 
 def samples(now: datetime, *, account: str = "main") -> list[tuple[str, Sample]]:
@@ -87,7 +97,16 @@ def samples(now: datetime, *, account: str = "main") -> list[tuple[str, Sample]]
             (ago(seconds=30), "AT_RISK")))]),
         ("settled", [replace(base, kind=NoticeKind.SETTLED, at=ago(minutes=45),
                              previous_since=ago(minutes=49))]),
+        ("escalated (escalate_after)", [replace(
+            base, from_status="AT_RISK", to_status="CRITICAL", at=ago(minutes=31),
+            previous_since=ago(hours=3, minutes=5), doc_url=critical,
+            reason="Escalated: at or above CRITICAL for 31m.")]),
+        ("silence ended, line still degraded", [replace(
+            base, at=ago(hours=4, minutes=2),
+            reason="A silence on this line ended while it was still degraded.")]),
         ("grouped (7 lines)", group),
+        ("quiet hours ended (summary)", Held([
+            base, replace(group[0], at=ago(hours=6)), replace(group[3], at=ago(hours=2))])),
         ("digest", digest),
         ("trouble: polls failing", polls_failing),
         ("trouble cleared", replace(polls_failing, cleared_at=now)),

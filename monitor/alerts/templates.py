@@ -15,6 +15,8 @@ or many), ``render_digest``, ``render_trouble`` or ``render_test``. The template
   ``Entry`` field, plus ``change``, ``time_in_previous``, ``recommended_action``,
   ``headline``, ``degraded_for``); ``entry``: the first, or None; ``more``: how many were left out
 - ``summary``: one line saying what the message is about
+- ``held``: true when the entries waited out the channel's quiet hours (the summary sent
+  when they end)
 - ``digest`` (kind digest) and ``trouble`` (kind trouble), else None
 - ``channel``, ``timezone``, ``now``, ``default_title``, ``default_body``
 - filters: ``duration`` (timedelta or seconds → "3h 5m"), ``time`` (datetime → local time
@@ -113,14 +115,17 @@ class Renderer:
                    timezone=channel.timezone, limit=limit, flap_window=flap_window,
                    on_fallback=on_fallback)
 
-    def render(self, entries: Sequence[Entry], *, now: datetime) -> Message:
-        """The message for the entries due together on this channel (one or many)."""
+    def render(self, entries: Sequence[Entry], *, now: datetime, held: bool = False
+               ) -> Message:
+        """The message for the entries due together on this channel (one or many);
+        ``held``: they waited out the channel's quiet hours."""
         default = render.render_entries(entries, now=now, limit=self.limit,
-                                        flap_window=self.flap_window)
+                                        flap_window=self.flap_window, held=held)
         shown = render.sort_entries(entries)[:self.limit]
         return self._apply(default, now=now, kind="single" if len(entries) == 1 else "group",
                            entries=[self._entry_context(e, now) for e in shown],
-                           more=len(entries) - len(shown), summary=render.summarize(entries))
+                           more=len(entries) - len(shown), summary=render.summarize(entries),
+                           held=held)
 
     def render_digest(self, digest: Digest, *, now: datetime) -> Message:
         default = render_digest(digest, now=now, limit=self.limit)
@@ -142,7 +147,7 @@ class Renderer:
         entries = values.pop("entries", [])
         context = {
             "kind": kind, "entries": entries, "entry": entries[0] if entries else None,
-            "more": values.pop("more", 0), "digest": None, "trouble": None,
+            "more": values.pop("more", 0), "digest": None, "trouble": None, "held": False,
             "channel": self.channel, "timezone": self.timezone, "now": now,
             "default_title": default.title, "default_body": default.body, **values,
         }

@@ -39,18 +39,27 @@ _SUMMARY_VERB = {
 }
 
 
+HELD = ("Held back during this channel's quiet hours and sent now that they are over; "
+        "lines that recovered meanwhile are left out.")
+
+
 def render_entries(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAULT_LIMIT,
-                   flap_window: timedelta | None = None) -> Message:
+                   flap_window: timedelta | None = None, held: bool = False) -> Message:
     """One message for the entries due together on a channel (one or many).
 
     ``flap_window`` (the policy's setting) lets a flapping notice say how long the line
-    must be stable before alerts resume. Raises ValueError if ``entries`` is empty.
+    must be stable before alerts resume. ``held``: the entries waited out quiet hours, and
+    the message says so first. Raises ValueError if ``entries`` is empty.
     """
     if not entries:
         raise ValueError("render_entries needs at least one entry")
     if len(entries) == 1:
-        return render_entry(entries[0], now=now, flap_window=flap_window)
-    return render_group(entries, now=now, limit=limit)
+        message = render_entry(entries[0], now=now, flap_window=flap_window)
+    else:
+        message = render_group(entries, now=now, limit=limit)
+    if not held:
+        return message
+    return Message(title=message.title, body=f"{HELD}\n\n{message.body}")
 
 
 def render_entry(entry: Entry, *, now: datetime, flap_window: timedelta | None = None
