@@ -8,7 +8,7 @@ account went. The time accounting is the ``report`` command's (``core.report``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.core import status as st
 from monitor.core.digest import DegradedLine, Digest, DigestChange, LineTime, PollHealth
+from monitor.core.labels import selector_matches
 from monitor.core.model import LineMeta
 from monitor.core.report import account_line
 from monitor.errors import StoreError
@@ -43,8 +44,10 @@ def build_digest(
     window: timedelta = DIGEST_WINDOW,
     max_changes: int = 200,
     line_meta: LineMetaLookup | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Digest:
-    """Read one digest over ``[now - window, now]``, for ``accounts`` (None: all).
+    """Read one digest over ``[now - window, now]``, for ``accounts`` (None: all) and the
+    lines carrying all of ``labels`` (a channel's selector; None or empty: every line).
 
     Every account in ``accounts`` appears in the poll health, even with no polls. At most
     ``max_changes`` changes are kept (newest first); the total is counted. Raises
@@ -52,19 +55,39 @@ def build_digest(
     """
     start = now - window
     wanted = None if accounts is None else set(accounts)
+
+    def meta(account: str, line_id: str, phone_number: str) -> LineMeta | None:
+        return line_meta(account, line_id, phone_number) if line_meta else None
+
+    def selected(account: str, line_id: str, phone_number: str) -> bool:
+        if not labels:
+            return True
+        found = meta(account, line_id, phone_number)
+        return found is not None and selector_matches(labels, found.labels)
+
     try:
         with sessions() as session:
-            degraded = _degraded_lines(session, wanted)
-            changes, change_count = _changes(session, wanted, start, now, max_changes)
+            degraded = [line for line in _degraded_lines(session, wanted)
+                        if selected(line.account, line.line_id, line.phone_number)]
+            # Labels live in the config, not the database: with a selector, every change
+            # of the window is read and filtered here before the cap.
+            changes, change_count = _changes(session, wanted, start, now,
+                                             None if labels else max_changes)
+            if labels:
+                changes = [row for row in changes
+                           if selected(row.account, row.line_id, row.phone_number)]
+                change_count = len(changes)
+                changes = changes[:max_changes]
             histories = [h for h in queries.line_histories(session, start=start)
-                         if wanted is None or h.account in wanted]
+                         if (wanted is None or h.account in wanted)
+                         and selected(h.account, h.line_id, h.phone_number)]
             polls = _poll_health(session, wanted, start, now)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the digest: {exc}") from exc
 
     def name(account: str, line_id: str, phone_number: str) -> str | None:
-        meta = line_meta(account, line_id, phone_number) if line_meta else None
-        return meta.name if meta else None
+        found = meta(account, line_id, phone_number)
+        return found.name if found else None
 
     times: list[LineTime] = []
     for history in histories:
@@ -110,8 +133,9 @@ def _degraded_lines(session: Session, wanted: set[str] | None) -> list[Line]:
 
 
 def _changes(session: Session, wanted: set[str] | None, start: datetime, end: datetime,
-             limit: int) -> tuple[list[TransitionRow], int]:
-    """Status changes in the window, newest first; a first sighting counts if degraded."""
+             limit: int | None) -> tuple[list[TransitionRow], int]:
+    """Status changes in the window, newest first (at most ``limit``; None: all); a first
+    sighting counts if degraded."""
     condition = and_(
         TransitionRow.at >= start, TransitionRow.at <= end,
         or_(TransitionRow.kind == "changed",
@@ -156,7 +180,7 @@ async def send_digest(runtime: Runtime, channel: str, *, now: datetime) -> bool:
     config = next(c for c in runtime.config.alerts.channels if c.name == channel)
     accounts = config.accounts or [a.name for a in runtime.config.accounts]
     digest = await asyncio.to_thread(build_digest, runtime.sessions, now=now, accounts=accounts,
-                                     line_meta=runtime.line_meta)
+                                     line_meta=runtime.line_meta, labels=config.labels)
     message = runtime.renderers[channel].render_digest(digest, now=now)
     day = now.astimezone(config.zone).date().isoformat()
     return await asyncio.to_thread(queue_once, runtime.sessions, channel=channel, kind="digest",
