@@ -363,7 +363,12 @@ def test_a_silence_records_instead_of_sending_and_its_end_speaks_once_across_res
         sim.set_many({quiet: "AT_RISK", loud: "AT_RISK", blip: "AT_RISK"})
         (alert,) = receiver.wait_for(1)
         assert loud in alert.title
-        sim.set_status(blip, "HEALTHY")  # went and came back while silenced
+        # Paged about, then silenced (to stop hearing of it); it recovers during the silence.
+        after_page = cli("silence", "add", "--config", config, "--line", loud, "--for", "1h",
+                         "--reason", "known", "--by", "bob")
+        assert after_page.returncode == 0, after_page.stderr
+        daemon.wait_for_polls(daemon.polls("success") + 2)
+        sim.set_many({blip: "HEALTHY", loud: "HEALTHY"})  # blip went and came back
         daemon.wait_for_polls(daemon.polls("success") + 3)
         assert len(receiver.messages) == 1
         rows = json.loads(cli("history", "--config", config, quiet, "--json").stdout)
@@ -383,6 +388,14 @@ def test_a_silence_records_instead_of_sending_and_its_end_speaks_once_across_res
         daemon.start()
         daemon.wait_for_polls(daemon.polls("success") + 3)
         assert len(receiver.messages) == 2  # not re-announced after a restart; blip: nothing
+        # The page about `loud` is closed once its silence ends: the recovery it missed.
+        cli("silence", "expire", "--config", config, re.search(
+            r"\d+", after_page.stdout).group(0))  # type: ignore[union-attr]
+        recovered = receiver.wait_for(3, timeout=30)[2]
+        assert loud in recovered.title and "recovered" in recovered.title
+        assert "recovered during a silence" in recovered.message
+        daemon.wait_for_polls(daemon.polls("success") + 3)
+        assert len(receiver.messages) == 3
     finally:
         daemon.stop()
 

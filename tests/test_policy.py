@@ -235,6 +235,36 @@ def test_silenced_changes_are_recorded_not_sent_and_the_end_of_a_silence_speaks_
     assert line.tick(5) == []  # once
 
 
+def test_a_recovery_during_a_silence_is_said_once_the_silence_ends() -> None:
+    line = Line(AlertPolicy(channels=(OPS,)))
+    line.poll(0, "HEALTHY")
+    line.poll(1, "AT_RISK")  # announced
+    line.silenced = True  # e.g. silenced after the page, to stop reminders
+    line.poll(5, "HEALTHY")
+    assert line.silenced_log == [(5, "ops", NoticeKind.RECOVERED)]
+    assert line.tick(6) == [] and line.tick(7) == []  # recorded once, held while silenced
+    line.silenced = False
+    (recovered,) = line.tick(8)
+    assert recovered.kind is NoticeKind.RECOVERED and recovered.entry.to_status == "HEALTHY"
+    assert "recovered during a silence" in str(recovered.entry.reason)
+    assert line.tick(9) == []  # once
+    assert [k for _, _, k, _ in line.sent] == [NoticeKind.DEGRADED, NoticeKind.RECOVERED]
+
+
+def test_a_line_that_recovered_and_degraded_again_during_a_silence_is_told_as_degraded() -> None:
+    line = Line(AlertPolicy(channels=(OPS,)))
+    line.poll(0, "HEALTHY")
+    line.poll(1, "AT_RISK")
+    line.silenced = True
+    line.poll(5, "HEALTHY")
+    line.poll(6, "CRITICAL")
+    line.silenced = False
+    (notice,) = line.tick(8)
+    assert notice.entry.to_status == "CRITICAL"
+    assert "silence on this line ended" in str(notice.entry.reason)
+    assert line.tick(9) == []
+
+
 def test_a_line_that_went_and_came_back_during_a_silence_produces_nothing() -> None:
     line = Line(AlertPolicy(channels=(OPS,)))
     line.poll(0, "HEALTHY")

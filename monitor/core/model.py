@@ -30,11 +30,14 @@ class Told:
 
     ``silenced``: the channel did not hear it; the change was recorded as silenced, and the
     channel hears about the line if it is still degraded when the silence ends.
+    ``recovery_owed``: the channel heard the degradation, but the recovery came during a
+    silence; it hears of the recovery once the silence ends, so no page is left open.
     """
 
     status: str
     at: datetime
     silenced: bool = False
+    recovery_owed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

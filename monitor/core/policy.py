@@ -12,7 +12,8 @@ the channel's rules, and emits exactly the notices that close the gap:
 - with ``repeat_interval``, an engaged channel is reminded when it last heard that long ago;
 - a silenced line's changes are recorded as silenced (not sent); when the silence ends
   and the line is still degraded, the channel hears it once; a line that went and came
-  back during the silence produces nothing;
+  back during the silence produces nothing; a channel that heard a degradation before the
+  silence hears of a recovery during it once the silence ends;
 - a flapping line produces one "flapping" notice, then nothing per change until it has
   been stable for ``flap_window``, then one "settled" notice.
 
@@ -115,11 +116,19 @@ def reconcile(
         if not engaged:
             if heard is None:
                 continue
+            if heard.recovery_owed and silenced:
+                continue  # the recovery it is owed waits for the silence to end
             del told[rule.name]
+            if heard.recovery_owed:
+                notice(rule, NoticeKind.RECOVERED,
+                       reason="It recovered during a silence on this line, which has ended.")
+                continue
             if heard.silenced:
                 continue  # it never heard of the episode: it hears nothing of its end
             if policy.notify_recovery:
                 notice(rule, NoticeKind.RECOVERED, quiet=silenced)
+                if silenced:  # recorded as silenced; said once the silence ends
+                    told[rule.name] = Told(now_at, now, silenced=True, recovery_owed=True)
             continue
         if heard is not None and not heard.silenced and heard.status == now_at:
             due = rule.repeat_interval is not None and now - heard.at >= rule.repeat_interval

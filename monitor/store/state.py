@@ -307,7 +307,8 @@ def _line_row(state: LineState, now: datetime) -> tuple[object, ...]:
 def _told_json(told: Mapping[str, Told]) -> dict[str, Any] | None:
     if not told:
         return None
-    return {name: {"status": t.status, "at": t.at.isoformat(), "silenced": t.silenced}
+    return {name: {"status": t.status, "at": t.at.isoformat(), "silenced": t.silenced,
+                   **({"recovery_owed": True} if t.recovery_owed else {})}
             for name, t in sorted(told.items())}
 
 
@@ -319,7 +320,8 @@ def _flap_json(flap: Flap | None) -> dict[str, Any] | None:
 
 
 def _told(data: Mapping[str, Any]) -> dict[str, Told]:
-    return {name: Told(t["status"], _moment(t["at"]), bool(t.get("silenced")))
+    return {name: Told(t["status"], _moment(t["at"]), bool(t.get("silenced")),
+                       bool(t.get("recovery_owed")))
             for name, t in data.items()}
 
 
