@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 
 from monitor.alerts.notifier import Channel
 from monitor.alerts.templates import Renderer
-from monitor.config import DEFAULT_TOKEN_ENV, DEFAULT_WEBHOOK_SECRET_ENV, AccountConfig, Config
+from monitor.config import (
+    DEFAULT_TOKEN_ENV,
+    DEFAULT_WEBHOOK_SECRET_ENV,
+    AccountConfig,
+    AlertsConfig,
+    ChannelConfig,
+    Config,
+)
 from monitor.core.digest import Digest
 from monitor.core.render import format_duration, format_time
 from monitor.core.silence import MatcherKind, Silence
@@ -146,14 +153,56 @@ def explain_config(config: Config) -> str:
     out.append(f"alerts: recovery notices {'on' if alerts.notify_recovery else 'off'}; "
                f"retries up to {format_duration(alerts.give_up_after)}, "
                f"each send limited to {format_duration(alerts.delivery_timeout)}")
+    out.append("  " + _explain_policy(alerts))
     if not alerts.channels:
         out.append("  no channels: changes are recorded and exposed, nobody is notified")
     for channel in alerts.channels:
         scheme = urlsplit(channel.apprise_url.get_secret_value()).scheme
         out.append(f"  channel {channel.name}: {scheme}:// (details hidden), "
                    f"hears lines at {channel.min_status} or worse")
+        out += [f"    {part}" for part in _explain_channel(channel)]
     out += [f"warning: {w}" for w in config.warnings]
     return "\n".join(out)
+
+
+def _explain_policy(alerts: AlertsConfig) -> str:
+    def polls(n: int) -> str:
+        return "at once" if n == 1 else f"after {n} polls in a row"
+
+    flapping = (f"more than {alerts.flap_changes} changes within "
+                f"{format_duration(alerts.flap_window)} is flapping"
+                if alerts.flap_changes else "flapping detection off")
+    return (f"worse status alerted {polls(alerts.confirm_polls)}, better "
+            f"{polls(alerts.recover_polls)}; {flapping}; own trouble announced after "
+            f"{format_duration(alerts.stale_after)} of failed polls")
+
+
+def _explain_channel(channel: ChannelConfig) -> list[str]:
+    """What a channel's routing and timing keys do, one line each (only the ones set)."""
+    parts = []
+    if channel.accounts or channel.labels:
+        accounts = f" of accounts {', '.join(channel.accounts)}" if channel.accounts else ""
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(channel.labels.items()))
+        parts.append(f"only lines{accounts}" + (f" with labels {labels}" if labels else ""))
+    wait = format_duration(channel.group_wait)
+    parts.append(f"changes within {wait} are one message (at most {channel.group_limit} "
+                 "listed)" + (", CRITICAL at once" if channel.critical_skips_group_wait else ""))
+    if channel.escalate_after is not None:
+        parts.append(f"hears of a line once it has been {channel.min_status} or worse for "
+                     f"{format_duration(channel.escalate_after)}")
+    if channel.repeat_interval is not None:
+        parts.append(f"reminded every {format_duration(channel.repeat_interval)} while a "
+                     "line stays degraded")
+    if channel.quiet_hours is not None:
+        critical = "deferred too" if channel.quiet_hours_critical == "defer" else "sent"
+        parts.append(f"quiet hours {channel.quiet_hours} {channel.timezone}: below CRITICAL "
+                     f"deferred to one summary, CRITICAL {critical}")
+    if channel.digest is not None:
+        parts.append(f"daily digest at {channel.digest} {channel.timezone}")
+    if channel.title_template or channel.body_template:
+        parts.append(f"own templates ({channel.body_format}); see `alerts preview --channel "
+                     f"{channel.name}`")
+    return parts
 
 
 def _explain_extras(account: AccountConfig) -> str:

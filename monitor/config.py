@@ -449,6 +449,12 @@ def parse_config(
         account._webhook_secret = _resolve_webhook_secret(account, f"accounts[{i}]", env)
     for i, channel in enumerate(config.alerts.channels):
         channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env)
+        given = {(k, v) for line in config.lines for k, v in line.labels.items()}
+        missing = [f"{k}={v}" for k, v in sorted(channel.labels.items()) if (k, v) not in given]
+        if missing:
+            config._warnings.append(
+                f"alerts.channels[{i}].labels: no [[lines]] entry gives {', '.join(missing)}, "
+                f"so channel {channel.name} hears of no line")
     if config.server.api_token_env is not None:
         value = env.get(config.server.api_token_env, "").strip()
         if not value:

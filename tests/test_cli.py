@@ -117,6 +117,43 @@ def test_it_explains_a_valid_config_naming_account_and_channel_without_secrets(
         assert secret not in output(result)
 
 
+def test_it_explains_each_channels_policy_and_warns_of_a_label_no_line_gets(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(VALID.replace('min_status = "AT_RISK"\n', """min_status = "AT_RISK"
+labels = { team = "sales" }
+repeat_interval = "4h"
+escalate_after = "30m"
+quiet_hours = "22:00-07:00"
+timezone = "Europe/Paris"
+digest = "09:00"
+""") + """
+[alerts]
+confirm_polls = 2
+flap_changes = 4
+
+[[lines]]
+match = "+1415*"
+labels = { team = "support" }
+""")
+
+    result = cli("check-config", "--config", str(config), env={TOKEN_ENV: SECRET_TOKEN})
+
+    assert result.returncode == 0, output(result)
+    for said in ("worse status alerted after 2 polls in a row, better at once",
+                 "more than 4 changes within 1h is flapping",
+                 "only lines with labels team=sales",
+                 "hears of a line once it has been AT_RISK or worse for 30m",
+                 "reminded every 4h while a line stays degraded",
+                 "quiet hours 22:00-07:00 Europe/Paris: below CRITICAL deferred to one "
+                 "summary, CRITICAL sent",
+                 "daily digest at 09:00 Europe/Paris",
+                 "warning: alerts.channels[0].labels: no [[lines]] entry gives team=sales, so "
+                 "channel ops-room hears of no line"):
+        assert said in result.stdout, output(result)
+
+
 def test_it_reads_the_config_named_by_the_env_var_else_config_toml_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
