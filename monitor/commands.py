@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,10 +40,19 @@ _POLL_DELIVERY_ROUNDS = 3
 
 
 async def poll_once(config: Config) -> list[PollOutcome]:
-    """One poll of every account, then delivery of what it queued: the daemon's code path."""
+    """One poll of every account and one policy round (silences that ended, reminders and
+    escalations due, flapping settled), then delivery of what they queued: the daemon's
+    code path."""
     engine, sessions = await asyncio.to_thread(open_database, config)
     async with Runtime(config, engine, sessions) as runtime:
-        outcomes = [await poller.poll() for poller in runtime.pollers.values()]
+        await runtime.refresh_silences()
+        outcomes = []
+        for poller in runtime.pollers.values():
+            outcome = await poller.poll()
+            if outcome.ok:
+                reviewed = await poller.review()
+                outcome = replace(outcome, notifications=outcome.notifications + reviewed)
+            outcomes.append(outcome)
         # Alerts wait for their audit at most audit_wait; so does a one-shot poll.
         wait = max((a.audit_wait.total_seconds() for a in config.accounts), default=0)
         with contextlib.suppress(TimeoutError):

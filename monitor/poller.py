@@ -247,7 +247,8 @@ class AccountPoller:
         self._count(diff.transitions, len(parsed.skipped), now)
         self._announce(diff.transitions)
         return PollOutcome(self.account, ok=True, lines=len(parsed.observations),
-                           transitions=len(diff.transitions), notifications=len(outgoing),
+                           transitions=len(diff.transitions),
+                           notifications=sum(1 for o in outgoing if not o.notice.silenced),
                            skipped=len(parsed.skipped))
 
     async def _failed(self, started_at: datetime, exc: ApiError | StoreError) -> PollOutcome:

@@ -97,17 +97,22 @@ def test_confirm_and_recover_polls_let_blips_pass_and_alert_what_holds(
                                  "--json").stdout)
         assert [row["to_status"] for row in history] == ["HEALTHY"]  # first seen, nothing since
 
-        # AT_RISK that holds: one alert, once the second poll has seen it.
-        served = sim.served_count
+        # Seen, a failed poll, seen again: the failed poll neither confirms nor resets, so
+        # the second sighting alerts. Then HEALTHY for two polls, below recover_polls = 3,
+        # then AT_RISK for good (the fleet itself, answered once the queue is used up).
+        served, errors = sim.served_count, daemon.polls("error")
+        answer_once_with(sim, phone, "AT_RISK")
+        sim.queue_error(401)
+        answer_once_with(sim, phone, "AT_RISK")
+        answer_once_with(sim, phone, "HEALTHY", polls=2)
         sim.set_status(phone, "AT_RISK")
         (degraded,) = receiver.wait_for(1, timeout=30)
-        assert sim.served_count >= served + 2
+        assert sim.served_count == served  # alerted on the queued answers, before the fleet's
+        assert daemon.polls("error") == errors + 1
         assert "HEALTHY → AT_RISK" in degraded.message
-
-        # HEALTHY for two polls is below recover_polls = 3: still degraded, no recovery.
-        answer_once_with(sim, phone, "HEALTHY", polls=2)
-        daemon.wait_for_polls(daemon.polls("success") + 4)
-        assert len(receiver.messages) == 1, kinds(receiver.messages)
+        wait_until(lambda: sim.served_count >= served + 2, what="the fleet answered twice")
+        daemon.wait_for_polls(daemon.polls("success") + 1)
+        assert len(receiver.messages) == 1, kinds(receiver.messages)  # no recovery
 
         served = sim.served_count
         sim.set_status(phone, "HEALTHY")
@@ -201,6 +206,7 @@ def test_a_flapping_line_gets_one_flapping_notice_then_one_settled_notice(
         flapping = messages[3]
         assert "Flapping: 4 changes in" in flapping.message and phone in flapping.title
         assert "paused until it is stable for 6s" in flapping.message
+        assert daemon.value("linq_reputation_line_flapping", phone_number=phone) == 1
         settled = receiver.wait_for(5, timeout=60)[-1]
         assert "settled" in settled.title and "AT_RISK" in settled.title
         assert len(receiver.messages) == 5

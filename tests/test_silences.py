@@ -15,6 +15,7 @@ from monitor.errors import UsageError
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store.silences import add_silence, expire_silence, list_silences, load_silences
 from tests.support.daemon import cli, write_config
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -251,3 +252,26 @@ def test_every_silence_action_reads_the_config_it_is_given(tmp_path: Path) -> No
                      "--log-format", "json", cwd=tmp_path)
         assert result.returncode == 2, output(result)
         assert str(missing) in result.stderr
+
+
+def test_a_one_shot_poll_records_silenced_changes_and_speaks_once_the_silence_has_ended(
+        tmp_path: Path, sim: Simulator, sim_server: SimulatorServer, receiver: Receiver) -> None:
+    sim.add_line(PHONE)
+    config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                          database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+                          channels=[("ops", receiver.url("ops"), "AT_RISK")])
+    assert cli("poll", "--config", str(config)).returncode == 0
+    added = silence_cli(config, "add", "--line", PHONE, "--for", "1h", "--reason", "porting")
+    assert added.returncode == 0, output(added)
+    sim.set_status(PHONE, "AT_RISK")
+
+    silenced = cli("poll", "--config", str(config))
+    assert silenced.returncode == 0, output(silenced)
+    assert "1 changes, 0 notifications queued" in silenced.stdout  # recorded, not sent
+    assert receiver.messages == []
+
+    assert silence_cli(config, "expire", "1").returncode == 0
+    ended = cli("poll", "--config", str(config))
+    assert "0 changes, 1 notifications queued" in ended.stdout, output(ended)
+    (notice,) = receiver.wait_for(1)
+    assert PHONE in notice.title and "silence on this line ended" in notice.message
