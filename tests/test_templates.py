@@ -179,8 +179,26 @@ def test_the_readme_example_template_renders_a_group() -> None:
     assert message.title == "3 lines degraded: 3 CRITICAL"
     assert message.body.splitlines() == [
         "*3 lines degraded: 3 CRITICAL*",
-        f"- `+12025550100` Sales 1: AT_RISK → CRITICAL (2h) <{DOC}|guide>",
-        f"- `+12025550101` Sales 1: AT_RISK → CRITICAL (2h) <{DOC}|guide>",
+        f"- `+12025550100` Sales 1: degraded: AT_RISK → CRITICAL (2h) <{DOC}|guide>",
+        f"- `+12025550101` Sales 1: degraded: AT_RISK → CRITICAL (2h) <{DOC}|guide>",
         "+1 more",
     ]
+    held = r.render([entry(phone=f"+1202555010{n}") for n in range(2)], now=AT, held=True)
+    assert held.body.splitlines()[0] == "*2 lines degraded: 2 CRITICAL* (held during quiet hours)"
+    single = r.render([entry()], now=AT)
+    assert single.body == render_entries([entry()], now=AT).body  # the default text, whole
     assert r.render_test(now=AT).title == "Linq reputation monitor: test notification"
+
+
+def test_the_example_config_ships_the_readme_template() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text().split("## Messages and templates")[1]
+    documented = tomllib.loads(readme.split("```toml\n")[1].split("```")[0])
+    shipped = (root / "config.example.toml").read_text()
+    lines = shipped[shipped.index("# title_template"):].splitlines()
+    block = "\n".join(line.removeprefix("#").removeprefix(" ") for line in lines[:lines.index(
+        "# '''", 2) + 1])
+    example = tomllib.loads(block)
+    (channel,) = documented["alerts"]["channels"]
+    assert example["body_template"] == channel["body_template"]
+    assert example["title_template"] == channel["title_template"]

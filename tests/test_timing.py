@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
-from monitor.core.model import Entry, NoticeKind
+from monitor.core.model import Entry, Message, NoticeKind
 from monitor.core.timing import ChannelTiming, DueRow, plan_delivery, quiet_until
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -98,3 +98,21 @@ def test_a_flagged_line_is_as_urgent_as_a_critical_one_whatever_its_reputation()
     (batch,) = plan_delivery([replace(flagged, created_at=T0, next_attempt_at=T0)], skips,
                              T0).batches
     assert [r.id for r in batch] == [2]
+
+
+def test_the_monitors_own_trouble_is_routed_like_critical_through_quiet_hours() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    trouble = DueRow(7, "", night, None, Message("[MONITOR] polls failing", "..."),
+                     next_attempt_at=night)
+    plan = plan_delivery([row(1, "A", "AT_RISK", created=night), trouble], QUIET, night)
+    assert plan.defer == [1] and [[r.id for r in b] for b in plan.batches] == [[7]]
+    defer_all = replace(QUIET, defer_critical=True)
+    held = plan_delivery([trouble], defer_all, night)
+    assert held.defer == [7] and held.batches == []
+    # At the end of quiet hours it goes out on its own, beside the summary, and what was
+    # parked for lines stays parked for them.
+    morning = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    ended = plan_delivery([replace(trouble, deferred=True, next_attempt_at=morning),
+                           row(2, "B", "AT_RISK", created=night, due=morning, deferred=True)],
+                          defer_all, morning)
+    assert [[r.id for r in b] for b in ended.batches] == [[7], [2]] and ended.drop == []

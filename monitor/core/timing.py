@@ -9,6 +9,8 @@ The deliverer reads a channel's due rows and asks ``plan_delivery`` what to do w
 - **Quiet hours.** Inside the channel's quiet period, rows below CRITICAL (all rows, with
   ``quiet_hours_critical = "defer"``) are deferred to its end, never dropped. When it ends
   they go out together as one summary, except lines that went and came back meanwhile.
+  Finished messages (the monitor's own trouble, routed like a CRITICAL, and digests, sent
+  at the time the channel chose) pass, unless CRITICAL is deferred too.
 """
 
 from __future__ import annotations
@@ -104,8 +106,7 @@ def plan_delivery(rows: Sequence[DueRow], timing: ChannelTiming, now: datetime) 
                 blocked.add(r.line_id)
             continue
         candidates.append(r)
-    defer = [r.id for r in candidates
-             if quiet_end is not None and r.entry is not None and not _passes(r.entry, timing)]
+    defer = [r.id for r in candidates if quiet_end is not None and not _passes(r, timing)]
     held = set(defer)
     ready = [r for r in candidates if r.id not in held]
     drop = _moot(ready)
@@ -115,6 +116,8 @@ def plan_delivery(rows: Sequence[DueRow], timing: ChannelTiming, now: datetime) 
         if r.id in held:
             deferring.setdefault(r.line_id, []).append(r.id)
     for r in ready:  # newer news about a line supersedes what is held back for it
+        if r.entry is None:
+            continue  # a finished message is about no line: it supersedes nothing
         drop.update(parked.pop(r.line_id, ()))
         drop.update(i for i in deferring.get(r.line_id, ()) if i < r.id)
     defer = [i for i in defer if i not in drop]
@@ -125,10 +128,14 @@ def plan_delivery(rows: Sequence[DueRow], timing: ChannelTiming, now: datetime) 
     return DeliveryPlan(batches=batches, defer=defer, defer_until=quiet_end, drop=sorted(drop))
 
 
-def _passes(entry: Entry, timing: ChannelTiming) -> bool:
-    """Whether a row goes out during quiet hours: CRITICAL (and worse) news, by default."""
+def _passes(row: DueRow, timing: ChannelTiming) -> bool:
+    """Whether a row goes out during quiet hours: CRITICAL (and worse) news and finished
+    messages, by default."""
     if timing.defer_critical:
         return False
+    entry = row.entry
+    if entry is None:
+        return True
     return st.rank(entry.level) >= st.rank(st.CRITICAL) and entry.kind in (
         NoticeKind.DEGRADED, NoticeKind.UNKNOWN, NoticeKind.FLAPPING)
 
