@@ -95,6 +95,12 @@ def test_a_flapping_notice_lists_the_sequence_and_when_alerts_resume() -> None:
     assert "paused until it is stable for 30m" in message.body
 
 
+def test_a_flapping_notice_is_badged_with_the_worst_status_it_went_through() -> None:
+    flapping = entry(NoticeKind.FLAPPING, "CRITICAL", "HEALTHY", sequence=(
+        (AT - timedelta(minutes=3), "CRITICAL"), (AT, "HEALTHY")))
+    assert render_entries([flapping], now=NOW).title.startswith(f"[CRITICAL] {PHONE} ")
+
+
 def test_a_settled_notice_says_where_the_line_settled() -> None:
     message = render_entries([entry(NoticeKind.SETTLED, "HEALTHY", "CRITICAL")], now=NOW)
     assert "settled at CRITICAL after flapping" in message.title

@@ -200,7 +200,10 @@ def _change(entry: Entry) -> str:
 
 
 def badge(entry: Entry) -> str:
-    """The word in a title's brackets: FLAGGED outranks any reputation status."""
+    """The word in a title's brackets: FLAGGED outranks any reputation status; a flapping
+    line shows the worst status it went through, not wherever the last change left it."""
+    if entry.kind is NoticeKind.FLAPPING and entry.sequence:
+        return max((entry.level, *(status for _, status in entry.sequence)), key=st.rank)
     return entry.level
 
 
