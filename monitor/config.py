@@ -447,9 +447,9 @@ def parse_config(
             account._ca_path = _check_ca_bundle(account.ca_bundle, f"accounts[{i}].ca_bundle",
                                                 base_dir)
         account._webhook_secret = _resolve_webhook_secret(account, f"accounts[{i}]", env)
+    given = {(k, v) for line in config.lines for k, v in line.labels.items()}
     for i, channel in enumerate(config.alerts.channels):
         channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env)
-        given = {(k, v) for line in config.lines for k, v in line.labels.items()}
         missing = [f"{k}={v}" for k, v in sorted(channel.labels.items()) if (k, v) not in given]
         if missing:
             config._warnings.append(

@@ -346,7 +346,7 @@ class AccountPoller:
         for n in notices:
             # A page about a FLAGGED line does not wait: its diagnosis may follow it.
             hold = (self.hold(n.transition) if n.transition is not None and not n.silenced
-                    and n.entry.level != FLAGGED else None)
+                    and n.entry.service != FLAGGED else None)
             outgoing.append(Outgoing(n, render_entry(n.entry, now=now),
                                      now + hold if hold else None))
         return outgoing

@@ -243,3 +243,20 @@ async def test_it_refuses_a_body_past_the_limit_with_413(
     response = await post(client, runtime, delivery)
     assert response.status_code == 413
     assert event_states(runtime) == []
+
+
+async def test_a_flagged_page_does_not_wait_for_its_audit_a_critical_one_does(
+        runtime: Runtime, client: httpx.AsyncClient, sim: Simulator) -> None:
+    sim.audits.configure(delay=3600)  # audits outlast the test unless it finishes them
+    flagged_id, critical_id = sim.add_line(LINE), sim.add_line("+12025550102")
+    await poll(runtime)
+    await post(client, runtime, sender.status_updated(
+        LINE, new_reputation="CRITICAL", new_status="FLAGGED"))
+    await post(client, runtime, sender.status_updated("+12025550102", new_reputation="CRITICAL"))
+    now = datetime.now(UTC)
+    waiting = {n.line_id for n in notifications(runtime) if n.next_attempt_at > now}
+    assert waiting == {critical_id}  # both start an audit; only the CRITICAL alert waits
+    assert {n.line_id for n in notifications(runtime)} == {flagged_id, critical_id}
+    sim.audits.configure(delay=0)  # any audit not yet started finishes at once
+    sim.audits.finish_running()
+    await runtime.audits.drain()
