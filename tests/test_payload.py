@@ -91,6 +91,25 @@ def test_it_skips_malformed_items_without_failing_the_poll(item: bytes) -> None:
     assert len(parsed.skipped) == 1
 
 
+def test_an_item_with_bytes_that_are_not_utf8_keeps_its_line_by_id_and_phone() -> None:
+    body = (b'{"phone_numbers": ['
+            b'{"id": "a", "phone_number": "+1", "reputation": {"status": "AT_\xffRISK"}}, '
+            b'{"id": "b", "phone_number": "+2", "name": "caf\xe9", '
+            b'"reputation": {"status": "CRITICAL", "doc_url": "https://x/\xc3("}}]}')
+    parsed = parse_phone_numbers(body)
+    assert [(o.line_id, o.status, o.doc_url) for o in parsed.observations] == [
+        ("b", "CRITICAL", None)]
+    (skipped,) = parsed.skipped
+    assert "not UTF-8" in skipped.reason
+    assert {"a", "+1"} <= parsed.protected()
+
+
+def test_a_byte_that_is_not_utf8_outside_any_string_fails_the_poll() -> None:
+    body = b'{"phone_numbers": [\xff{"id": "a", "phone_number": "+1"}]}'
+    with pytest.raises(ApiPayloadError, match="not JSON"):
+        parse_phone_numbers(body)
+
+
 def test_it_ignores_unknown_fields_and_a_non_string_doc_url() -> None:
     body = (b'{"extra": 1, "phone_numbers": [{"id": "a", "phone_number": "+1", "new": [1], '
             b'"reputation": {"status": "AT_RISK", "doc_url": 7, "score": 0.3}}]}')

@@ -10,6 +10,10 @@ Rules, from what is known of the API's drift:
 - Unknown fields are ignored. Unknown status strings are kept verbatim.
 - An item that cannot be understood is skipped with a reason; its id and phone number (if
   readable) are reported so the caller keeps the line's last known state.
+- An item whose id, phone number or status holds bytes that are not UTF-8 is skipped like
+  any unreadable item (its id or phone number reported when those are clean); such bytes
+  in a doc_url drop the link, and in a field nobody reads they do nothing. The other
+  items count: one bad byte never fails the poll.
 - A body that is not JSON, or not ``{"phone_numbers": [...]}``, raises ApiPayloadError:
   the whole poll fails and changes nothing.
 
@@ -21,6 +25,9 @@ so an odd item is skipped alone and never costs the others.
 
 from __future__ import annotations
 
+import codecs
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +85,7 @@ _RAW_BODY = msgspec.json.Decoder(_RawBody)
 _ITEM = msgspec.json.Decoder(_Item)
 _ANY = msgspec.json.Decoder()
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_A_LIST = "response has no 'phone_numbers' list (shape changed?)"
 
 
@@ -85,32 +93,73 @@ def parse_phone_numbers(
     body: bytes | bytearray, *, trace_id: str | None = None
 ) -> PhoneNumberList:
     try:
-        items: list[_Item] | list[msgspec.Raw] = _BODY.decode(body).phone_numbers
-    except (msgspec.ValidationError, UnicodeDecodeError):
-        # Some item (or the envelope) is not the documented shape, or holds a string that is
-        # not UTF-8: go item by item, so one bad item costs only itself.
-        try:
-            items = _RAW_BODY.decode(body).phone_numbers
-        except msgspec.ValidationError:
-            raise ApiPayloadError(_NOT_A_LIST, trace_id=trace_id) from None
-        except msgspec.DecodeError as exc:
+        items: list[_Item] | list[msgspec.Raw] | list[Any] = _BODY.decode(body).phone_numbers
+    # ValidationError first: it is a DecodeError too.
+    except msgspec.ValidationError:
+        # Some item (or the envelope) is not the documented shape: go item by item, so one
+        # bad item costs only itself.
+        items = _raw_items(body, trace_id)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec up to 0.22 raised UnicodeDecodeError for a string that is not UTF-8;
+        # 0.23 calls the whole document undecodable. Neither is a reason to drop the other
+        # lines: a body that is valid JSON but for such strings goes the lenient way.
+        if _is_utf8(body):
             raise _not_json(exc, trace_id) from None
-        except RecursionError:
-            raise ApiPayloadError("response is nested too deeply to be a phone number list",
-                                  trace_id=trace_id) from None
+        items = _lenient_items(body, trace_id)
+    except RecursionError:
+        raise _too_deep(trace_id) from None
+    return _collect(_consume(items))
+
+
+def _raw_items(body: bytes | bytearray, trace_id: str | None) -> list[msgspec.Raw]:
+    try:
+        return _RAW_BODY.decode(body).phone_numbers
+    except msgspec.ValidationError:
+        raise ApiPayloadError(_NOT_A_LIST, trace_id=trace_id) from None
     except msgspec.DecodeError as exc:
         raise _not_json(exc, trace_id) from None
     except RecursionError:
-        raise ApiPayloadError("response is nested too deeply to be a phone number list",
-                              trace_id=trace_id) from None
-    return _collect(_consume(items))
+        raise _too_deep(trace_id) from None
+
+
+def _lenient_items(body: bytes | bytearray, trace_id: str | None) -> list[Any]:
+    """The items of a body holding bytes that are not UTF-8, as plain JSON values.
+
+    The bad bytes become lone surrogates (surrogateescape), which no valid text contains:
+    an item whose id, phone number or status holds one is skipped by ``_collect``, and a
+    bad byte outside any string leaves text that is not JSON. This path never depends on
+    how a msgspec release treats such bytes.
+    """
+    try:
+        document = json.loads(bytes(body).decode("utf-8", "surrogateescape"))
+    except ValueError as exc:
+        raise ApiPayloadError(f"response is not JSON ({exc})", trace_id=trace_id) from None
+    except RecursionError:
+        raise _too_deep(trace_id) from None
+    items = document.get("phone_numbers") if isinstance(document, dict) else None
+    if not isinstance(items, list):
+        raise ApiPayloadError(_NOT_A_LIST, trace_id=trace_id)
+    return items
+
+
+def _is_utf8(body: bytes | bytearray) -> bool:
+    try:
+        codecs.decode(body, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _too_deep(trace_id: str | None) -> ApiPayloadError:
+    return ApiPayloadError("response is nested too deeply to be a phone number list",
+                           trace_id=trace_id)
 
 
 def _not_json(exc: msgspec.DecodeError, trace_id: str | None) -> ApiPayloadError:
     return ApiPayloadError(f"response is not JSON ({exc})", trace_id=trace_id)
 
 
-def _consume(items: list[_Item] | list[msgspec.Raw]) -> Iterable[_Item | msgspec.Raw]:
+def _consume(items: list[_Item] | list[msgspec.Raw] | list[Any]) -> Iterable[Any]:
     """Yield the items, letting go of each one as it is read (reverse once, pop from the end).
 
     The decoded items are freed while the observations are built, so the two are never
@@ -121,7 +170,8 @@ def _consume(items: list[_Item] | list[msgspec.Raw]) -> Iterable[_Item | msgspec
         yield items.pop()
 
 
-def _collect(items: Iterable[_Item | msgspec.Raw]) -> PhoneNumberList:
+def _collect(items: Iterable[_Item | msgspec.Raw | Any]) -> PhoneNumberList:
+    """Observations of the items (typed, raw or plain JSON values); the rest skipped."""
     observations: list[Observation] = []
     skipped: list[SkippedItem] = []
     seen: set[str] = set()
@@ -130,7 +180,7 @@ def _collect(items: Iterable[_Item | msgspec.Raw]) -> PhoneNumberList:
     shared: dict[str, str] = {}
     for index, item in enumerate(items):
         try:
-            value = item if isinstance(item, _Item) else _typed(item)
+            value = _typed(item) if isinstance(item, msgspec.Raw) else item
         # 1e310, a string that is not UTF-8, or nesting past any use
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             skipped.append(SkippedItem(index, "item is not readable JSON", None, None))
@@ -184,10 +234,18 @@ def _parse_item(item: Any) -> Observation | str:
     status = reputation.get("status")
     if not isinstance(status, str) or not status:
         return "'reputation.status' is not a string"
+    for name, value in (("id", line_id), ("phone_number", phone), ("status", status)):
+        if not _is_text(value):
+            return f"'{name}' holds bytes that are not UTF-8"
     doc_url = reputation.get("doc_url")
-    if doc_url is not None and not isinstance(doc_url, str):
+    if doc_url is not None and not (isinstance(doc_url, str) and _is_text(doc_url)):
         doc_url = None
     return Observation(line_id, phone, status, doc_url)
+
+
+def _is_text(value: str) -> bool:
+    """False for a string holding a lone surrogate: a byte that was not UTF-8."""
+    return value.isascii() or _SURROGATE.search(value) is None
 
 
 def _skipped(index: int, item: Any, reason: str) -> SkippedItem:
@@ -196,6 +254,7 @@ def _skipped(index: int, item: Any, reason: str) -> SkippedItem:
         item = msgspec.to_builtins(item)
     if isinstance(item, dict):
         raw_id, raw_phone = item.get("id"), item.get("phone_number")
-        line_id = raw_id if isinstance(raw_id, str) and raw_id else None
-        phone = raw_phone if isinstance(raw_phone, str) and raw_phone else None
+        line_id = raw_id if isinstance(raw_id, str) and raw_id and _is_text(raw_id) else None
+        phone = (raw_phone if isinstance(raw_phone, str) and raw_phone and _is_text(raw_phone)
+                 else None)
     return SkippedItem(index, reason, line_id, phone)
