@@ -11,15 +11,22 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor import __version__
-from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError, UsageError
 from monitor.logs import setup_logging
-from monitor.runtime import run_async
+
+# Each command imports what it needs when it runs: `--help` and `--version` must not pay
+# for Apprise, SQLAlchemy and the web server (about a second of imports), nor `status` for
+# the web server.
+if TYPE_CHECKING:
+    from monitor.config import Config
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
@@ -188,7 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    from monitor.runtime import run_async as run
+
+    return run(main)
+
+
 def load(args: argparse.Namespace) -> Config:
+    from monitor.config import load_config
+
     path = Path(args.config or default_config_path())
     config = load_config(path)
     setup_logging(args.log_level or config.log_level, args.log_format or config.log_format)

@@ -1,11 +1,13 @@
-"""The command line as a user runs it: ``python -m monitor ...`` in a subprocess, against the
-simulator on a real socket and a local receiver for Apprise's real ``json://`` notifier."""
+"""The command line as a user runs it, against the simulator on a real socket and a local
+receiver for Apprise's real ``json://`` notifier: ``main(argv)`` in-process, and a few
+commands in a subprocess where the process itself is the point (imports, the demo)."""
 
 from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -16,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store.migrate import head_revision
-from tests.support.daemon import TOKEN, cli, free_port, write_config
+from tests.support.daemon import TOKEN, cli, cli_subprocess, free_port, write_config
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(120)
@@ -379,6 +381,49 @@ def test_it_lists_every_subcommand_in_help() -> None:
         assert re.search(rf"^\s+{re.escape(name)}\b", result.stdout, re.MULTILINE), name
 
 
+HEAVY = ("apprise", "sqlalchemy", "starlette", "uvicorn")
+WEB = ("starlette", "uvicorn")
+
+
+def imported_by(*argv: str, cwd: Path | None = None) -> set[str]:
+    """Top-level packages a fresh interpreter has imported after running the CLI."""
+    program = ("import sys\nfrom monitor.cli import main\n"
+               "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+               "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), "
+               "file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", program, *argv], capture_output=True,
+                            text=True, timeout=60, cwd=cwd)
+    return set(result.stderr.strip().splitlines()[-1].split())
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["status", "--help"]])
+def test_help_and_version_start_without_the_heavy_libraries(argv: list[str]) -> None:
+    loaded = imported_by(*argv)
+    assert "monitor" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_status_and_history_import_no_web_server(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=sqlite(tmp_path))
+    for argv in (["status", "--config", str(config)], ["history", "--config", str(config)]):
+        loaded = imported_by(*argv)
+        assert "sqlalchemy" in loaded  # the command did run
+        assert not loaded & set(WEB), (argv, sorted(loaded & set(WEB)))
+
+
+def test_the_installed_command_answers_version_and_a_bad_config_with_exit_codes(
+    tmp_path: Path,
+) -> None:
+    version = cli_subprocess("--version")
+    assert version.returncode == 0 and version.stdout.startswith("reputation-monitor ")
+    bad = tmp_path / "config.toml"
+    bad.write_text(VALID.replace("poll_interval", "pol_interval"))
+    result = cli_subprocess("check-config", "--config", str(bad))
+    assert result.returncode == 2, output(result)
+    assert "accounts[0].pol_interval" in result.stderr
+
+
 def test_it_accepts_config_after_every_subcommand_name(tmp_path: Path) -> None:
     missing = tmp_path / "not-there.toml"
     uses_config = [
@@ -393,9 +438,8 @@ def test_it_accepts_config_after_every_subcommand_name(tmp_path: Path) -> None:
         ["report", "--config", str(missing)],
         ["alerts", "preview", "--config", str(missing)],
     ]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda args: cli(*args, cwd=tmp_path), uses_config))
-        helps = list(pool.map(lambda name: cli(name, "--help"), ["demo", "simulate"]))
+    results = [cli(*args, cwd=tmp_path) for args in uses_config]
+    helps = [cli(name, "--help") for name in ["demo", "simulate"]]
 
     for args, result in zip(uses_config, results, strict=True):
         # The named file was the one looked for: the option reached the command.
@@ -409,7 +453,7 @@ def test_it_accepts_config_after_every_subcommand_name(tmp_path: Path) -> None:
 # -- demo --------------------------------------------------------------------------------------
 
 def test_it_runs_a_demo_that_prints_alerts_and_says_where_the_metrics_are() -> None:
-    result = cli("demo", "--duration", "8", "--port", "0", timeout=90)
+    result = cli_subprocess("demo", "--duration", "8", "--port", "0", timeout=90)
 
     assert result.returncode == 0, output(result)
     assert "degraded" in result.stdout
