@@ -310,12 +310,19 @@ def test_the_image_is_built_in_one_stage_and_runs_the_daemon_as_non_root_in_anot
     assert "pip" not in " ".join(a for k, a in runtime if k == "RUN"), "no building at runtime"
 
 
+def test_the_image_installs_exactly_what_the_lock_pins() -> None:
+    build = " ".join(a for k, a in dockerfile_instructions() if k == "RUN")
+    assert "uv export --locked --no-dev" in build
+    assert "pip install --require-hashes -r /tmp/requirements.txt" in build
+    assert "pip install --no-deps /dist/" in build, "the wheel must not re-resolve"
+
+
 def test_the_image_build_copies_what_the_wheel_needs_and_dockerignore_lets_it_through(
         ) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     wheel = project["tool"]["hatch"]["build"]["targets"]["wheel"]
-    needed = {"pyproject.toml", project["project"]["readme"], *wheel["packages"],
-              *wheel["force-include"]}
+    needed = {"pyproject.toml", "uv.lock", project["project"]["readme"],
+              *wheel["packages"], *wheel["force-include"]}
     copied = {src.rstrip("/") for keyword, args in dockerfile_instructions()
               if keyword == "COPY" and not args.startswith("--from")
               for src in args.split()[:-1]}

@@ -8,12 +8,16 @@ from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 
-from tests.support.fuzzing import BODIES, check_body
+from tests.support.fuzzing import BODIES, check_body, profiles
 
 
-# The deadline is a hang detector, not a speed target: a parse is milliseconds.
-@settings(max_examples=400, deadline=timedelta(seconds=5),
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(BODIES)
-def test_the_parser_survives_hostile_bodies(body: bytes) -> None:
-    check_body(body)
+@profiles(short=100, full=400)
+def test_the_parser_survives_hostile_bodies(examples: int) -> None:
+    # The deadline is a hang detector, not a speed target: a parse is milliseconds.
+    @settings(max_examples=examples, deadline=timedelta(seconds=5),
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(BODIES)
+    def survives(body: bytes) -> None:
+        check_body(body)
+
+    survives()

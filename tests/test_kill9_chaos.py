@@ -6,6 +6,7 @@ times on each database. Then it runs until the database agrees with the fake API
 audit (tests/support/audit.py) checks that every recorded change reached each channel its
 routing requires exactly once, in per-line order: nothing lost, nothing invented, and no
 duplicate beyond the one message per channel a kill can catch in flight.
+Two profiles: six cycles in the fast suite, the fifty (``-m slow``) in CI after it.
 ``python -m bench.chaos`` runs the same for as many cycles as you like.
 """
 
@@ -19,20 +20,20 @@ from tests.support.chaos import CHANNELS, run_kill9_cycles
 
 pytestmark = pytest.mark.timeout(600)
 
-CYCLES = 50
 
-
-def test_it_loses_nothing_and_duplicates_only_in_flight_messages_across_50_kill_9s(
-    tmp_path: Path, database_url: str,
+@pytest.mark.parametrize("cycles", [pytest.param(6, id="short"),
+                                    pytest.param(50, id="full", marks=pytest.mark.slow)])
+def test_it_loses_nothing_and_duplicates_only_in_flight_messages_across_kill_9s(
+    tmp_path: Path, database_url: str, cycles: int,
 ) -> None:
-    result = run_kill9_cycles(tmp_path, database_url, cycles=CYCLES, seed=6)
+    result = run_kill9_cycles(tmp_path, database_url, cycles=cycles, seed=6)
     audit = result.audit
-    print(f"\nkill -9 x{CYCLES}: {audit.summary()} ({result.seconds:.0f}s)")
+    print(f"\nkill -9 x{cycles}: {audit.summary()} ({result.seconds:.0f}s)")
     assert result.died_on_its_own == 0, (tmp_path / "daemon.log").read_text()[-5000:]
-    assert audit.expected >= CYCLES, "the scenario was not busy: too few alerts"
+    assert audit.expected >= cycles, "the scenario was not busy: too few alerts"
     assert audit.unrouted == 0 and audit.spurious == 0
     assert audit.lost == 0 and audit.strangers == 0 and audit.unsettled == 0
     assert audit.out_of_order == 0
     assert audit.delivered == audit.expected
     # One message per channel can be in flight when a kill lands; nothing else repeats.
-    assert audit.duplicates <= CYCLES * len(CHANNELS)
+    assert audit.duplicates <= cycles * len(CHANNELS)

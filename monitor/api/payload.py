@@ -155,7 +155,7 @@ def _too_deep(trace_id: str | None) -> ApiPayloadError:
                            trace_id=trace_id)
 
 
-def _not_json(exc: msgspec.DecodeError, trace_id: str | None) -> ApiPayloadError:
+def _not_json(exc: Exception, trace_id: str | None) -> ApiPayloadError:
     return ApiPayloadError(f"response is not JSON ({exc})", trace_id=trace_id)
 
 

@@ -9,13 +9,23 @@ pathological documents (deep nesting, huge numbers, odd encodings, long strings)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import orjson
+import pytest
 from hypothesis import strategies as st
 
 from monitor.api.payload import parse_phone_numbers
 from monitor.errors import ApiPayloadError
+
+
+def profiles(*, short: int, full: int) -> Any:
+    """Parametrize a fuzz test by its number of examples: ``short`` in the fast suite,
+    ``full`` marked slow (CI runs it after the fast suite, so every merge runs it)."""
+    return pytest.mark.parametrize("examples", [
+        pytest.param(short, id="short"), pytest.param(full, id="full", marks=pytest.mark.slow)])
+
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SEEDS = [path.read_bytes() for path in sorted(FIXTURES.rglob("*.json"))
