@@ -55,9 +55,31 @@ def postgres_url() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+BOTH_DATABASES = "both_databases"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{BOTH_DATABASES}: run each test that uses database_url on SQLite and "
+        "on PostgreSQL (what touches SQL); the rest run once, on SQLite")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``database_url`` is SQLite, and PostgreSQL too for tests marked both_databases.
+
+    What touches SQL (the store, the outbox, leases, migrations, retention, webhook
+    events, one end-to-end path and the kill -9 chaos) runs on both; a test of behaviour
+    above the store runs once: the second run would prove nothing the first did not.
+    """
+    if "database_url" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker(BOTH_DATABASES) is not None
+        metafunc.parametrize("database_url", ["sqlite", "postgresql"] if both else ["sqlite"],
+                             indirect=True)
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Each test using this runs on both databases."""
+    """A fresh database: SQLite, or PostgreSQL (see pytest_generate_tests)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'monitor.db'}"
     else:
@@ -66,7 +88,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    """A migrated database (each test runs on SQLite and PostgreSQL) and its sessions."""
+    """A migrated database (SQLite, and PostgreSQL where marked) and its sessions."""
     engine = make_engine(database_url)
     migrate.upgrade(engine)
     yield make_sessionmaker(engine)

@@ -331,6 +331,7 @@ def test_it_exits_0_when_every_channel_got_the_test_alert(
 
 # -- db upgrade --------------------------------------------------------------------------------
 
+@pytest.mark.both_databases
 def test_it_upgrades_an_empty_database_to_head_and_is_idempotent(
     tmp_path: Path, database_url: str,
 ) -> None:

@@ -113,6 +113,7 @@ def record_replies(sim: Simulator) -> list[SimResponse]:
 
 # -- 1. a line's whole life, one message per change --------------------------------------------
 
+@pytest.mark.both_databases  # the one end-to-end path run on both databases
 def test_it_alerts_each_change_of_a_line_once_with_what_to_do_and_the_doc_url(
     tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
     receiver: Receiver,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.digest import build_digest
@@ -12,6 +13,9 @@ from monitor.core.detect import detect_account
 from monitor.core.digest import render_digest
 from monitor.core.model import LineMeta, Observation
 from monitor.store.state import PollRecord, commit_poll, load_lines, record_failed_poll
+
+# These touch SQL: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_databases
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 DOC = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"

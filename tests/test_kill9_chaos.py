@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.chaos import CHANNELS, run_kill9_cycles
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.both_databases]
 
 
 @pytest.mark.parametrize("cycles", [pytest.param(6, id="short"),

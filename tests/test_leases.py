@@ -42,6 +42,9 @@ from monitor.store.webhook_events import commit_event, open_events, record_event
 from tests.support.receiver import Receiver
 from tests.test_outbox import enqueue
 
+# These touch SQL: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_databases
+
 MINUTE = timedelta(minutes=1)
 EXPIRED = timedelta(0)  # a lease that is free for the taking as soon as it is granted
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -16,6 +16,9 @@ from sqlalchemy import inspect
 from monitor.store import migrate
 from monitor.store.engine import make_engine
 
+# These touch SQL: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_databases
+
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"polls", "lines", "transitions", "notifications", "history_summaries",
           "poll_summaries", "silences", "troubles", "leases", "replicas", "webhook_events",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +14,9 @@ from monitor.alerts.outbox import Deliverer, DeliveryPolicy
 from monitor.metrics import Metrics
 from monitor.store.schema import Notification
 from tests.support.receiver import Receiver
+
+# These touch SQL: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_databases
 
 POLICY = DeliveryPolicy(timeout=timedelta(seconds=5), retry_initial=timedelta(seconds=0),
                         retry_max=timedelta(seconds=0), give_up_after=timedelta(hours=1))

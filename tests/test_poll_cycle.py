@@ -15,6 +15,9 @@ from monitor.simulator import Simulator, SimulatorServer
 from monitor.store import queries
 from monitor.store.schema import Base, Line, Notification, Poll, TransitionRow
 
+# These touch SQL: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
 async def runtime(database_url: str, sim_server: SimulatorServer, receiver) -> AsyncIterator[

@@ -21,6 +21,9 @@ from monitor.store.retention import prune
 from monitor.store.schema import HistorySummary, Notification, Poll, PollSummary, TransitionRow
 from monitor.store.state import Outgoing, PollRecord, commit_poll
 
+# These touch SQL: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=400)
 

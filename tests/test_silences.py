@@ -95,6 +95,7 @@ def stored(sessions: sessionmaker[Session], kind: MatcherKind, value: str, *,
                        ends_at=NOW + start + length, now=NOW)
 
 
+@pytest.mark.both_databases
 def test_silences_are_stored_listed_and_expired(sessions: sessionmaker[Session]) -> None:
     line = stored(sessions, MatcherKind.LINE, PHONE)
     label = stored(sessions, MatcherKind.LABEL, "team=sales", start=timedelta(hours=1))
@@ -112,6 +113,7 @@ def test_silences_are_stored_listed_and_expired(sessions: sessionmaker[Session])
     assert load_silences(sessions, NOW + timedelta(hours=5)) == []  # label ran out
 
 
+@pytest.mark.both_databases
 def test_expiring_an_unknown_or_ended_silence_says_why(sessions: sessionmaker[Session]) -> None:
     done = stored(sessions, MatcherKind.ACCOUNT, "main", length=timedelta(minutes=30))
     with pytest.raises(UsageError, match="no silence with id 999"):
@@ -123,6 +125,7 @@ def test_expiring_an_unknown_or_ended_silence_says_why(sessions: sessionmaker[Se
         expire_silence(sessions, done.id, NOW + timedelta(minutes=2))
 
 
+@pytest.mark.both_databases
 def test_a_silence_must_end_after_it_starts(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(UsageError, match="end after it starts"):
         stored(sessions, MatcherKind.ACCOUNT, "main", length=timedelta(0))

@@ -23,6 +23,9 @@ from monitor.simulator.webhooks import Delivery, WebhookSender, new_secret
 from monitor.store.schema import Line, Notification, TransitionRow, WebhookEvent
 from tests.support.receiver import Receiver
 
+# These touch SQL: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_databases
+
 LINE = "+12025550101"
 SECRET = new_secret()
 
