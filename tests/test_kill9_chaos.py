@@ -6,7 +6,7 @@ times on each database. Then it runs until the database agrees with the fake API
 audit (tests/support/audit.py) checks that every recorded change reached each channel its
 routing requires exactly once, in per-line order: nothing lost, nothing invented, and no
 duplicate beyond the one message per channel a kill can catch in flight.
-Two profiles: six cycles in the fast suite, the fifty (``-m slow``) in CI after it.
+Two profiles: three cycles in the fast suite, the fifty (``-m slow``) in CI after it.
 ``python -m bench.chaos`` runs the same for as many cycles as you like.
 """
 
@@ -21,7 +21,7 @@ from tests.support.chaos import CHANNELS, run_kill9_cycles
 pytestmark = [pytest.mark.timeout(600), pytest.mark.both_databases]
 
 
-@pytest.mark.parametrize("cycles", [pytest.param(6, id="short"),
+@pytest.mark.parametrize("cycles", [pytest.param(3, id="short"),
                                     pytest.param(50, id="full", marks=pytest.mark.slow)])
 def test_it_loses_nothing_and_duplicates_only_in_flight_messages_across_kill_9s(
     tmp_path: Path, database_url: str, cycles: int,
