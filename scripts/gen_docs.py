@@ -267,8 +267,14 @@ def _duration(value: timedelta) -> str:
 
 
 def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text.replace("|", r"\|")
+    """Text safe inside a Markdown table cell.
+
+    Python-Markdown splits cells on a bare ``|`` outside code spans only, and shows a
+    backslash inside a code span as it is: escape the pipes of the prose, not of the code.
+    """
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(part if part.startswith("`") else part.replace("|", r"\|")
+                   for part in parts)
 
 
 def configuration_page() -> str:
