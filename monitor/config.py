@@ -71,28 +71,50 @@ def _require_unique(names: list[str], what: str) -> None:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # use_attribute_docstrings: the docstring under each field is its description, which
+    # scripts/gen_docs.py turns into docs/reference/configuration.md.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class AccountConfig(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Shown in alerts, metrics (the ``account`` label) and the CLI; unique."""
     base_url: str = Field(default_factory=lambda: os.environ.get("LINQ_API_V3_BASE_URL",
                                                                  DEFAULT_BASE_URL))
+    """Linq's partner API: ``$LINQ_API_V3_BASE_URL`` if set, else
+    ``https://api.linqapp.com/api/partner``."""
     token_env: str | None = None
+    """Environment variable holding the partner token; ``LINQ_API_V3_API_KEY`` (the
+    name Linq's SDKs use) when no token source is set. Set at most one of ``token_env``,
+    ``token_file``, ``token``."""
     token_file: Path | None = None
+    """File holding the token (e.g. ``/run/secrets/linq``); relative to the config file."""
     token: SecretStr | None = None  # inline: allowed, but warned about at start
+    """Inline token; allowed, but warned about if the config file is readable by others."""
     poll_interval: Duration = timedelta(seconds=60)
+    """How often the account is polled; at least ``1s``."""
     timeout: Duration = timedelta(seconds=30)
+    """Deadline of each HTTP request."""
     max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries on connection errors, timeouts, 408, 409, 429 and 5xx."""
     ca_bundle: Path | None = None
+    """CA bundle (PEM) to trust instead of the system store, relative to the config file;
+    checked at start. TLS verification (chain and host name) cannot be turned off."""
     # Webhooks: the signing secret's variable (default LINQ_WEBHOOK_SECRET, like Linq's
     # SDKs; when that default is unset, webhooks are simply off for the account).
     webhook_secret_env: str | None = None
+    """Variable holding the ``whsec_…`` signing secret, ``LINQ_WEBHOOK_SECRET`` if not given.
+    Webhooks are off for the account when that default variable is unset; a variable named
+    here must be set."""
     accept_legacy_signatures: bool = False
+    """Also accept the deprecated ``X-Webhook-Signature`` scheme (for proxies that strip
+    ``webhook-*`` headers)."""
     # Reputation audits: started when a line degrades to one of these statuses; the alert
     # waits at most audit_wait for the diagnosis before it goes out without it.
     audit_on: list[str] = ["CRITICAL"]
+    """Statuses whose degradation starts a reputation audit; ``[]`` turns audits off."""
     audit_wait: Duration = timedelta(seconds=20)
+    """How long an alert may wait for its audit before it goes out without it."""
 
     _resolved: SecretStr | None = PrivateAttr(default=None)
     _ca_path: Path | None = PrivateAttr(default=None)
@@ -142,10 +164,16 @@ def _optional_duration(value: object) -> object:
 
 class DatabaseConfig(_Section):
     url: str = DEFAULT_DATABASE_URL
+    """``sqlite:///FILE`` or ``postgresql+psycopg://user@host/db`` (``postgresql://`` is read
+    as ``postgresql+psycopg://``)."""
     url_env: str | None = None
+    """Read the database URL (with its password) from this variable instead, which must be
+    set."""
     # History older than this is condensed into summaries by a daily job ("off": keep all).
     retention: Annotated[Duration | None, BeforeValidator(_optional_duration)] = timedelta(
         days=400)
+    """History older than this is condensed daily into summaries; ``"off"`` keeps
+    everything."""
 
     @field_validator("url")
     @classmethod
@@ -159,11 +187,18 @@ class DatabaseConfig(_Section):
 
 class ServerConfig(_Section):
     listen: str = "127.0.0.1:9464"
+    """``HOST:PORT`` serving ``/metrics``, ``/healthz``, ``/readyz``, ``/webhooks/linq`` and
+    ``/api/v1``; loopback by default: expose it deliberately."""
     # Bearer token for /api/v1 (and /metrics with protect_metrics); unset: no auth.
     api_token_env: str | None = None
+    """Variable holding a bearer token required by ``/api/v1``; the variable must be set.
+    Without this key there is no auth: keep the server on loopback or behind a proxy."""
     protect_metrics: bool = False
+    """Require the same bearer token for ``/metrics`` too; needs ``api_token_env``."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """Larger request bodies are refused with 413, on every endpoint."""
     request_timeout: Duration = timedelta(seconds=10)
+    """A request not answered by then gets 503."""
 
     _api_token: SecretStr | None = PrivateAttr(default=None)
 
@@ -192,6 +227,8 @@ class MetricsConfig(_Section):
     # "full": state set + severity + since per line (5 series a line); "severity": the
     # severity gauge only (1 a line), for fleets of tens of thousands; "off": none.
     per_line: Literal["full", "severity", "off"] = "full"
+    """Per-line series: ``"full"`` (state set, severity, since: 5 series a line),
+    ``"severity"`` (the severity gauge only: 1 a line, for very large fleets), ``"off"``."""
 
 
 OptionalDuration = Annotated[Duration | None, BeforeValidator(_optional_duration)]
@@ -200,9 +237,13 @@ class HaConfig(_Section):
     # This process's name among replicas sharing a PostgreSQL database (the lease holder
     # in logs, metrics and the leases table); default "<hostname>:<pid>".
     replica: str | None = Field(default=None, min_length=1, max_length=200)
+    """This process's name among replicas sharing a PostgreSQL database (logs,
+    ``linq_reputation_leader``, the ``leases`` table); unset: ``<hostname>:<pid>``."""
     # How long an account stays with a replica that stopped renewing its lease (crashed,
     # paused, cut off) before another replica takes it over; renewed every third of it.
     lease: Duration = timedelta(seconds=30)
+    """How long an account stays with a replica that stopped renewing (crashed, paused, cut
+    off) before another takes it; at least ``2s``."""
 
     @field_validator("lease")
     @classmethod
@@ -214,20 +255,38 @@ class HaConfig(_Section):
 
 class ChannelConfig(_Section):
     name: str = Field(min_length=1)
+    """Unique; the ``channel`` label of the notification metrics."""
     url: SecretStr | None = None  # Apprise URLs often embed credentials: kept secret
+    """Any Apprise URL; validated at start, never printed. Set exactly one of ``url``,
+    ``url_env``."""
     url_env: str | None = None
+    """Variable holding the Apprise URL, instead of ``url``."""
     min_status: Literal["AT_RISK", "CRITICAL"] = "AT_RISK"
+    """``AT_RISK``: every degradation; ``CRITICAL``: only lines that reach CRITICAL."""
     # Routing: only these accounts / only lines carrying all these labels ([[lines]]).
     accounts: list[str] = []
+    """Only lines of these accounts (empty: all)."""
     labels: dict[str, str] = {}
+    """Only lines carrying all these labels (from ``[[lines]]``), e.g.
+    ``{ team = "sales" }``."""
     # Timing policy (monitor/core/policy.py, monitor/alerts/schedule.py).
     repeat_interval: OptionalDuration = None
+    """Remind at this interval while a line stays at or above ``min_status`` (unset or
+    ``"off"``: no reminders)."""
     escalate_after: OptionalDuration = None
+    """Hear of a line only once it has been at or above ``min_status`` this long (unset or
+    ``"off"``: at once)."""
     group_wait: Duration = timedelta(seconds=5)
+    """Changes due within this window go out as one message."""
     group_limit: int = Field(default=20, ge=1, le=500)
+    """Entries listed in a grouped message before "+N more"."""
     critical_skips_group_wait: bool = False
+    """A degradation to CRITICAL goes out at once (taking what else is due)."""
     quiet_hours: str | None = None  # "22:00-07:00" in ``timezone``
+    """E.g. ``"22:00-07:00"`` in ``timezone``: non-CRITICAL messages are deferred to the
+    end, then sent as one summary."""
     quiet_hours_critical: Literal["send", "defer"] = "send"
+    """``"defer"`` holds CRITICAL messages during quiet hours too."""
 
     @field_validator("quiet_hours")
     @classmethod
@@ -248,11 +307,20 @@ class ChannelConfig(_Section):
     # Message text: Jinja2 templates over the default text (monitor/alerts/templates.py),
     # compiled here so a syntax error stops the start, naming the key.
     title_template: str | None = None
+    """Jinja2 template of this channel's message titles; a syntax error is refused at start
+    naming the key."""
     body_template: str | None = None
+    """Jinja2 template of this channel's message bodies; a syntax error is refused at start
+    naming the key."""
     body_format: Literal["text", "markdown", "html"] = "text"
+    """``"markdown"`` or ``"html"`` for a ``body_template`` (Apprise's body formats; an HTML
+    template escapes what it interpolates)."""
     # A daily digest at this local time ("HH:MM") in `timezone` (quiet hours use it too).
     digest: str | None = None
+    """``"HH:MM"``: a daily digest at this time of day in ``timezone``."""
     timezone: str = "UTC"  # IANA zone of quiet_hours and digest
+    """IANA name (``"Europe/Berlin"``) for ``quiet_hours``, ``digest`` and the ``time``
+    template filter."""
 
     _resolved: SecretStr | None = PrivateAttr(default=None)
 
@@ -316,21 +384,37 @@ class ChannelConfig(_Section):
 
 class AlertsConfig(_Section):
     notify_recovery: bool = True
+    """Send recovery notices, to the channels that received the degradation."""
     # Debounce: consecutive successful polls a worse / better status must hold to count.
     confirm_polls: int = Field(default=1, ge=1, le=100)
+    """Consecutive successful polls a worse status must hold before it alerts."""
     recover_polls: int = Field(default=1, ge=1, le=100)
+    """Consecutive successful polls a better status (improving or recovered) must hold."""
     # Flapping: more than flap_changes changes within flap_window (0: never flapping).
     flap_changes: int = Field(default=0, ge=0, le=1000)
+    """More than this many changes within ``flap_window``: the line is flapping (``0``:
+    off)."""
     flap_window: Duration = timedelta(hours=1)
+    """The window ``flap_changes`` counts changes in."""
     # How often time-based policy is re-checked (escalations, reminders, silences ending,
     # flapping settling, the monitor's own trouble): the precision of those timers.
     policy_interval: Duration = timedelta(seconds=5)
+    """How often time-based policy is re-checked (reminders, escalations, silences ending,
+    flapping settling)."""
     delivery_timeout: Duration = timedelta(seconds=30)
+    """Our own deadline for one send (Apprise has no overall timeout)."""
     retry_initial: Duration = timedelta(seconds=5)
+    """First backoff between attempts of a failed send; it doubles up to ``retry_max``."""
     retry_max: Duration = timedelta(minutes=10)
+    """Longest backoff between attempts of a failed send."""
     give_up_after: Duration = timedelta(hours=24)
+    """A notification still failing this long after it was queued is marked failed,
+    counted and shown by ``status``."""
     stale_after: Duration = timedelta(minutes=10)
+    """``/readyz`` reports an account with no successful poll for this long, and the
+    monitor announces it once to the channels (and once when it clears)."""
     channels: list[ChannelConfig] = []
+    """Where alerts go: one ``[[alerts.channels]]`` table per Apprise destination."""
 
     @field_validator("channels")
     @classmethod
@@ -347,9 +431,16 @@ class LineConfig(_Section):
     """
 
     match: str = Field(min_length=1)
+    """A phone number, a line id, or a glob (``*``, ``?``, ``[...]``) tried against both,
+    e.g. ``"+1415*"``."""
     name: str | None = Field(default=None, min_length=1)
+    """A human name for the matching lines (shown in messages and
+    ``linq_reputation_line_info``)."""
     labels: dict[str, str] = {}
+    """E.g. ``{ team = "sales", site = "sf" }``; names are letters, digits and ``_`` (not
+    starting with a digit), values strings."""
     account: str | None = None
+    """Apply the entry only to lines of this (configured) account."""
 
     @field_validator("match")
     @classmethod
@@ -370,14 +461,23 @@ class LineConfig(_Section):
 
 class Config(_Section):
     accounts: list[AccountConfig] = Field(min_length=1)
+    """The Linq partner accounts to poll: one ``[[accounts]]`` table each, at least one."""
     lines: list[LineConfig] = []
+    """Names and labels for lines; entries apply in file order."""
     database: DatabaseConfig = DatabaseConfig()
+    """Where line states, history and the outbox are stored."""
     server: ServerConfig = ServerConfig()
+    """The HTTP server of the daemon."""
     metrics: MetricsConfig = MetricsConfig()
+    """What ``/metrics`` exports per line."""
     alerts: AlertsConfig = AlertsConfig()
+    """Alert delivery and policy, and the channels alerts go to."""
     ha: HaConfig = HaConfig()
+    """Several replicas sharing one PostgreSQL database."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level logged; ``--log-level`` overrides."""
     log_format: Literal["text", "json"] = "text"
+    """``"json"`` for log pipelines (``--log-format`` overrides)."""
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 

@@ -169,8 +169,8 @@ async def test_the_body_format_reaches_apprise(receiver: Receiver) -> None:
 
 
 def test_the_readme_example_template_renders_a_group() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Messages and templates")[1]
+    page = (Path(__file__).resolve().parents[1] / "docs/messages.md").read_text()
+    section = page.split("\n## Templates\n")[1]
     example = section.split("```toml\n")[1].split("```")[0]
     raw = tomllib.loads('[[accounts]]\nname = "main"\n' + example)
     config = parse_config(raw, environ={**ENV, "SLACK_WEBHOOK_URL": "json://127.0.0.1:9/x"})
@@ -192,8 +192,8 @@ def test_the_readme_example_template_renders_a_group() -> None:
 
 def test_the_example_config_ships_the_readme_template() -> None:
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text().split("## Messages and templates")[1]
-    documented = tomllib.loads(readme.split("```toml\n")[1].split("```")[0])
+    page = (root / "docs/messages.md").read_text().split("\n## Templates\n")[1]
+    documented = tomllib.loads(page.split("```toml\n")[1].split("```")[0])
     shipped = (root / "config.example.toml").read_text()
     lines = shipped[shipped.index("# title_template"):].splitlines()
     block = "\n".join(line.removeprefix("#").removeprefix(" ") for line in lines[:lines.index(
