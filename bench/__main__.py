@@ -38,9 +38,9 @@ import psycopg
 from sqlalchemy import func, select
 
 from monitor.config import parse_config
-from monitor.daemon import bind
-from monitor.runtime import Runtime, open_database, run_async
-from monitor.server import build_app, make_server
+from monitor.http.server import build_app, make_server
+from monitor.service.daemon import bind
+from monitor.service.runtime import Runtime, open_database, run_async
 from monitor.store.schema import Base
 
 TOKEN = "bench-token"

@@ -2,6 +2,6 @@ from __future__ import annotations
 
 import sys
 
-from monitor.cli import main
+from monitor.cli.main import main
 
 sys.exit(main())

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from monitor.core.labels import LABEL_NAME, LABEL_NAME_RULE
+from monitor.core.secret import is_valid_secret
 from monitor.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.linqapp.com/api/partner"
@@ -326,11 +327,10 @@ class ChannelConfig(_Section):
 
     @field_validator("title_template", "body_template")
     @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        from monitor.alerts.templates import check_template
-
-        if value is not None:
-            check_template(value)
+    def _compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
+        checks = (info.context or {}).get("checks")
+        if value is not None and checks is not None:
+            checks.template(value)
         return value
 
     @field_validator("body_format")
@@ -506,7 +506,20 @@ class Config(_Section):
         return os.environ[self.database.url_env] if self.database.url_env else self.database.url
 
 
-def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+class ConfigChecks(Protocol):
+    """What the config cannot judge with the core alone: whether Apprise understands a
+    channel URL and whether a Jinja2 template compiles. The alerts layer answers
+    (``monitor.alerts.checks.ALERT_CHECKS``); the command line passes it, so every command
+    refuses such a config naming the key. Without it both are taken as written."""
+
+    def channel_url(self, url: str) -> bool: ...
+
+    def template(self, source: str) -> None:
+        """Raise ValueError saying what is wrong with ``source``."""
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
+                checks: ConfigChecks | None = None) -> Config:
     """Read, validate and resolve a TOML config. Raises ConfigError naming the key."""
     path = Path(path)
     try:
@@ -517,7 +530,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
-    config = parse_config(raw, environ=environ, base_dir=path.parent)
+    config = parse_config(raw, environ=environ, base_dir=path.parent, checks=checks)
     if any(a.token is not None for a in config.accounts) and _readable_by_others(path):
         config._warnings.append(
             f"{path} holds an inline API token and is readable by other users; "
@@ -527,12 +540,13 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 
 
 def parse_config(
-    raw: dict[str, Any], *, environ: Mapping[str, str] | None = None, base_dir: Path | None = None
+    raw: dict[str, Any], *, environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None, checks: ConfigChecks | None = None,
 ) -> Config:
     """Validate a config mapping and resolve its secrets."""
     env = os.environ if environ is None else environ
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate(raw, context={"checks": checks})
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         raise ConfigError(_key_path(first["loc"]), _reason(first)) from None
@@ -549,7 +563,7 @@ def parse_config(
         account._webhook_secret = _resolve_webhook_secret(account, f"accounts[{i}]", env)
     given = {(k, v) for line in config.lines for k, v in line.labels.items()}
     for i, channel in enumerate(config.alerts.channels):
-        channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env)
+        channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env, checks)
         missing = [f"{k}={v}" for k, v in sorted(channel.labels.items()) if (k, v) not in given]
         if missing:
             config._warnings.append(
@@ -607,8 +621,6 @@ def _check_ca_bundle(path: Path, key: str, base_dir: Path | None) -> Path:
 def _resolve_webhook_secret(
     account: AccountConfig, key: str, env: Mapping[str, str]
 ) -> SecretStr | None:
-    from monitor.webhooks.verify import is_valid_secret
-
     name = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
     value = env.get(name, "").strip()
     if not value:
@@ -622,9 +634,8 @@ def _resolve_webhook_secret(
     return SecretStr(value)
 
 
-def _resolve_channel_url(channel: ChannelConfig, key: str, env: Mapping[str, str]) -> SecretStr:
-    from monitor.alerts.notifier import is_valid_url  # the one module that imports apprise
-
+def _resolve_channel_url(channel: ChannelConfig, key: str, env: Mapping[str, str],
+                         checks: ConfigChecks | None) -> SecretStr:
     if channel.url_env is not None:
         value = env.get(channel.url_env, "").strip()
         if not value:
@@ -634,7 +645,7 @@ def _resolve_channel_url(channel: ChannelConfig, key: str, env: Mapping[str, str
     else:
         assert channel.url is not None
         url, field = channel.url.get_secret_value(), "url"
-    if not is_valid_url(url):
+    if checks is not None and not checks.channel_url(url):
         # Never echo the URL: it usually carries a webhook token or a password.
         raise ConfigError(f"{key}.{field}", "is not a URL Apprise understands")
     return SecretStr(url)

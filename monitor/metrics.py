@@ -87,7 +87,7 @@ class Metrics:
             "linq_reputation_line_flapping",
             "1 while a line is flapping (alerts paused until it is stable); absent otherwise.")
         self.line_info = LineInfo(labeler or Labeler([]))
-        # Replicas (monitor/coordinator.py): only the lease holder of an account exports
+        # Replicas (monitor/ha/coordinator.py): only the lease holder of an account exports
         # its leader sample and its per-line and per-account gauges.
         self.leader = Gauge("linq_reputation_leader",
                             "1 on the replica that holds the account's polling lease.",

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from monitor.config import parse_config
-from monitor.runtime import Runtime, open_database
+from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store.schema import Base, Line, Notification, Poll
 from tests.support.daemon import TOKEN, parse_metrics, sample_value

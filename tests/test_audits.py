@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from monitor.config import parse_config
-from monitor.runtime import Runtime, open_database
+from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store.schema import Audit, Notification
 from tests.support.receiver import Received, Receiver

@@ -388,7 +388,7 @@ WEB = ("starlette", "uvicorn")
 
 def imported_by(*argv: str, cwd: Path | None = None) -> set[str]:
     """Top-level packages a fresh interpreter has imported after running the CLI."""
-    program = ("import sys\nfrom monitor.cli import main\n"
+    program = ("import sys\nfrom monitor.cli.main import main\n"
                "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
                "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), "
                "file=sys.stderr)\n")

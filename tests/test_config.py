@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from monitor.alerts.checks import ALERT_CHECKS
 from monitor.config import load_config, parse_config, parse_duration
 from monitor.errors import ConfigError
 
@@ -22,7 +23,7 @@ def config(**overrides: Any) -> dict[str, Any]:
 
 def error_of(raw: dict[str, Any], env: dict[str, str] = ENV) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        parse_config(raw, environ=env)
+        parse_config(raw, environ=env, checks=ALERT_CHECKS)
     return info.value
 
 
@@ -100,6 +101,13 @@ def test_a_malformed_apprise_url_is_refused_without_echoing_it() -> None:
     error = error_of(raw)
     assert error.key == "alerts.channels[0].url"
     assert "SECRET" not in str(error)
+
+
+def test_without_the_alert_checks_a_url_and_a_template_are_taken_as_written() -> None:
+    # The layer below alerts cannot judge them; the command line always passes the checks.
+    raw = config(alerts={"channels": [{"name": "ops", "url": "nosuchscheme://x",
+                                       "body_template": "{{ oops }"}]})
+    assert parse_config(raw, environ=ENV).alerts.channels[0].name == "ops"
 
 
 def test_it_warns_about_an_inline_token_in_a_world_readable_file(tmp_path: Path) -> None:

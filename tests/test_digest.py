@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerts.digest import build_digest
 from monitor.core.detect import detect_account
 from monitor.core.digest import render_digest
 from monitor.core.model import LineMeta, Observation
+from monitor.service.digest import build_digest
 from monitor.store.state import PollRecord, commit_poll, load_lines, record_failed_poll
 
 # These touch SQL: each test runs on SQLite and on PostgreSQL.

@@ -13,8 +13,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from monitor.config import parse_config
-from monitor.runtime import Runtime, open_database
-from monitor.server import build_app
+from monitor.http.server import build_app
+from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.simulator.webhooks import WebhookSender, new_secret
 from tests.support.daemon import DaemonProcess, write_config

@@ -10,7 +10,7 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.errors import ConfigError
-from monitor.replica import identity
+from monitor.ha.replica import identity
 
 ACCOUNT = {"name": "main", "token": "t"}
 

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
 from monitor.alerts.outbox import Deliverer, DeliveryPolicy
-from monitor.coordinator import Coordinator
 from monitor.core.balance import fair_share, rebalance
+from monitor.core.identity import Identity
 from monitor.core.model import (
     Entry,
     LineState,
@@ -31,8 +31,8 @@ from monitor.core.model import (
     TransitionKind,
 )
 from monitor.errors import LeaseLost, StoreError
+from monitor.ha.coordinator import Coordinator
 from monitor.metrics import Metrics
-from monitor.replica import Identity
 from monitor.store import leases, migrate
 from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.leases import Fence

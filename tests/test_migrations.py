@@ -77,8 +77,9 @@ def test_an_installed_wheel_migrates_its_own_database(tmp_path: Path) -> None:
     # Run from an empty directory with only the installed copy on the path: the source
     # tree's migrations/ folder cannot be found from there.
     result = subprocess.run(
-        [sys.executable, "-c", "import sys, monitor.cli; print(monitor.__file__, file=sys.stderr);"
-         " sys.exit(monitor.cli.main(sys.argv[1:]))", "db", "upgrade", "--config", str(config)],
+        [sys.executable, "-c", "import sys, monitor.cli.main as cli; "
+         "print(cli.__file__, file=sys.stderr); sys.exit(cli.main(sys.argv[1:]))",
+         "db", "upgrade", "--config", str(config)],
         cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, check=False,
     )

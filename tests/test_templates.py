@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from monitor.alerts.checks import ALERT_CHECKS
 from monitor.alerts.notifier import Channel
 from monitor.alerts.templates import Renderer
 from monitor.config import parse_config
@@ -106,7 +107,8 @@ def test_the_duration_filter_and_default_text_are_available() -> None:
 @pytest.mark.parametrize("key", ["title_template", "body_template"])
 def test_a_template_syntax_error_is_a_config_error_naming_the_key(key: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(channel_config(**{key: "{{ entry.phone_number }"}), environ=ENV)
+        parse_config(channel_config(**{key: "{{ entry.phone_number }"}), environ=ENV,
+                     checks=ALERT_CHECKS)
     assert str(info.value).startswith(f"alerts.channels[1].{key}: template syntax error on "
                                       "line 1")
 

@@ -18,7 +18,7 @@ import trustme
 from monitor.api.client import LinqClient
 from monitor.config import load_config
 from monitor.errors import ApiError, ConfigError
-from monitor.runtime import Runtime, open_database
+from monitor.service.runtime import Runtime, open_database
 
 FIXTURE = (Path(__file__).parent / "fixtures" / "phone_numbers.json").read_bytes()
 

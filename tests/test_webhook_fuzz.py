@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from monitor.config import parse_config
-from monitor.runtime import Runtime, open_database
-from monitor.server import build_app
+from monitor.http.server import build_app
+from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import SimulatorServer
 from monitor.simulator.webhooks import new_secret
 from monitor.store.schema import WebhookEvent

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import pytest
 import standardwebhooks
 
+from monitor.core.secret import is_valid_secret
 from monitor.errors import WebhookRejected
-from monitor.webhooks.verify import Signer, is_valid_secret, verify
+from monitor.webhooks.verify import Signer, verify
 
 SECRET = "whsec_" + base64.b64encode(b"main-account-signing-key-32bytes").decode()
 OTHER = "whsec_" + base64.b64encode(b"eu-account-signing-key-of-32byte").decode()

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from monitor.config import parse_config
-from monitor.runtime import Runtime, open_database
-from monitor.server import build_app
+from monitor.http.server import build_app
+from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.simulator.webhooks import Delivery, WebhookSender, new_secret
 from monitor.store.schema import Line, Notification, TransitionRow, WebhookEvent

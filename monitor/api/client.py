@@ -23,9 +23,9 @@ import httpx
 import orjson
 
 from monitor import __version__
+from monitor.api.gcpause import gc_paused
 from monitor.api.payload import PhoneNumberList, parse_phone_numbers
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited
-from monitor.gcpause import gc_paused
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The daily digest: what it holds, and its default text. Pure.
 
-``monitor.alerts.digest.build_digest`` fills a ``Digest`` from the database; this module
+``monitor.service.digest.build_digest`` fills a ``Digest`` from the database; this module
 only says what it means and how it reads.
 """
 

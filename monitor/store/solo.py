@@ -3,7 +3,7 @@
 The lock is an ``flock`` held for the life of the process, so the kernel drops it when the
 process dies in any way (``kill -9`` included): there is no stale lock to clean up. The
 file says who holds it, so a second daemon can name the first one when it refuses to start.
-Several replicas need PostgreSQL, where leases share the accounts (monitor/coordinator.py).
+Several replicas need PostgreSQL, where leases share the accounts (monitor/ha/coordinator.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from monitor.core.identity import Identity
 from monitor.errors import AlreadyRunning, MonitorError
-from monitor.replica import Identity
 
 
 class SoloLock:

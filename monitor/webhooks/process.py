@@ -20,18 +20,39 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.core.event import EventPlan
+from monitor.core.model import LineState, Transition
 from monitor.errors import LeaseLost, StoreError, WebhookMalformed
 from monitor.metrics import Metrics
-from monitor.poller import AccountPoller
 from monitor.store.leases import Fence
+from monitor.store.state import Outgoing
 from monitor.store.webhook_events import StoredEvent, commit_event, open_events, record_event
-from monitor.webhooks.event import STATUS_UPDATED, parse_envelope
+from monitor.webhooks.event import STATUS_UPDATED, StatusUpdate, parse_envelope
 from monitor.webhooks.verify import Signer, verify
 
 log = logging.getLogger(__name__)
+
+
+class EventTarget(Protocol):
+    """What applying an event needs of an account's poller (``service.poller``): its lock
+    and its lines in memory, and the policy's plan for an update, so that a webhook and a
+    poll change a line through the same rules, one at a time."""
+
+    account: str
+    lock: asyncio.Lock
+
+    async def ensure_loaded(self) -> None: ...
+
+    def find(self, phone_or_id: str) -> LineState | None: ...
+
+    def plan_event(self, previous: LineState, update: StatusUpdate, *, received_at: datetime,
+                   now: datetime) -> tuple[EventPlan, list[Outgoing]]: ...
+
+    def remember_event(self, state: LineState, transitions: Sequence[Transition]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +67,7 @@ class WebhookProcessor:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        pollers: Mapping[str, AccountPoller],
+        pollers: Mapping[str, EventTarget],
         signers: Sequence[Signer],
         metrics: Metrics,
         *,
@@ -136,7 +157,7 @@ class WebhookProcessor:
             self.on_queued()
         return changed
 
-    async def _apply_one(self, poller: AccountPoller, event: StoredEvent) -> int | None:
+    async def _apply_one(self, poller: EventTarget, event: StoredEvent) -> int | None:
         """Apply one event; the number of notifications it queued, None if no line changed."""
         now = self._clock()
         try:

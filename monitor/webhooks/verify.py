@@ -22,13 +22,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import standardwebhooks
 
+from monitor.core.secret import secret_key
 from monitor.errors import WebhookRejected
 
 TOLERANCE_SECONDS = 5 * 60
@@ -44,7 +44,7 @@ class Signer:
 
     @property
     def key(self) -> bytes:
-        return _decode(self.secret)
+        return secret_key(self.secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +52,6 @@ class Verified:
     account: str
     webhook_id: str | None  # None for the legacy scheme (no id header)
     scheme: str  # "standard" | "legacy"
-
-
-def is_valid_secret(secret: str) -> bool:
-    """True for ``whsec_<base64>`` (or bare base64) of at least 16 bytes of key."""
-    text = secret.removeprefix("whsec_")
-    if not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", text):
-        return False
-    try:
-        return len(_decode(secret)) >= 16
-    except (binascii.Error, ValueError):
-        return False
-
-
-def _decode(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
 
 
 def verify(body: bytes, headers: Mapping[str, str], signers: Sequence[Signer],
@@ -126,7 +111,7 @@ def _check_timestamp(value: str, now: float) -> None:
 
 def sign(secret: str, *, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The headers Linq would send for ``body`` (the simulator and tests use it)."""
-    key = _decode(secret)
+    key = secret_key(secret)
     signed = f"{webhook_id}.{timestamp}.".encode() + body
     signature = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     legacy = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()

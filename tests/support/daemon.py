@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from monitor.cli import main as cli_main
+from monitor.cli.main import main as cli_main
 
 TOKEN = "sim-token"
 
@@ -182,7 +182,7 @@ class DaemonProcess:
                       if line.startswith("listen"))
         self.url = "http://" + listen.split('"')[1]
 
-    def start(self, *, timeout: float = 30) -> DaemonProcess:
+    def start(self, *, timeout: float = 60) -> DaemonProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "--config", str(self.config)],

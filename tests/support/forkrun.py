@@ -22,8 +22,8 @@ import os
 import signal
 import sys
 
-import monitor.daemon  # noqa: F401  (the heavy imports, done once before forking)
-from monitor.cli import main as cli_main
+import monitor.service.daemon  # noqa: F401  (the heavy imports, done once before forking)
+from monitor.cli.main import main as cli_main
 
 
 def _child(config: str, log: str) -> None:

@@ -8,17 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    name: str
-    host: str
-    pid: int
-
-    def describe(self) -> str:
-        return f"replica {self.name} (pid {self.pid} on host {self.host})"
+from monitor.core.identity import Identity
 
 
 def identity(configured: str | None = None) -> Identity:

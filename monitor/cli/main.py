@@ -196,16 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    from monitor.runtime import run_async as run
+    from monitor.service.runtime import run_async as run
 
     return run(main)
 
 
 def load(args: argparse.Namespace) -> Config:
+    from monitor.alerts.checks import ALERT_CHECKS
     from monitor.config import load_config
 
     path = Path(args.config or default_config_path())
-    config = load_config(path)
+    config = load_config(path, checks=ALERT_CHECKS)
     setup_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     for warning in config.warnings:
         logging.getLogger("monitor").warning("%s", warning)
@@ -213,14 +214,14 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from monitor.daemon import run_daemon
+    from monitor.service.daemon import run_daemon
 
     run_async(run_daemon(load(args)))
     return EXIT_OK
 
 
 def _poll(args: argparse.Namespace) -> int:
-    from monitor.commands import poll_once
+    from monitor.cli.commands import poll_once
 
     outcomes = run_async(poll_once(load(args)))
     for outcome in outcomes:
@@ -229,13 +230,13 @@ def _poll(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from monitor.commands import print_status
+    from monitor.cli.commands import print_status
 
     return print_status(load(args), as_json=args.json, include_removed=args.all)
 
 
 def _history(args: argparse.Namespace) -> int:
-    from monitor.commands import print_history
+    from monitor.cli.commands import print_history
     from monitor.config import parse_duration
 
     try:
@@ -246,20 +247,20 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from monitor.commands import explain_config
+    from monitor.cli.commands import explain_config
 
     print(explain_config(load(args)))
     return EXIT_OK
 
 
 def _test_alert(args: argparse.Namespace) -> int:
-    from monitor.commands import send_test_alerts
+    from monitor.cli.commands import send_test_alerts
 
     return EXIT_OK if run_async(send_test_alerts(load(args))) else EXIT_FAILED
 
 
 def _report(args: argparse.Namespace) -> int:
-    from monitor.commands import print_report
+    from monitor.cli.commands import print_report
     from monitor.config import parse_duration
 
     try:
@@ -270,12 +271,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from monitor.runtime import open_database
+    from monitor.service.runtime import open_database
     from monitor.store import migrate
 
     config = load(args)
     if args.db_command == "prune":
-        from monitor.commands import prune_now
+        from monitor.cli.commands import prune_now
 
         return prune_now(config)
     engine, _ = open_database(config, upgrade=False)
@@ -290,11 +291,11 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    from monitor.commands import preview_alerts
+    from monitor.cli.commands import preview_alerts
 
     return preview_alerts(load(args), channel=args.channel)
 def _silence(args: argparse.Namespace) -> int:
-    from monitor import commands
+    from monitor.cli import commands
     from monitor.core.silence import MatcherKind
 
     config = load(args)
@@ -309,7 +310,7 @@ def _silence(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    from monitor.cli.demo import run_demo
 
     return run_demo(scenario=args.scenario, port=args.port, duration=args.duration)
 
@@ -328,7 +329,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from monitor.audit_cli import run_audit, show_audit
+    from monitor.cli.audit import run_audit, show_audit
 
     words = args.words
     if len(words) == 2 and words[0] == "show":

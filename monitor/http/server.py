@@ -4,24 +4,63 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
 
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from monitor.gate.api import gate_mount
-from monitor.httpguard import Guard
-from monitor.metrics import CONTENT_TYPE, stream
-from monitor.runtime import Runtime, utcnow
-from monitor.webhooks.endpoint import PATH as WEBHOOK_PATH
-from monitor.webhooks.endpoint import webhook_routes
+from monitor.config import Config
+from monitor.core.directory import LineDirectory
+from monitor.http.gate import gate_mount
+from monitor.http.guard import Guard
+from monitor.http.webhooks import PATH as WEBHOOK_PATH
+from monitor.http.webhooks import webhook_routes
+from monitor.metrics import CONTENT_TYPE, Metrics, stream
+from monitor.webhooks.process import WebhookProcessor
+
+
+class PollHealth(Protocol):
+    """An account's poll as /readyz judges it."""
+
+    @property
+    def last_success_at(self) -> datetime | None: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+
+class Runtime(Protocol):
+    """What the server reads of the running service (``service.runtime.Runtime``)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def webhooks(self) -> WebhookProcessor: ...
+
+    @property
+    def directory(self) -> LineDirectory: ...
+
+    @property
+    def pollers(self) -> Mapping[str, PollHealth]: ...
 
 
 def build_app(runtime: Runtime, *, started_at: datetime,
@@ -76,7 +115,7 @@ async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime,
         await asyncio.wait_for(asyncio.to_thread(_ping, runtime), timeout=5)
     except (SQLAlchemyError, TimeoutError) as exc:
         reasons.append(f"database unreachable: {type(exc).__name__}")
-    now = utcnow()
+    now = datetime.now(UTC)
     stale_after = runtime.config.alerts.stale_after
     for name, poller in runtime.pollers.items():
         polled_since = held_since(name) if held_since is not None else started_at

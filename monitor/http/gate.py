@@ -6,7 +6,7 @@
 - ``GET /api/v1/lines/{phone_or_id}/history``: its recorded changes, newest first (this
   one reads the database; it is not on the per-message path).
 - ``GET /api/v1/openapi.json``: the contract.
-Bearer auth, body limits and timeouts come from monitor/httpguard.py.
+Bearer auth, body limits and timeouts come from monitor/http/guard.py.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from monitor.core.directory import LineDirectory
 from monitor.core.model import LineState
-from monitor.gate.directory import LineDirectory
-from monitor.gate.openapi import document
+from monitor.http.openapi import document
 from monitor.store import queries
 
 JSON = "application/json"

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from monitor.config import Config
 from monitor.core.trouble import Trouble, TroubleKind
-from monitor.runtime import Runtime
+from monitor.service.runtime import Runtime
 from monitor.store.troubles import active_troubles, flip_trouble
 
 log = logging.getLogger(__name__)

@@ -6,12 +6,12 @@ import asyncio
 from typing import Any
 
 from monitor.api.audits import AuditClient
-from monitor.audits import AuditPolicy, AuditRunner
 from monitor.config import Config
 from monitor.core.audit import action_items, primary_driver
+from monitor.core.directory import LineDirectory
 from monitor.core.render import format_time
-from monitor.gate.directory import LineDirectory
-from monitor.runtime import open_database, utcnow
+from monitor.service.audits import AuditPolicy, AuditRunner
+from monitor.service.runtime import open_database, utcnow
 from monitor.store import audits as store
 from monitor.store.schema import Audit, Line
 from monitor.webhooks.subscriptions import pick_account

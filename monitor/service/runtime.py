@@ -21,18 +21,18 @@ from monitor.alerts.outbox import Deliverer, DeliveryPolicy
 from monitor.alerts.templates import Renderer
 from monitor.api.audits import AuditClient
 from monitor.api.client import LinqClient
-from monitor.audits import AuditPolicy, AuditRunner
 from monitor.config import Config
 from monitor.core import status as st
 from monitor.core.detect import Debounce
+from monitor.core.directory import LineDirectory
 from monitor.core.labels import Labeler
 from monitor.core.model import Entry, LineMeta, LineState, Message
 from monitor.core.policy import NO_META, AlertPolicy, ChannelRule
 from monitor.core.silence import Silence, silenced_by
 from monitor.core.timing import ChannelTiming
-from monitor.gate.directory import LineDirectory
 from monitor.metrics import Metrics
-from monitor.poller import AccountPoller
+from monitor.service.audits import AuditPolicy, AuditRunner
+from monitor.service.poller import AccountPoller
 from monitor.store import migrate
 from monitor.store.engine import make_engine, make_sessionmaker, safe_url
 from monitor.store.silences import load_silences

@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.core.balance import rebalance
+from monitor.core.identity import Identity
 from monitor.errors import StoreError
 from monitor.metrics import Metrics
-from monitor.replica import Identity
 from monitor.store import leases
 from monitor.store.leases import Fence, Grant
 

@@ -30,8 +30,8 @@ from monitor.core.render import format_duration, format_time
 from monitor.core.silence import MatcherKind, Silence
 from monitor.core.trouble import Trouble
 from monitor.errors import ConfigError, DeliveryError, UsageError
-from monitor.poller import PollOutcome
-from monitor.runtime import Runtime, build_channels, open_database, utcnow
+from monitor.service.poller import PollOutcome
+from monitor.service.runtime import Runtime, build_channels, open_database, utcnow
 from monitor.store import queries, silences
 from monitor.store.engine import safe_url
 
@@ -269,7 +269,7 @@ def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
 
 
 def print_report(config: Config, *, since: timedelta, fmt: str) -> int:
-    from monitor import reporting
+    from monitor.cli import report as reporting
 
     end = utcnow()
     start = end - since

@@ -1,7 +1,7 @@
 """The daemon: scheduler wiring, the delivery loop, the HTTP server, signals and shutdown.
 
 One APScheduler interval job per account (never overlapping itself) that polls only while
-this replica holds the account's lease (monitor/coordinator.py, which runs beside it), one
+this replica holds the account's lease (monitor/ha/coordinator.py, which runs beside it), one
 delivery loop woken right after a poll queues notifications, and the HTTP server, all in
 one event loop. On SQLite the daemon first takes the one-daemon lock (monitor/store/solo.py).
 SIGTERM/SIGINT stop the scheduler, abandon an in-flight poll (its transaction either
@@ -23,15 +23,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.alerts.digest import send_digest
-from monitor.alerts.trouble import check_troubles
 from monitor.config import Config
-from monitor.coordinator import Coordinator
+from monitor.core.identity import Identity
 from monitor.errors import LeaseLost, MonitorError, StoreError
+from monitor.ha.coordinator import Coordinator
+from monitor.ha.replica import identity
+from monitor.http.server import build_app, make_server
 from monitor.logs import log_context, set_process_fields
-from monitor.replica import Identity, identity
-from monitor.runtime import Runtime, open_database, utcnow
-from monitor.server import build_app, make_server
+from monitor.service.digest import send_digest
+from monitor.service.runtime import Runtime, open_database, utcnow
+from monitor.service.trouble import check_troubles
 from monitor.store import leases
 from monitor.store.retention import prune
 from monitor.store.solo import lock_sqlite

@@ -27,7 +27,7 @@ from monitor.store.schema import Line, Poll, TransitionRow, as_utc
 from monitor.store.troubles import queue_once
 
 if TYPE_CHECKING:
-    from monitor.runtime import Runtime
+    from monitor.service.runtime import Runtime
 
 __all__ = ["Digest", "LineMetaLookup", "build_digest"]
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.client import LinqClient, ListResult
+from monitor.api.gcpause import gc_paused
 from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
 from monitor.core.detect import NO_DEBOUNCE, AccountDiff, Debounce, detect_account
@@ -27,7 +28,6 @@ from monitor.core.policy import NO_META, AlertPolicy, needs_review, note_change,
 from monitor.core.render import describe, render_entry
 from monitor.core.service import FLAGGED
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, LeaseLost, StoreError
-from monitor.gcpause import gc_paused
 from monitor.logs import log_context
 from monitor.metrics import Metrics
 from monitor.store.leases import Fence
@@ -341,7 +341,7 @@ class AccountPoller:
 
     def _queue(self, notices: Sequence[Notice], now: datetime) -> list[Outgoing]:
         """Outbox rows for ``notices``. Those announcing a change the account audits are
-        held up to ``audit_wait`` so the diagnosis can join them (monitor/audits.py)."""
+        held up to ``audit_wait`` so the diagnosis can join them (monitor/service/audits.py)."""
         outgoing = []
         for n in notices:
             # A page about a FLAGGED line does not wait: its diagnosis may follow it.

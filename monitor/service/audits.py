@@ -26,9 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.api.audits import AuditClient, AuditCooldown
 from monitor.core import status as st
 from monitor.core.audit import action_items, enrichment_lines
+from monitor.core.directory import AuditSummary, LineDirectory
 from monitor.core.model import Transition, TransitionKind
 from monitor.errors import ApiError, StoreError
-from monitor.gate.directory import AuditSummary, LineDirectory
 from monitor.store import audits as store
 from monitor.store.schema import Audit
 

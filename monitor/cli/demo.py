@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
+from monitor.alerts.checks import ALERT_CHECKS
 from monitor.config import load_config
-from monitor.daemon import run_daemon
 from monitor.errors import ConfigError
-from monitor.runtime import run_async
+from monitor.service.daemon import run_daemon
+from monitor.service.runtime import run_async
 from monitor.simulator import Simulator, SimulatorServer, load_scenario
 from monitor.simulator.webhooks import WebhookSender, new_secret
 
@@ -60,7 +61,8 @@ def run_demo(*, scenario: str, port: int, duration: float | None) -> int:
                                               port=port))
         config_path.chmod(0o600)
         secret = new_secret()
-        config = load_config(config_path, environ={**os.environ, "DEMO_WEBHOOK_SECRET": secret})
+        config = load_config(config_path, environ={**os.environ, "DEMO_WEBHOOK_SECRET": secret},
+                             checks=ALERT_CHECKS)
         sender = WebhookSender(secret)
         flagged = sim.sim.lines()[0]["phone_number"] if sim.sim.lines() else None
 

@@ -5,7 +5,7 @@ before every message. The pollers feed it (``update``) exactly when their own me
 forward, i.e. after each commit, whether a poll or a webhook caused it.
 
 ``labels_for`` and ``flapping_for`` come from the alert policy (line labels from config,
-flap detection; set by monitor/runtime.py).
+flap detection; set by monitor/service/runtime.py).
 """
 
 from __future__ import annotations

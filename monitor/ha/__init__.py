@@ -1,0 +1,1 @@
+"""Several replicas on one database: leases per account, fair share, run-once jobs."""
