@@ -468,7 +468,7 @@ def kubernetes_config(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 def shipped_config(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     if name == "compose demo":
-        return COMPOSE_DIR / "monitor.cli.demo.toml", compose_env(secrets_file=None)
+        return COMPOSE_DIR / "monitor.demo.toml", compose_env(secrets_file=None)
     if name == "compose with a Linq account":
         return COMPOSE_DIR / "monitor.toml", compose_env(
             secrets_file=COMPOSE_DIR / "monitor.env.example")
