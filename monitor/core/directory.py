@@ -40,13 +40,17 @@ def advice(state: LineState) -> str:
 
 
 class LineDirectory:
-    def __init__(self) -> None:
+    def __init__(
+        self, *,
+        labels_for: Callable[[LineState], dict[str, str]] = lambda state: {},
+        flapping_for: Callable[[LineState], bool] = lambda state: False,
+    ) -> None:
         self._lines: dict[tuple[str, str], LineState] = {}
         self._by_phone: dict[str, tuple[str, str]] = {}
         self._by_id: dict[str, tuple[str, str]] = {}
         self._audits: dict[str, AuditSummary] = {}
-        self.labels_for: Callable[[LineState], dict[str, str]] = lambda state: {}
-        self.flapping_for: Callable[[LineState], bool] = lambda state: False
+        self.labels_for = labels_for
+        self.flapping_for = flapping_for
 
     def update(self, states: Iterable[LineState]) -> None:
         for state in states:

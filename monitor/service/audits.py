@@ -74,7 +74,7 @@ class AuditRunner:
         self._policies = policies
         self._directory = directory
         self._clock = clock
-        self.on_queued = on_queued
+        self._on_queued = on_queued
         self._tasks: set[asyncio.Task[None]] = set()
 
     def wants(self, account: str, t: Transition) -> bool:
@@ -194,4 +194,4 @@ class AuditRunner:
                                             now=self._clock())
                 except StoreError as exc:  # the hold then simply expires at audit_wait
                     log.error("cannot release held notifications: %s", exc)
-            self.on_queued()
+            self._on_queued()

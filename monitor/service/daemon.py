@@ -25,13 +25,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config
 from monitor.core.identity import Identity
+from monitor.core.labels import Labeler
 from monitor.errors import LeaseLost, MonitorError, StoreError
 from monitor.ha.coordinator import Coordinator
 from monitor.ha.replica import identity
 from monitor.http.server import build_app, make_server
 from monitor.logs import log_context, set_process_fields
 from monitor.service.digest import send_digest
-from monitor.service.runtime import Runtime, open_database, utcnow
+from monitor.service.runtime import Runtime, build_metrics, open_database, utcnow
 from monitor.service.trouble import check_troubles
 from monitor.store import leases
 from monitor.store.retention import prune
@@ -49,7 +50,6 @@ class Daemon:
         self._coordinator = coordinator
         self._polling: dict[str, asyncio.Task[object]] = {}
         self._stop = asyncio.Event()
-        self._wake: dict[str, asyncio.Event] = {}
         self._inflight: set[asyncio.Task[object]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         self._started_at = utcnow()
@@ -64,12 +64,6 @@ class Daemon:
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
         policy_task = asyncio.create_task(self._policy_loop(), name="policy")
-        self._runtime.webhooks.on_queued = self._wake_deliverers
-        # Any replica records a webhook; the account's lease holder applies it, fenced.
-        self._runtime.webhooks.holds = self._coordinator.holds
-        self._runtime.webhooks.fence = self._coordinator.fence
-        self._runtime.webhooks.on_lost = self._coordinator.lost
-        self._runtime.audits.on_queued = self._wake_deliverers
         for account in self._config.accounts:
             self._scheduler.add_job(
                 self._poll_job, IntervalTrigger(seconds=account.poll_interval.total_seconds()),
@@ -276,7 +270,7 @@ class Daemon:
             await asyncio.gather(*senders, return_exceptions=True)
 
     async def _channel_loop(self, name: str) -> None:
-        wake = self._wake[name] = asyncio.Event()
+        wake = self._runtime.doorbell.listen()
         with log_context(channel=name):
             while not self._stop.is_set():
                 wake.clear()
@@ -291,8 +285,7 @@ class Daemon:
                     await asyncio.wait_for(wake.wait(), DELIVERY_TICK)
 
     def _wake_deliverers(self) -> None:
-        for event in self._wake.values():
-            event.set()
+        self._runtime.doorbell.ring()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -337,15 +330,17 @@ async def _serve(config: Config, *, me: Identity, on_ready: Callable[[str], None
     engine, sessions = await asyncio.to_thread(open_database, config)
     if alone:  # the SQLite lock proves any earlier holder is dead: do not wait out its leases
         await asyncio.to_thread(leases.free_all, sessions)
-    async with Runtime(config, engine, sessions) as runtime:
-        lease = config.ha.lease
-        # Renew three times per lease, and at least once per poll interval so that a
-        # takeover is noticed within a poll.
-        tick = min([lease.total_seconds() / 3,
-                    *(a.poll_interval.total_seconds() for a in config.accounts)])
-        coordinator = Coordinator(sessions, me, [a.name for a in config.accounts], lease=lease,
-                                  tick=tick, metrics=runtime.metrics, started_at=utcnow(),
-                                  alone=alone)
+    labeler = Labeler.from_config(config.lines)
+    metrics = build_metrics(config, labeler)
+    lease = config.ha.lease
+    # Renew three times per lease, and at least once per poll interval so that a takeover is
+    # noticed within a poll.
+    tick = min([lease.total_seconds() / 3,
+                *(a.poll_interval.total_seconds() for a in config.accounts)])
+    coordinator = Coordinator(sessions, me, [a.name for a in config.accounts], lease=lease,
+                              tick=tick, metrics=metrics, started_at=utcnow(), alone=alone)
+    async with Runtime(config, engine, sessions, leases=coordinator, labeler=labeler,
+                       metrics=metrics) as runtime:
         daemon = Daemon(config, runtime, coordinator)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -86,6 +86,9 @@ class AccountPoller:
         debounce: Debounce = NO_DEBOUNCE,
         meta: LineMetaLookup | None = None,
         silenced: SilenceCheck | None = None,
+        observers: Sequence[Callable[[Iterable[LineState]], None]] = (),
+        transition_observers: Sequence[Callable[[Sequence[Transition]], None]] = (),
+        hold: Callable[[Transition], timedelta | None] = lambda transition: None,
     ) -> None:
         self.account = account
         self._client = client
@@ -109,11 +112,11 @@ class AccountPoller:
         # leaves that line alone.
         self._event_applied_at: dict[str, datetime] = {}
         # Told about every state once it is committed (the gate API's directory).
-        self.observers: list[Callable[[Iterable[LineState]], None]] = []
+        self._observers = tuple(observers)
         # Told about committed transitions (audits start from here); ``hold`` says how long
         # a transition's notifications wait before their first attempt (audit_wait).
-        self.transition_observers: list[Callable[[Sequence[Transition]], None]] = []
-        self.hold: Callable[[Transition], timedelta | None] = lambda transition: None
+        self._transition_observers = tuple(transition_observers)
+        self._hold = hold
 
     async def poll(self, *, fence: Fence | None = None) -> PollOutcome:
         """One poll; with ``fence`` its commit happens only while that lease is ours.
@@ -164,7 +167,7 @@ class AccountPoller:
 
     def _announce(self, transitions: Sequence[Transition]) -> None:
         if transitions:
-            for observe in self.transition_observers:
+            for observe in self._transition_observers:
                 observe(transitions)
 
     def forget(self) -> None:
@@ -345,7 +348,7 @@ class AccountPoller:
         outgoing = []
         for n in notices:
             # A page about a FLAGGED line does not wait: its diagnosis may follow it.
-            hold = (self.hold(n.transition) if n.transition is not None and not n.silenced
+            hold = (self._hold(n.transition) if n.transition is not None and not n.silenced
                     and n.entry.service != FLAGGED else None)
             outgoing.append(Outgoing(n, render_entry(n.entry, now=now),
                                      now + hold if hold else None))
@@ -370,7 +373,7 @@ class AccountPoller:
         self._metrics.flapping.update(states, _is_flapping)
         self._metrics.line_info.update(states)
         self._metrics.update_service_status(states)
-        for observe in self.observers:
+        for observe in self._observers:
             observe(states)
         for status, count in list(counts.items()):
             if count or status in st.KNOWN_STATUSES:

@@ -37,7 +37,7 @@ from monitor.store import migrate
 from monitor.store.engine import make_engine, make_sessionmaker, safe_url
 from monitor.store.silences import load_silences
 from monitor.store.state import load_lines
-from monitor.webhooks.process import WebhookProcessor
+from monitor.webhooks.process import ALONE, Leases, WebhookProcessor
 from monitor.webhooks.verify import Signer
 
 log = logging.getLogger(__name__)
@@ -111,17 +111,50 @@ def alert_policy(config: Config) -> AlertPolicy:
                        flap_changes=alerts.flap_changes, flap_window=alerts.flap_window)
 
 
-class Runtime:
-    """Everything a running monitor holds. Use ``async with Runtime.start(config)``."""
+def build_metrics(config: Config, labeler: Labeler) -> Metrics:
+    """The daemon's metrics, every labelled counter declared at 0."""
+    metrics = Metrics(per_line=config.metrics.per_line, labeler=labeler)
+    metrics.declare(accounts=[a.name for a in config.accounts],
+                    channels=[c.name for c in config.alerts.channels])
+    return metrics
 
-    def __init__(self, config: Config, engine: Engine, sessions: sessionmaker[Session]) -> None:
+
+class Doorbell:
+    """Rung when notifications were queued outside a delivery round (a webhook event, an
+    audit's follow-up): every channel's delivery loop wakes at once, not at its next tick."""
+
+    def __init__(self) -> None:
+        self._events: list[asyncio.Event] = []
+
+    def listen(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._events.append(event)
+        return event
+
+    def ring(self) -> None:
+        for event in self._events:
+            event.set()
+
+
+class Runtime:
+    """Everything a running monitor holds, built once. Use ``async with Runtime(...)``:
+    entering it opens the API clients and builds a poller per account.
+
+    ``leases`` tells whether this process may apply an account's webhook events (the
+    daemon's coordinator; a one-shot command is alone). ``labeler`` and ``metrics`` are
+    given when the daemon built them first (its coordinator counts into the same metrics).
+    """
+
+    def __init__(self, config: Config, engine: Engine, sessions: sessionmaker[Session], *,
+                 leases: Leases = ALONE, labeler: Labeler | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.engine = engine
         self.sessions = sessions
-        self.labeler = Labeler.from_config(config.lines)  # names and labels from [[lines]]
-        self.metrics = Metrics(per_line=config.metrics.per_line, labeler=self.labeler)
-        self.metrics.declare(accounts=[a.name for a in config.accounts],
-                             channels=[c.name for c in config.alerts.channels])
+        # Names and labels from [[lines]], computed once.
+        self.labeler = labeler if labeler is not None else Labeler.from_config(config.lines)
+        self.metrics = metrics if metrics is not None else build_metrics(config, self.labeler)
+        self.doorbell = Doorbell()
         self.channels = build_channels(config)
         self.renderers = channel_renderers(config)
         self.line_meta: Callable[[str, str, str], LineMeta] = (
@@ -136,18 +169,21 @@ class Runtime:
             self.metrics, clock=utcnow, timings=channel_timings(config),
             renderer=self._render,
         )
+        # Filled when entered (the pollers need the API clients the runtime opens then);
+        # the webhook processor holds this same mapping.
         self.pollers: dict[str, AccountPoller] = {}
-        self.directory = LineDirectory()  # every line, for the gate API
+        self.directory = LineDirectory(  # every line, for the gate API
+            labels_for=lambda s: dict(self.line_meta(s.account, s.line_id, s.phone_number).labels),
+            flapping_for=lambda s: s.flapping)
         self._directory_read: dict[str, datetime] = {}  # accounts others poll: when read
-        self.directory.labels_for = lambda s: dict(
-            self.line_meta(s.account, s.line_id, s.phone_number).labels)
-        self.directory.flapping_for = lambda s: s.flapping
-        self.webhooks: WebhookProcessor = build_webhooks(self)
+        self.webhooks = WebhookProcessor(
+            sessions, self.pollers, webhook_signers(config), self.metrics, clock=utcnow,
+            leases=leases, on_queued=self.doorbell.ring)
         self._audit_clients: dict[str, AuditClient] = {}
         self.audits = AuditRunner(
             sessions, self._audit_clients,
             {a.name: AuditPolicy(frozenset(a.audit_on), a.audit_wait) for a in config.accounts},
-            self.directory, clock=utcnow)
+            self.directory, clock=utcnow, on_queued=self.doorbell.ring)
         self._stack = AsyncExitStack()
 
     def _render(self, channel: str, entries: Sequence[Entry], now: datetime, *,
@@ -186,21 +222,19 @@ class Runtime:
                 ca_bundle=account.ca_bundle_path,
             )
             self._stack.push_async_callback(client.aclose)
-            self.pollers[account.name] = AccountPoller(
-                account.name, client, self.sessions, self.metrics, policy=policy,
-                debounce=debounce, clock=utcnow, meta=self.line_meta, silenced=self._silenced,
-            )
-            self.pollers[account.name].observers.append(self.directory.update)
             audit_client = AuditClient(base_url=account.base_url,
                                        token=account.api_token.get_secret_value(),
                                        timeout=account.timeout.total_seconds(),
                                        ca_bundle=account.ca_bundle_path)
             self._stack.push_async_callback(audit_client.aclose)
             self._audit_clients[account.name] = audit_client
-            self.pollers[account.name].hold = self.audits.hold(account.name)
-            self.pollers[account.name].transition_observers.append(
-                self.audits.observer(account.name))
-        self.webhooks = build_webhooks(self)
+            self.pollers[account.name] = AccountPoller(
+                account.name, client, self.sessions, self.metrics, policy=policy,
+                debounce=debounce, clock=utcnow, meta=self.line_meta, silenced=self._silenced,
+                observers=[self.directory.update],
+                transition_observers=[self.audits.observer(account.name)],
+                hold=self.audits.hold(account.name),
+            )
         await self.refresh_silences()
         await self.audits.load()
         return self
@@ -213,8 +247,7 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_webhooks(runtime: Runtime) -> WebhookProcessor:
-    signers = [Signer(a.name, a.webhook_secret.get_secret_value(), a.accept_legacy_signatures)
-               for a in runtime.config.accounts if a.webhook_secret is not None]
-    return WebhookProcessor(runtime.sessions, runtime.pollers, signers, runtime.metrics,
-                            clock=utcnow)
+def webhook_signers(config: Config) -> list[Signer]:
+    """One signer per account with a webhook secret: webhooks are off without any."""
+    return [Signer(a.name, a.webhook_secret.get_secret_value(), a.accept_legacy_signatures)
+            for a in config.accounts if a.webhook_secret is not None]

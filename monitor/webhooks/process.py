@@ -55,6 +55,34 @@ class EventTarget(Protocol):
     def remember_event(self, state: LineState, transitions: Sequence[Transition]) -> None: ...
 
 
+class Leases(Protocol):
+    """Whether this process holds an account's lease, the fence its writes go under, and
+    whom to tell when a write finds the lease gone (``ha.coordinator.Coordinator``)."""
+
+    def holds(self, account: str) -> bool: ...
+
+    def fence(self, account: str) -> Fence | None: ...
+
+    def lost(self, account: str) -> None: ...
+
+
+class Alone:
+    """The leases of a process alone (one-shot commands, tests): every account is its own
+    and its writes go unfenced."""
+
+    def holds(self, account: str) -> bool:
+        return True
+
+    def fence(self, account: str) -> Fence | None:
+        return None
+
+    def lost(self, account: str) -> None:
+        return None
+
+
+ALONE = Alone()
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     account: str
@@ -72,6 +100,7 @@ class WebhookProcessor:
         metrics: Metrics,
         *,
         clock: Callable[[], datetime],
+        leases: Leases = ALONE,
         on_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self._sessions = sessions
@@ -79,12 +108,9 @@ class WebhookProcessor:
         self._signers = list(signers)
         self._metrics = metrics
         self._clock = clock
-        self.on_queued = on_queued
-        # Replicas (set by the daemon): whether this process holds an account's lease, and
-        # the fence its writes go under. Alone, every account is ours and unfenced.
-        self.holds: Callable[[str], bool] = lambda account: True
-        self.fence: Callable[[str], Fence | None] = lambda account: None
-        self.on_lost: Callable[[str], None] = lambda account: None
+        # Any replica records an event; only the account's lease holder applies it, fenced.
+        self._leases = leases
+        self._on_queued = on_queued
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -131,7 +157,7 @@ class WebhookProcessor:
         except LeaseLost as exc:
             log.warning("webhook events left to the account's new holder: %s", exc,
                         extra={"account": account})
-            self.on_lost(account)
+            self._leases.lost(account)
         except StoreError as exc:
             # The events stay pending; the next poll of the account tries them again.
             log.error("applying webhook events failed (will retry after the next poll): %s",
@@ -140,7 +166,7 @@ class WebhookProcessor:
     async def apply_pending(self, account: str) -> int:
         """Apply every open event of ``account``, oldest first. Returns how many changed a line."""
         poller = self._pollers.get(account)
-        if poller is None or not self.holds(account):
+        if poller is None or not self._leases.holds(account):
             return 0  # the holder of the account's lease applies them
         events = await asyncio.to_thread(open_events, self._sessions, account)
         if not events:
@@ -154,7 +180,7 @@ class WebhookProcessor:
                 changed += 1
                 queued += notices
         if queued:
-            self.on_queued()
+            self._on_queued()
         return changed
 
     async def _apply_one(self, poller: EventTarget, event: StoredEvent) -> int | None:
@@ -183,7 +209,7 @@ class WebhookProcessor:
         committed = await asyncio.to_thread(
             commit_event, self._sessions, event, state="applied", note=None, now=now,
             line=plan.state, transitions=plan.transitions, outgoing=outgoing,
-            fence=self.fence(poller.account))
+            fence=self._leases.fence(poller.account))
         if not committed:
             return None  # another worker applied it
         poller.remember_event(plan.state, plan.transitions)
