@@ -7,8 +7,8 @@
     │   ├── ApiRateLimited     429 after retries; carries retry_after
     │   └── ApiPayloadError    the answer is not the documented shape (not JSON, wrong shape)
     ├── StoreError             the database refused a unit of work
-    ├── UsageError             a command asked for something that cannot be (unknown id, ...)
     │   └── LeaseLost          a write under a lease found the lease taken over (fenced)
+    ├── UsageError             a command asked for something that cannot be (unknown id, ...)
     ├── AlreadyRunning         another daemon holds this SQLite database
     ├── DeliveryError          a notification channel failed (permanent or not)
     └── WebhookError           an incoming webhook cannot be accepted
