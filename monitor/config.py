@@ -543,24 +543,47 @@ def parse_config(
     raw: dict[str, Any], *, environ: Mapping[str, str] | None = None,
     base_dir: Path | None = None, checks: ConfigChecks | None = None,
 ) -> Config:
-    """Validate a config mapping and resolve its secrets."""
+    """Validate a config mapping and resolve its secrets. Raises ConfigError naming the key
+    of the first problem: the file's shape first (pydantic), then references between
+    sections, then secrets and files, section by section in file order."""
     env = os.environ if environ is None else environ
     try:
         config = Config.model_validate(raw, context={"checks": checks})
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         raise ConfigError(_key_path(first["loc"]), _reason(first)) from None
+    _check_line_accounts(config)
+    _resolve_accounts(config, env, base_dir)
+    _resolve_channels(config, env, checks)
+    _resolve_server(config, env)
+    if config.database.url_env and config.database.url_env not in env:
+        raise ConfigError("database.url_env",
+                          f"environment variable {config.database.url_env} is not set")
+    return config
+
+
+def _check_line_accounts(config: Config) -> None:
+    """Every ``[[lines]]`` entry that names an account names a configured one."""
     accounts = [a.name for a in config.accounts]
     for i, line in enumerate(config.lines):
         if line.account is not None and line.account not in accounts:
             raise ConfigError(f"lines[{i}].account", f"no account named {line.account!r} "
                               f"(configured: {', '.join(accounts)})")
+
+
+def _resolve_accounts(config: Config, env: Mapping[str, str], base_dir: Path | None) -> None:
+    """Each account's API token, CA bundle and webhook secret, read and checked."""
     for i, account in enumerate(config.accounts):
         account._resolved = _resolve_token(account, f"accounts[{i}]", env, base_dir)
         if account.ca_bundle is not None:
             account._ca_path = _check_ca_bundle(account.ca_bundle, f"accounts[{i}].ca_bundle",
                                                 base_dir)
         account._webhook_secret = _resolve_webhook_secret(account, f"accounts[{i}]", env)
+
+
+def _resolve_channels(config: Config, env: Mapping[str, str],
+                      checks: ConfigChecks | None) -> None:
+    """Each channel's URL, checked; a warning for a label selector no line can match."""
     given = {(k, v) for line in config.lines for k, v in line.labels.items()}
     for i, channel in enumerate(config.alerts.channels):
         channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env, checks)
@@ -569,6 +592,10 @@ def parse_config(
             config._warnings.append(
                 f"alerts.channels[{i}].labels: no [[lines]] entry gives {', '.join(missing)}, "
                 f"so channel {channel.name} hears of no line")
+
+
+def _resolve_server(config: Config, env: Mapping[str, str]) -> None:
+    """The API token of the gate (and of /metrics when protected)."""
     if config.server.api_token_env is not None:
         value = env.get(config.server.api_token_env, "").strip()
         if not value:
@@ -577,10 +604,6 @@ def parse_config(
         config.server._api_token = SecretStr(value)
     if config.server.protect_metrics and config.server.api_token_env is None:
         raise ConfigError("server.protect_metrics", "needs server.api_token_env")
-    if config.database.url_env and config.database.url_env not in env:
-        raise ConfigError("database.url_env",
-                          f"environment variable {config.database.url_env} is not set")
-    return config
 
 
 def _resolve_token(
