@@ -287,3 +287,71 @@ def test_channels_select_lines_by_account_and_labels() -> None:
     unlabelled.poll(0, "HEALTHY")
     unlabelled.poll(1, "AT_RISK")
     assert unlabelled.sent == []
+
+
+def absent(line: Line, minute: int) -> None:
+    """A poll in which the line is missing from its account, through the poller's path."""
+    now = T0 + timedelta(minutes=minute)
+    line.state, transition = detect_line(line.state, None, account="sales", now=now)
+    assert line.state is not None and transition is not None
+    found, line.state = reconcile(line.state, line.policy, now=now, transition=transition)
+    assert found == []  # a removed line is frozen
+
+
+def test_it_sends_no_recovery_with_notify_recovery_off_and_the_next_episode_is_news() -> None:
+    line = Line(AlertPolicy(channels=(OPS,), notify_recovery=False))
+    line.poll(0, "HEALTHY")
+    line.poll(1, "AT_RISK")
+    assert line.poll(2, "HEALTHY") == []
+    assert line.state is not None and not line.state.told  # the episode is over for ops
+    line.poll(3, "AT_RISK")
+    assert line.sent == [(1, "ops", NoticeKind.DEGRADED, "AT_RISK"),
+                         (3, "ops", NoticeKind.DEGRADED, "AT_RISK")]
+
+
+def test_a_reminder_due_during_a_silence_waits_for_the_silence_to_end() -> None:
+    ops = ChannelRule("ops", 1, repeat_interval=timedelta(hours=1))
+    line = Line(AlertPolicy(channels=(ops,)))
+    line.poll(0, "HEALTHY")
+    line.poll(10, "AT_RISK")
+    line.silenced = True
+    assert line.tick(70) == [] and line.tick(100) == []
+    assert line.silenced_log == []  # a reminder is not news: not even recorded
+    line.silenced = False
+    (reminder,) = line.tick(101)
+    assert reminder.kind is NoticeKind.REMINDER and not reminder.silenced
+
+
+def test_an_escalating_channel_still_waits_for_escalate_after_when_a_silence_ends() -> None:
+    pager = ChannelRule("pager", 2, escalate_after=timedelta(minutes=30))
+    line = Line(AlertPolicy(channels=(pager,)))
+    line.poll(0, "HEALTHY")
+    line.silenced = True
+    line.poll(1, "CRITICAL")
+    assert line.silenced_log == [(1, "pager", NoticeKind.DEGRADED)]
+    line.silenced = False
+    assert line.tick(10) == [] and line.tick(30) == []  # engaged for 29m only
+    (notice,) = line.tick(31)
+    assert notice.kind is NoticeKind.DEGRADED and notice.entry.to_status == "CRITICAL"
+    assert "silence on this line ended" in str(notice.entry.reason)
+    assert line.tick(32) == []
+
+
+def test_a_channel_that_heard_an_escalation_hears_later_changes_without_that_reason() -> None:
+    ops = ChannelRule("ops", 1, escalate_after=timedelta(minutes=30))
+    line = Line(AlertPolicy(channels=(ops,)))
+    line.poll(0, "HEALTHY")
+    line.poll(1, "AT_RISK")
+    (escalated,) = line.tick(31)
+    assert "Escalated" in str(escalated.entry.reason)
+    (worse,) = line.poll(40, "CRITICAL")
+    assert worse.kind is NoticeKind.DEGRADED and worse.entry.reason is None
+
+
+def test_a_line_back_in_the_account_says_so_to_the_channels_it_engages() -> None:
+    line = Line(AlertPolicy(channels=(OPS,)))
+    line.poll(0, "HEALTHY")
+    absent(line, 1)
+    (notice,) = line.poll(2, "AT_RISK")
+    assert notice.kind is NoticeKind.DEGRADED and notice.entry.to_status == "AT_RISK"
+    assert notice.entry.reason == "The line is back in the account after being absent."

@@ -116,3 +116,43 @@ def test_the_monitors_own_trouble_is_routed_like_critical_through_quiet_hours() 
                            row(2, "B", "AT_RISK", created=night, due=morning, deferred=True)],
                           defer_all, morning)
     assert [[r.id for r in b] for b in ended.batches] == [[7], [2]] and ended.drop == []
+
+
+def test_a_parked_row_another_deliverer_is_sending_holds_back_its_line() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    morning = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    sending = replace(row(1, "A", "AT_RISK", created=night, due=morning, deferred=True),
+                      claimed_until=morning + timedelta(minutes=1))
+    plan = plan_delivery([sending, row(2, "A", "CRITICAL", created=morning)], QUIET, morning)
+    assert plan.batches == [] and plan.drop == [] and plan.defer == []
+
+
+def test_news_that_passes_quiet_hours_drops_only_the_older_rows_held_for_its_line() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    rows = [row(1, "A", "AT_RISK", created=night), row(2, "A", "CRITICAL", created=night),
+            row(3, "A", "AT_RISK", NoticeKind.IMPROVED, created=night)]
+    plan = plan_delivery(rows, QUIET, night)
+    assert [[r.id for r in b] for b in plan.batches] == [[2]]
+    assert plan.drop == [1] and plan.defer == [3]
+
+
+def test_a_finished_message_supersedes_nothing_that_is_parked() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    morning = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    # Parked while the channel deferred everything; the config has since let CRITICAL pass.
+    parked = DueRow(7, "", night, None, Message("[MONITOR] polls failing", "..."),
+                    next_attempt_at=morning, deferred=True)
+    fresh = DueRow(8, "", night, None, Message("[MONITOR] polls failing", "..."),
+                   next_attempt_at=night)
+    plan = plan_delivery([parked, fresh], QUIET, night)
+    assert [[r.id for r in b] for b in plan.batches] == [[8]] and plan.drop == []
+
+
+def test_a_parked_row_whose_old_claim_expired_is_still_superseded_by_critical_news() -> None:
+    night = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    morning = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    # Claimed once (a failed send), then parked: the stale claim blocks nothing.
+    parked = replace(row(1, "A", "AT_RISK", created=night, due=morning, deferred=True),
+                     claimed_until=night - timedelta(minutes=1))
+    plan = plan_delivery([parked, row(2, "A", "CRITICAL", created=night)], QUIET, night)
+    assert plan.drop == [1] and [[r.id for r in b] for b in plan.batches] == [[2]]

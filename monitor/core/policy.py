@@ -20,6 +20,9 @@ the channel's rules, and emits exactly the notices that close the gap:
 The poll path calls it for lines that changed; the daemon's policy tick calls it for the
 lines that have something time-based pending. Because ``told`` is stored with the line and
 every decision is recomputed from it and ``now``, a restart repeats and skips nothing.
+
+Each channel's part of ``reconcile`` (which of these cases it is in, what it hears) is
+decided in monitor/core/catch_up.py; this module builds the notices and the new state.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from datetime import datetime, timedelta
 
 from monitor.core import service as sv
 from monitor.core import status as st
+from monitor.core.catch_up import Round, catch_up
 from monitor.core.labels import selector_matches
 from monitor.core.model import (
     Entry,
@@ -42,7 +46,6 @@ from monitor.core.model import (
     Transition,
     TransitionKind,
 )
-from monitor.core.render import format_duration as _span
 
 NO_META = LineMeta()
 
@@ -88,77 +91,55 @@ def reconcile(
     transition: Transition | None = None,
     source: str = "poll",
 ) -> tuple[list[Notice], LineState]:
-    """The notices that bring every channel up to date with ``state``, and the new state."""
+    """The notices that bring every channel up to date with ``state``, and the new state.
+
+    Notices come in the order of ``policy.channels``. The state returned is ``state`` itself
+    when no channel's ``told`` changed, so callers can skip writing it.
+    """
     if not state.present or state.flapping:
         return [], state  # a removed line is frozen; a flapping one waits to settle
+    line = Round(state, meta, now=now, silenced=silenced, transition=transition,
+                 level=level(state))
     told = dict(state.told)
     notices: list[Notice] = []
-    now_at = level(state)
-    rank = st.rank(now_at)
-
-    def notice(rule: ChannelRule, kind: NoticeKind, *, reason: str | None = None,
-               quiet: bool = False, at: datetime | None = None) -> None:
-        heard = state.told.get(rule.name)  # before this round
-        service = (sv.FLAGGED if now_at == sv.LEVEL
-                   else state.service_status or sv.ACTIVE
-                   if heard is not None and heard.status == sv.LEVEL else None)
-        entry = _entry(state, kind, meta, at=at or _changed_at(state, transition),
-                       reason=reason, source=source, service=service,
-                       degraded_since=rule.engaged_since(state))
-        if transition is not None and transition.kind is TransitionKind.SERVICE:
-            # Only the service status changed: no reputation change to show.
-            entry = replace(entry, from_status=None, previous_since=None)
-        notices.append(Notice(rule.name, entry, transition, silenced=quiet))
-
     for rule in policy.channels:
-        heard = told.get(rule.name)
-        engaged = rank >= rule.min_rank and rule.selects(state.account, meta)
-        if not engaged:
-            if heard is None:
-                continue
-            if heard.recovery_owed and silenced:
-                continue  # the recovery it is owed waits for the silence to end
+        outcome = catch_up(line, rule, told.get(rule.name),
+                           notify_recovery=policy.notify_recovery)
+        if outcome.kind is not None:
+            notices.append(_notice(line, rule, outcome.kind, reason=outcome.reason,
+                                   quiet=outcome.quiet, source=source))
+        if outcome.forget:
             del told[rule.name]
-            if heard.recovery_owed:
-                notice(rule, NoticeKind.RECOVERED,
-                       reason="It recovered during a silence on this line, which has ended.")
-                continue
-            if heard.silenced:
-                continue  # it never heard of the episode: it hears nothing of its end
-            if policy.notify_recovery:
-                notice(rule, NoticeKind.RECOVERED, quiet=silenced)
-                if silenced:  # recorded as silenced; said once the silence ends
-                    told[rule.name] = Told(now_at, now, silenced=True, recovery_owed=True)
-            continue
-        if heard is not None and not heard.silenced and heard.status == now_at:
-            due = rule.repeat_interval is not None and now - heard.at >= rule.repeat_interval
-            if due and not silenced:
-                notice(rule, NoticeKind.REMINDER)  # about the change; rendered at send
-                told[rule.name] = Told(now_at, now)
-            continue
-        if silenced:
-            if heard is None or heard.status != now_at:
-                notice(rule, _change_kind(heard, state), quiet=True)
-                told[rule.name] = Told(now_at, now, silenced=True)
-            continue
-        reason = None
-        if heard is None or heard.silenced:
-            waited = now - rule.engaged_since(state)
-            if rule.escalate_after is not None and waited < rule.escalate_after:
-                continue  # the tick comes back once the line has been engaged long enough
-            if heard is not None:
-                reason = "A silence on this line ended while it was still degraded."
-            elif rule.escalate_after is not None:
-                reason = (f"Escalated: at or above {st.status_for_rank(rule.min_rank)} "
-                          f"for {_span(waited)}.")
-        if reason is None and transition is not None and (
-                transition.kind is TransitionKind.RETURNED):
-            reason = "The line is back in the account after being absent."
-        notice(rule, _change_kind(heard, state), reason=reason)
-        told[rule.name] = Told(now_at, now)
+        if outcome.told is not None:
+            told[rule.name] = outcome.told
     if told == state.told:
         return notices, state
     return notices, replace(state, told=told)
+
+
+def _notice(line: Round, rule: ChannelRule, kind: NoticeKind, *, reason: str | None,
+            quiet: bool, source: str) -> Notice:
+    """The channel's notice of ``kind``, dated from the change (``quiet``: recorded as
+    silenced, not sent)."""
+    state, transition = line.state, line.transition
+    entry = _entry(state, kind, line.meta, at=_changed_at(state, transition),
+                   reason=reason, source=source,
+                   service=_service_shown(line, rule), degraded_since=rule.engaged_since(state))
+    if transition is not None and transition.kind is TransitionKind.SERVICE:
+        # Only the service status changed: no reputation change to show.
+        entry = replace(entry, from_status=None, previous_since=None)
+    return Notice(rule.name, entry, transition, silenced=quiet)
+
+
+def _service_shown(line: Round, rule: ChannelRule) -> str | None:
+    """The service status a notice shows: FLAGGED while flagged; to a channel that heard
+    the flag before this round, the status that replaced it; otherwise none."""
+    if line.level == sv.LEVEL:
+        return sv.FLAGGED
+    heard = line.state.told.get(rule.name)
+    if heard is not None and heard.status == sv.LEVEL:
+        return line.state.service_status or sv.ACTIVE
+    return None
 
 
 def note_change(
@@ -237,18 +218,6 @@ def level(state: LineState) -> str:
     status is FLAGGED (ranked above CRITICAL: alerted like it), otherwise the reputation
     status (which may itself be an undocumented string such as "FLAGGED")."""
     return sv.LEVEL if sv.is_flagged(state.service_status) else state.status
-
-
-def _change_kind(heard: Told | None, state: LineState) -> NoticeKind:
-    now_at = level(state)
-    if now_at == sv.LEVEL:
-        return NoticeKind.DEGRADED
-    if not st.is_known(now_at):
-        return NoticeKind.UNKNOWN
-    before = heard.status if heard is not None else state.previous_status
-    if before is not None and st.rank(now_at) < st.rank(before):
-        return NoticeKind.IMPROVED
-    return NoticeKind.DEGRADED
 
 
 def _changed_at(state: LineState, transition: Transition | None) -> datetime:

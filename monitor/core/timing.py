@@ -15,7 +15,7 @@ The deliverer reads a channel's due rows and asks ``plan_delivery`` what to do w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -93,39 +93,67 @@ def plan_delivery(rows: Sequence[DueRow], timing: ChannelTiming, now: datetime) 
     and the parked rows it supersedes are dropped.
     """
     quiet_end = quiet_until(now, timing)
-    candidates: list[DueRow] = []
+    free, parked = _free_rows(rows, now)
+    defer = _held_for_quiet(free, timing, quiet=quiet_end is not None)
+    held = set(defer)
+    ready = [r for r in free if r.id not in held]
+    drop = _moot(ready)  # lines that went and came back while the channel was quiet
+    ready = [r for r in ready if r.id not in drop]
+    drop |= _superseded(ready, parked=parked, held=[r for r in free if r.id in held])
+    return DeliveryPlan(batches=_batches(ready, timing, now),
+                        defer=[i for i in defer if i not in drop], defer_until=quiet_end,
+                        drop=sorted(drop))
+
+
+def _free_rows(rows: Sequence[DueRow], now: datetime) -> tuple[list[DueRow], dict[str, list[int]]]:
+    """The rows that may go now, and per line the ids parked by quiet hours: a row waiting
+    for a retry (or claimed) holds back its line's newer rows; a parked one does not."""
+    free: list[DueRow] = []
     parked: dict[str, list[int]] = {}
     blocked: set[str] = set()
     for r in rows:
         if r.line_id in blocked:
             continue
-        if r.waiting(now):
-            if r.deferred and (r.claimed_until is None or r.claimed_until <= now):
-                parked.setdefault(r.line_id, []).append(r.id)
-            else:
-                blocked.add(r.line_id)
-            continue
-        candidates.append(r)
-    defer = [r.id for r in candidates if quiet_end is not None and not _passes(r, timing)]
-    held = set(defer)
-    ready = [r for r in candidates if r.id not in held]
-    drop = _moot(ready)
-    ready = [r for r in ready if r.id not in drop]
-    deferring: dict[str, list[int]] = {}
-    for r in candidates:
-        if r.id in held:
-            deferring.setdefault(r.line_id, []).append(r.id)
-    for r in ready:  # newer news about a line supersedes what is held back for it
+        if not r.waiting(now):
+            free.append(r)
+        elif r.deferred and (r.claimed_until is None or r.claimed_until <= now):
+            parked.setdefault(r.line_id, []).append(r.id)
+        else:
+            blocked.add(r.line_id)
+    return free, parked
+
+
+def _held_for_quiet(rows: Sequence[DueRow], timing: ChannelTiming, *, quiet: bool) -> list[int]:
+    """The ids of the rows quiet hours hold back now, in order: none outside them."""
+    if not quiet:
+        return []
+    return [r.id for r in rows if not _passes(r, timing)]
+
+
+def _superseded(ready: Sequence[DueRow], *, parked: Mapping[str, Sequence[int]],
+                held: Sequence[DueRow]) -> set[int]:
+    """The rows held back for a line that newer news about it, going out now, makes moot:
+    all its parked rows, and its rows held now that are older than that news."""
+    held_by_line: dict[str, list[int]] = {}
+    for r in held:
+        held_by_line.setdefault(r.line_id, []).append(r.id)
+    moot: set[int] = set()
+    for r in ready:
         if r.entry is None:
             continue  # a finished message is about no line: it supersedes nothing
-        drop.update(parked.pop(r.line_id, ()))
-        drop.update(i for i in deferring.get(r.line_id, ()) if i < r.id)
-    defer = [i for i in defer if i not in drop]
+        moot.update(parked.get(r.line_id, ()))
+        moot.update(i for i in held_by_line.get(r.line_id, ()) if i < r.id)
+    return moot
+
+
+def _batches(ready: Sequence[DueRow], timing: ChannelTiming, now: datetime) -> list[list[DueRow]]:
+    """What goes out now, one message per batch: each finished message on its own, then
+    the line notices together once their group is ready."""
     batches = [[r] for r in ready if r.entry is None]
     entries = [r for r in ready if r.entry is not None]
     if entries and _group_ready(entries, timing, now):
         batches.append(entries)
-    return DeliveryPlan(batches=batches, defer=defer, defer_until=quiet_end, drop=sorted(drop))
+    return batches
 
 
 def _passes(row: DueRow, timing: ChannelTiming) -> bool:
@@ -156,6 +184,8 @@ def _moot(rows: Sequence[DueRow]) -> set[int]:
 
 
 def _group_ready(rows: Sequence[DueRow], timing: ChannelTiming, now: datetime) -> bool:
+    """Whether the line notices due now go out now: quiet hours ended, ``group_wait`` has
+    passed, or CRITICAL news skips the wait."""
     if any(r.deferred for r in rows):
         return True  # the end of quiet hours: the summary goes out now
     if now - min(r.created_at for r in rows) >= timing.group_wait:
