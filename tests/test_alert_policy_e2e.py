@@ -105,9 +105,10 @@ def test_confirm_and_recover_polls_let_blips_pass_and_alert_what_holds(
         sim.queue_error(401)
         answer_once_with(sim, phone, "AT_RISK")
         answer_once_with(sim, phone, "HEALTHY", polls=2)
-        # AT_RISK for good: four queued answers first, so that the fleet is first served
-        # seconds after the alert is due, however late this thread sees the alert arrive.
-        answer_once_with(sim, phone, "AT_RISK", polls=4)
+        # AT_RISK for good: eight queued answers first, so that the fleet is first served
+        # ten polls after the alert is due: a thread slowed by a loaded machine still sees
+        # the alert before any fleet answer.
+        answer_once_with(sim, phone, "AT_RISK", polls=8)
         sim.set_status(phone, "AT_RISK")
         (degraded,) = receiver.wait_for(1, timeout=30)
         assert sim.served_count == served  # alerted on the queued answers, before the fleet's
