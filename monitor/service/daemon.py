@@ -224,7 +224,11 @@ class Daemon:
     async def _digest_job(self, channel: str) -> None:
         with log_context(channel=channel):
             try:
-                queued = await send_digest(self._runtime, channel, now=utcnow())
+                rt, config = self._runtime, self._config
+                queued = await send_digest(
+                    rt.sessions, next(c for c in config.alerts.channels if c.name == channel),
+                    accounts=[a.name for a in config.accounts], line_meta=rt.line_meta,
+                    renderer=rt.renderers[channel], now=utcnow())
             except StoreError as exc:
                 log.error("digest not built (the next one is tomorrow): %s", exc)
                 return
