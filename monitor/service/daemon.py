@@ -214,8 +214,11 @@ class Daemon:
                 # Events another replica recorded for this account since our last poll.
                 self._runtime.webhooks.schedule(account)
         try:
-            queued += await check_troubles(self._runtime, started_at=self._started_at,
-                                           now=utcnow(), holds=self._coordinator.held_since)
+            rt = self._runtime
+            queued += await check_troubles(
+                rt.sessions, self._config.alerts, pollers=rt.pollers, gave_up=rt.deliverer.gave_up,
+                renderers=rt.renderers, channels=rt.channels, started_at=self._started_at,
+                now=utcnow(), holds=self._coordinator.held_since)
         except StoreError as exc:
             log.error("cannot record the monitor's own trouble (will try again): %s", exc)
         if queued:
