@@ -1,10 +1,13 @@
 """The outbox deliverer: claim pending notifications, send them, record the outcome.
 
+Every statement it runs is in monitor/store/outbox.py; here is when and what to send.
+
 Delivery guarantee (at least once, duplicates only from the crash-in-flight window):
 - A notification row is written in the same transaction as the change it announces
   (monitor/store/state.py), so a recorded change always has its notifications.
-- A deliverer claims a row with a conditional UPDATE (``state = 'pending'`` and no live
-  claim) and checks the row count, so two deliverers never send the same row at once.
+- A deliverer sends only the rows its claim returned (a conditional UPDATE, see
+  monitor/store/outbox.py), so two deliverers never send the same row at once. A claim
+  lasts ``DeliveryPolicy.claim_ttl``, longer than any send may take.
 - The network call happens outside any transaction; the outcome is then recorded.
   A row recorded ``delivered`` is never sent again.
 - If the process dies after the channel accepted a message but before ``delivered`` was
@@ -33,8 +36,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
@@ -43,7 +44,7 @@ from monitor.core.render import render_entries
 from monitor.core.timing import ChannelTiming, DueRow, plan_delivery
 from monitor.errors import DeliveryError, StoreError
 from monitor.metrics import Metrics
-from monitor.store.schema import Notification
+from monitor.store import outbox
 
 
 class Renderer(Protocol):
@@ -59,8 +60,6 @@ def default_renderer(channel: str, entries: Sequence[Entry], now: datetime, *,
     return render_entries(entries, now=now, held=held)
 
 log = logging.getLogger(__name__)
-
-BATCH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,7 @@ class Deliverer:
         delivered = 0
         for name, result in zip(self._channels, results, strict=True):
             if isinstance(result, BaseException):
-                if not isinstance(result, StoreError | SQLAlchemyError):
+                if not isinstance(result, StoreError):
                     raise result
                 log.error("delivery round failed: %s", result, extra={"channel": name})
                 continue
@@ -135,9 +134,9 @@ class Deliverer:
 
     async def refresh_pending_gauge(self) -> None:
         try:
-            pending = await asyncio.to_thread(self._count_pending)
-        except SQLAlchemyError as exc:
-            log.warning("cannot count pending notifications: %s", exc)
+            pending = await asyncio.to_thread(outbox.count_pending, self._sessions)
+        except StoreError as exc:
+            log.warning("pending gauge not refreshed: %s", exc)
             return
         self._metrics.notifications_pending.set(pending)
 
@@ -149,8 +148,8 @@ class Deliverer:
         """
         try:
             return await self._deliver_channel(name)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"delivery bookkeeping failed: {_first_line(exc)}") from exc
+        except StoreError as exc:
+            raise StoreError(f"delivery bookkeeping failed: {exc}") from exc
 
     async def _deliver_channel(self, name: str) -> int:
         if (held := self._unrecorded.get(name)) is not None:
@@ -158,15 +157,17 @@ class Deliverer:
         now = self._clock()
         if self._paused_until.get(name, now) > now:
             return 0
-        rows = await asyncio.to_thread(self._pending_rows, name)
+        rows = await asyncio.to_thread(outbox.pending_rows, self._sessions, name)
         plan = plan_delivery(rows, self._timings.get(name, ChannelTiming()), now)
         if plan.defer or plan.drop:
-            await asyncio.to_thread(self._hold, plan.defer, plan.defer_until, plan.drop)
+            await asyncio.to_thread(outbox.hold, self._sessions, defer=plan.defer,
+                                    until=plan.defer_until, drop=plan.drop, now=self._clock())
         delivered = 0
         for batch in plan.batches:
             if self._stopping:
                 break
-            claimed = await asyncio.to_thread(self._claim, [r.id for r in batch])
+            claimed = await asyncio.to_thread(outbox.claim, self._sessions, [r.id for r in batch],
+                                              now=self._clock(), ttl=self._policy.claim_ttl)
             batch = [r for r in batch if r.id in claimed]
             if not batch:
                 continue  # another deliverer has them, or they were settled meanwhile
@@ -175,7 +176,7 @@ class Deliverer:
                 message = self._message(name, batch, now)
                 await self._channels[name].send(message, timeout=self._timeout)
             except DeliveryError as exc:
-                await asyncio.to_thread(self._record_failure, ids, str(exc), name)
+                await self._record_failure(ids, str(exc), name)
                 # The channel is likely down: try it again after the backoff, not row by row.
                 return delivered
             self._unrecorded[name] = ids
@@ -185,7 +186,8 @@ class Deliverer:
         return delivered
 
     async def _settle_success(self, channel: str, row_ids: list[int]) -> None:
-        await asyncio.to_thread(self._record_success, row_ids)
+        await asyncio.to_thread(outbox.record_success, self._sessions, row_ids,
+                                now=self._clock())
         self._unrecorded.pop(channel, None)
         self.gave_up.pop(channel, None)
         self._metrics.notifications.labels(channel=channel, outcome="delivered").inc(
@@ -197,109 +199,18 @@ class Deliverer:
         entries = [r.entry for r in batch if r.entry is not None]
         return self._render(channel, entries, now, held=any(r.deferred for r in batch))
 
-    def _pending_rows(self, channel: str) -> list[DueRow]:
-        """The channel's pending rows, oldest first (the plan applies per-line order)."""
-        with self._sessions() as session:
-            rows = session.execute(
-                select(Notification.id, Notification.line_id, Notification.created_at,
-                       Notification.payload, Notification.title, Notification.body,
-                       Notification.next_attempt_at, Notification.claimed_until,
-                       Notification.deferred)
-                .where(Notification.state == "pending", Notification.channel == channel)
-                .order_by(Notification.id)
-                .limit(BATCH)
-            ).all()
-        return [
-            DueRow(id=row_id, line_id=line_id, created_at=created, entry=entry,
-                   message=None if entry else Message(
-                       title=title, body=body,
-                       body_format=(payload or {}).get("body_format", "text")),
-                   next_attempt_at=next_at, claimed_until=claimed, deferred=deferred)
-            for row_id, line_id, created, payload, title, body, next_at, claimed, deferred
-            in rows
-            # A line notice's payload is its Entry; a finished message's only its format.
-            for entry in [Entry.from_json(payload) if payload and "kind" in payload else None]
-        ]
-
-    def _hold(self, defer: Sequence[int], until: datetime | None, drop: Sequence[int]) -> None:
-        """Park rows until quiet hours end; retire rows that became moot."""
+    async def _record_failure(self, row_ids: list[int], error: str, channel: str) -> None:
         now = self._clock()
-        free = or_(Notification.claimed_until.is_(None), Notification.claimed_until <= now)
-        with self._sessions.begin() as session:
-            if defer and until is not None:
-                session.execute(
-                    update(Notification)
-                    .where(Notification.id.in_(defer), Notification.state == "pending", free)
-                    .values(deferred=True, next_attempt_at=until)
-                    .execution_options(synchronize_session=False))
-            if drop:
-                session.execute(
-                    update(Notification)
-                    .where(Notification.id.in_(drop), Notification.state == "pending", free)
-                    .values(state="dropped", last_error="moot after quiet hours")
-                    .execution_options(synchronize_session=False))
-
-    def _claim(self, row_ids: Sequence[int]) -> set[int]:
-        """Claim the rows no one else holds; returns the ids this deliverer now owns."""
-        now = self._clock()
-        with self._sessions.begin() as session:
-            claimed = session.scalars(
-                update(Notification)
-                .where(
-                    Notification.id.in_(row_ids),
-                    Notification.state == "pending",
-                    or_(Notification.claimed_until.is_(None), Notification.claimed_until <= now),
-                )
-                .values(claimed_until=now + self._policy.claim_ttl,
-                        attempts=Notification.attempts + 1)
-                .returning(Notification.id)
-                .execution_options(synchronize_session=False)
-            ).all()
-            return set(claimed)
-
-    def _record_success(self, row_ids: Sequence[int]) -> None:
-        with self._sessions.begin() as session:
-            session.execute(
-                update(Notification)
-                .where(Notification.id.in_(row_ids))
-                .values(state="delivered", delivered_at=self._clock(), claimed_until=None,
-                        last_error=None)
-                .execution_options(synchronize_session=False)
-            )
-
-    def _record_failure(self, row_ids: Sequence[int], error: str, channel: str) -> None:
-        now = self._clock()
-        with self._sessions.begin() as session:
-            rows = session.scalars(select(Notification).where(Notification.id.in_(row_ids)))
-            attempts, gave_up = 0, False
-            for row in rows:
-                attempts = max(attempts, row.attempts)
-                row.last_error = error[:2000]
-                row.claimed_until = None
-                row.next_attempt_at = now + self._policy.backoff(row.attempts)
-                if now - row.created_at >= self._policy.give_up_after:
-                    row.state = "failed"
-                    gave_up = True
-        retry_at = now + self._policy.backoff(attempts)
-        outcome = "gave_up" if gave_up else "failed"
-        if gave_up:
+        failure = await asyncio.to_thread(
+            outbox.record_failure, self._sessions, row_ids, error=error, now=now,
+            backoff=self._policy.backoff, give_up_after=self._policy.give_up_after)
+        outcome = "gave_up" if failure.gave_up else "failed"
+        if failure.gave_up:
             self.gave_up[channel] = error[:300]
         self._metrics.notifications.labels(channel=channel, outcome=outcome).inc(len(row_ids))
-        self._paused_until[channel] = retry_at
+        self._paused_until[channel] = now + self._policy.backoff(failure.attempts)
         log.warning(
             "delivery %s channel=%s notifications=%s attempts=%d error=%s",
-            "abandoned" if gave_up else "failed, will retry", channel,
-            ",".join(map(str, row_ids)), attempts, error,
+            "abandoned" if failure.gave_up else "failed, will retry", channel,
+            ",".join(map(str, row_ids)), failure.attempts, error,
         )
-
-    def _count_pending(self) -> int:
-        with self._sessions() as session:
-            return session.scalar(
-                select(func.count()).select_from(Notification)
-                .where(Notification.state == "pending")
-            ) or 0
-
-
-def _first_line(exc: BaseException) -> str:
-    """SQLAlchemy appends the statement and its parameters; the first line says what failed."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

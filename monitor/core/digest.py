@@ -1,4 +1,4 @@
-"""The daily digest: what it holds, and its default text. Pure.
+"""The daily digest: what it holds, which lines it speaks of, and its default text. Pure.
 
 ``monitor.service.digest.build_digest`` fills a ``Digest`` from the database; this module
 only says what it means and how it reads.
@@ -7,11 +7,14 @@ only says what it means and how it reads.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from monitor.core import status as st
-from monitor.core.model import Message
+from monitor.core.labels import selector_matches
+from monitor.core.model import LineMeta, Message
 from monitor.core.render import DEFAULT_LIMIT, format_duration, format_time
 
 
@@ -99,6 +102,51 @@ class Digest:
         errors = sum(p.errors for p in self.polls)
         polls = f"; {_count(errors, 'failed poll')}" if errors else ""
         return f"{lines}; {_count(self.change_count, 'change')} in {window}{polls}"
+
+
+# (account, line_id, phone_number) -> the line's name and labels from the config.
+LineMetaLookup = Callable[[str, str, str], LineMeta | None]
+
+
+class LineRef(Protocol):
+    """Anything that says which line it is about."""
+
+    @property
+    def account(self) -> str: ...
+    @property
+    def line_id(self) -> str: ...
+    @property
+    def phone_number(self) -> str: ...
+
+
+_Named = TypeVar("_Named", DegradedLine, DigestChange)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestLines:
+    """Which lines one channel's digest speaks of, and by what name: the config's names and
+    labels (``meta``; None: no line has any) against the channel's label selector
+    (``labels``; None or empty: every line)."""
+
+    meta: LineMetaLookup | None = None
+    labels: Mapping[str, str] | None = None
+
+    def covers(self, line: LineRef) -> bool:
+        if not self.labels:
+            return True
+        found = self._meta(line)
+        return found is not None and selector_matches(self.labels, found.labels)
+
+    def name(self, line: LineRef) -> str | None:
+        found = self._meta(line)
+        return found.name if found else None
+
+    def named(self, item: _Named) -> _Named:
+        """``item`` with the line's name from the config."""
+        return replace(item, name=self.name(item))
+
+    def _meta(self, line: LineRef) -> LineMeta | None:
+        return self.meta(line.account, line.line_id, line.phone_number) if self.meta else None
 
 
 def render_digest(digest: Digest, *, now: datetime, limit: int = DEFAULT_LIMIT) -> Message:

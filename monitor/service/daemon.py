@@ -208,8 +208,11 @@ class Daemon:
                 # Events another replica recorded for this account since our last poll.
                 self._runtime.webhooks.schedule(account)
         try:
-            queued += await check_troubles(self._runtime, started_at=self._started_at,
-                                           now=utcnow(), holds=self._coordinator.held_since)
+            rt = self._runtime
+            queued += await check_troubles(
+                rt.sessions, self._config.alerts, pollers=rt.pollers, gave_up=rt.deliverer.gave_up,
+                renderers=rt.renderers, channels=rt.channels, started_at=self._started_at,
+                now=utcnow(), holds=self._coordinator.held_since)
         except StoreError as exc:
             log.error("cannot record the monitor's own trouble (will try again): %s", exc)
         if queued:
@@ -218,7 +221,11 @@ class Daemon:
     async def _digest_job(self, channel: str) -> None:
         with log_context(channel=channel):
             try:
-                queued = await send_digest(self._runtime, channel, now=utcnow())
+                rt, config = self._runtime, self._config
+                queued = await send_digest(
+                    rt.sessions, next(c for c in config.alerts.channels if c.name == channel),
+                    accounts=[a.name for a in config.accounts], line_meta=rt.line_meta,
+                    renderer=rt.renderers[channel], now=utcnow())
             except StoreError as exc:
                 log.error("digest not built (the next one is tomorrow): %s", exc)
                 return

@@ -2,38 +2,38 @@
 
 Four questions over the last 24 hours: which lines are not HEALTHY now and since when,
 what changed, how long each line spent AT_RISK or CRITICAL, and how the polls of each
-account went. The time accounting is the ``report`` command's (``core.report``).
+account went. The reads are monitor/store/digest.py's; which lines a channel's digest
+covers and what they are called, ``core.digest.DigestLines``; the time accounting is the
+``report`` command's (``core.report``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.config import ChannelConfig
 from monitor.core import status as st
-from monitor.core.digest import DegradedLine, Digest, DigestChange, LineTime, PollHealth
-from monitor.core.labels import selector_matches
-from monitor.core.model import LineMeta
+from monitor.core.digest import Digest, DigestLines, LineMetaLookup, LineTime
+from monitor.core.model import Message
 from monitor.core.report import account_line
-from monitor.errors import StoreError
-from monitor.store import queries
-from monitor.store.schema import Line, Poll, TransitionRow, as_utc
+from monitor.store.digest import read_digest
+from monitor.store.queries import LineHistory
 from monitor.store.troubles import queue_once
 
-if TYPE_CHECKING:
-    from monitor.service.runtime import Runtime
-
-__all__ = ["Digest", "LineMetaLookup", "build_digest"]
+__all__ = ["Digest", "DigestRenderer", "LineMetaLookup", "build_digest", "send_digest"]
 
 DIGEST_WINDOW = timedelta(hours=24)
-# (account, line_id, phone_number) -> the line's name and labels from the config.
-LineMetaLookup = Callable[[str, str, str], LineMeta | None]
+
+
+class DigestRenderer(Protocol):
+    """A channel's digest text (its templates over the default)."""
+
+    def render_digest(self, digest: Digest, *, now: datetime) -> Message: ...
 
 
 def build_digest(
@@ -54,134 +54,56 @@ def build_digest(
     StoreError if the database fails. Reads only.
     """
     start = now - window
-    wanted = None if accounts is None else set(accounts)
-
-    def meta(account: str, line_id: str, phone_number: str) -> LineMeta | None:
-        return line_meta(account, line_id, phone_number) if line_meta else None
-
-    def selected(account: str, line_id: str, phone_number: str) -> bool:
-        if not labels:
-            return True
-        found = meta(account, line_id, phone_number)
-        return found is not None and selector_matches(labels, found.labels)
-
-    try:
-        with sessions() as session:
-            degraded = [line for line in _degraded_lines(session, wanted)
-                        if selected(line.account, line.line_id, line.phone_number)]
-            # Labels live in the config, not the database: with a selector, every change
-            # of the window is read and filtered here before the cap.
-            changes, change_count = _changes(session, wanted, start, now,
-                                             None if labels else max_changes)
-            if labels:
-                changes = [row for row in changes
-                           if selected(row.account, row.line_id, row.phone_number)]
-                change_count = len(changes)
-                changes = changes[:max_changes]
-            histories = [h for h in queries.line_histories(session, start=start)
-                         if (wanted is None or h.account in wanted)
-                         and selected(h.account, h.line_id, h.phone_number)]
-            polls = _poll_health(session, wanted, start, now)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the digest: {exc}") from exc
-
-    def name(account: str, line_id: str, phone_number: str) -> str | None:
-        found = meta(account, line_id, phone_number)
-        return found.name if found else None
-
-    times: list[LineTime] = []
-    for history in histories:
-        report = account_line(history.initial, history.changes, start=start, end=now)
-        other = sum(s for status, s in report.seconds.items() if not st.is_known(status))
-        spent = LineTime(history.account, history.line_id, history.phone_number,
-                         at_risk=timedelta(seconds=report.seconds.get(st.AT_RISK, 0.0)),
-                         critical=timedelta(seconds=report.seconds.get(st.CRITICAL, 0.0)),
-                         other=timedelta(seconds=other),
-                         name=name(history.account, history.line_id, history.phone_number))
-        if spent.degraded > timedelta(0):
-            times.append(spent)
-    times.sort(key=lambda t: (-t.critical - t.other, -t.at_risk, t.account, t.phone_number))
-
+    lines = DigestLines(line_meta, labels)
+    # Labels live in the config, not the database: with a selector, every change of the
+    # window is read, then filtered and counted here before the cap.
+    found = read_digest(sessions, start=start, end=now, accounts=accounts,
+                        max_changes=None if labels else max_changes)
+    changes = [change for change in found.changes if lines.covers(change)]
     return Digest(
         start=start, end=now,
-        degraded=tuple(
-            DegradedLine(line.account, line.line_id, line.phone_number, line.status,
-                         line.since, line.doc_url,
-                         name(line.account, line.line_id, line.phone_number))
-            for line in degraded),
-        changes=tuple(
-            DigestChange(row.at, row.account, row.line_id, row.phone_number, row.from_status,
-                         row.to_status,
-                         row.at - row.previous_since if row.previous_since else None,
-                         row.doc_url, name(row.account, row.line_id, row.phone_number))
-            for row in changes),
-        change_count=change_count,
-        time_degraded=tuple(times),
-        polls=polls,
+        degraded=tuple(lines.named(line) for line in found.degraded if lines.covers(line)),
+        changes=tuple(lines.named(change) for change in changes[:max_changes]),
+        change_count=len(changes) if labels else found.change_count,
+        time_degraded=_time_degraded(
+            (h for h in found.histories if lines.covers(h)), lines, start=start, end=now),
+        polls=found.polls,
     )
 
 
-def _degraded_lines(session: Session, wanted: set[str] | None) -> list[Line]:
-    query = select(Line).where(Line.present.is_(True), Line.status != st.HEALTHY)
-    if wanted is not None:
-        query = query.where(Line.account.in_(wanted))
-    lines = list(session.scalars(query))
-    # Worst first, then the longest-degraded.
-    lines.sort(key=lambda line: (-st.rank(line.status), line.since, line.account,
-                                 line.phone_number))
-    return lines
+def _time_degraded(histories: Iterable[LineHistory], lines: DigestLines, *,
+                   start: datetime, end: datetime) -> tuple[LineTime, ...]:
+    """Time each line spent degraded in ``[start, end]``, most time CRITICAL first; lines
+    never degraded are left out."""
+    spent = (_line_time(history, lines, start=start, end=end) for history in histories)
+    return tuple(sorted((t for t in spent if t.degraded > timedelta(0)),
+                        key=lambda t: (-t.critical - t.other, -t.at_risk, t.account,
+                                       t.phone_number)))
 
 
-def _changes(session: Session, wanted: set[str] | None, start: datetime, end: datetime,
-             limit: int | None) -> tuple[list[TransitionRow], int]:
-    """Status changes in the window, newest first (at most ``limit``; None: all); a first
-    sighting counts if degraded."""
-    condition = and_(
-        TransitionRow.at >= start, TransitionRow.at <= end,
-        or_(TransitionRow.kind == "changed",
-            and_(TransitionRow.kind == "first_seen", TransitionRow.to_status != st.HEALTHY)),
-    )
-    if wanted is not None:
-        condition = and_(condition, TransitionRow.account.in_(wanted))
-    count = session.scalar(select(func.count()).select_from(TransitionRow).where(condition))
-    rows = session.scalars(select(TransitionRow).where(condition)
-                           .order_by(TransitionRow.at.desc(), TransitionRow.id.desc())
-                           .limit(limit))
-    return list(rows), int(count or 0)
+def _line_time(history: LineHistory, lines: DigestLines, *, start: datetime,
+               end: datetime) -> LineTime:
+    report = account_line(history.initial, history.changes, start=start, end=end)
+    other = sum(s for status, s in report.seconds.items() if not st.is_known(status))
+    return LineTime(history.account, history.line_id, history.phone_number,
+                    at_risk=timedelta(seconds=report.seconds.get(st.AT_RISK, 0.0)),
+                    critical=timedelta(seconds=report.seconds.get(st.CRITICAL, 0.0)),
+                    other=timedelta(seconds=other), name=lines.name(history))
 
 
-def _poll_health(session: Session, wanted: set[str] | None, start: datetime, end: datetime
-                 ) -> tuple[PollHealth, ...]:
-    in_window = and_(Poll.finished_at >= start, Poll.finished_at <= end)
-    counts: dict[str, dict[str, int]] = {account: {} for account in wanted or ()}
-    for account, outcome, n in session.execute(
-            select(Poll.account, Poll.outcome, func.count()).where(in_window)
-            .group_by(Poll.account, Poll.outcome)):
-        counts.setdefault(account, {})[outcome] = n
-    last_success = {account: at for account, at in session.execute(
-        select(Poll.account, func.max(Poll.finished_at))
-        .where(Poll.outcome == "success", Poll.finished_at <= end).group_by(Poll.account))}
-    newest_error = (select(func.max(Poll.id)).where(in_window, Poll.outcome == "error")
-                    .group_by(Poll.account))
-    last_error = {account: error for account, error in session.execute(
-        select(Poll.account, Poll.error).where(Poll.id.in_(newest_error)))}
-    return tuple(
-        PollHealth(account, successes=outcomes.get("success", 0),
-                   errors=outcomes.get("error", 0),
-                   last_success=as_utc(last_success.get(account)),
-                   last_error=last_error.get(account))
-        for account, outcomes in sorted(counts.items())
-        if wanted is None or account in wanted)
-
-
-async def send_digest(runtime: Runtime, channel: str, *, now: datetime) -> bool:
-    """Build and queue one channel's digest; once per channel and local day, whoever runs it
-    (a restart inside the minute, or a second replica, finds it already queued)."""
-    config = next(c for c in runtime.config.alerts.channels if c.name == channel)
-    accounts = config.accounts or [a.name for a in runtime.config.accounts]
-    digest = await asyncio.to_thread(build_digest, runtime.sessions, now=now, accounts=accounts,
-                                     line_meta=runtime.line_meta, labels=config.labels)
-    message = runtime.renderers[channel].render_digest(digest, now=now)
-    day = now.astimezone(config.zone).date().isoformat()
-    return await asyncio.to_thread(queue_once, runtime.sessions, channel=channel, kind="digest",
-                                   message=message, dedupe_key=f"digest:{channel}:{day}", now=now)
+async def send_digest(
+    sessions: sessionmaker[Session], channel: ChannelConfig, *, accounts: Collection[str],
+    line_meta: LineMetaLookup, renderer: DigestRenderer, now: datetime,
+) -> bool:
+    """Build and queue one channel's digest, over the channel's accounts (none: all of
+    ``accounts``, every configured one) and through its ``renderer``; once per channel and
+    local day, whoever runs it (a restart inside the minute, or a second replica, finds it
+    already queued). Returns whether it was queued now; raises StoreError."""
+    digest = await asyncio.to_thread(build_digest, sessions, now=now,
+                                     accounts=channel.accounts or accounts,
+                                     line_meta=line_meta, labels=channel.labels)
+    message = renderer.render_digest(digest, now=now)
+    day = now.astimezone(channel.zone).date().isoformat()
+    return await asyncio.to_thread(queue_once, sessions, channel=channel.name, kind="digest",
+                                   message=message, dedupe_key=f"digest:{channel.name}:{day}",
+                                   now=now)

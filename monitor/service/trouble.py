@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
 
-from monitor.config import Config
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.config import AlertsConfig, ChannelConfig
+from monitor.core.model import Message
 from monitor.core.trouble import Trouble, TroubleKind
-from monitor.service.runtime import Runtime
+from monitor.http.server import PollHealth
 from monitor.store.troubles import active_troubles, flip_trouble
 
 log = logging.getLogger(__name__)
@@ -24,60 +29,97 @@ log = logging.getLogger(__name__)
 _KEY_PREFIX = {TroubleKind.POLLS_FAILING: "stale", TroubleKind.DELIVERY_FAILING: "delivery"}
 
 
+class TroubleRenderer(Protocol):
+    """A channel's text for a trouble (its templates over the default)."""
+
+    def render_trouble(self, trouble: Trouble, *, now: datetime) -> Message: ...
+
+
 async def check_troubles(
-    runtime: Runtime, *, started_at: datetime, now: datetime,
+    sessions: sessionmaker[Session], alerts: AlertsConfig, *,
+    pollers: Mapping[str, PollHealth], gave_up: Mapping[str, str],
+    renderers: Mapping[str, TroubleRenderer], channels: Collection[str],
+    started_at: datetime, now: datetime,
     holds: Callable[[str], datetime | None] | None = None,
 ) -> int:
     """Open and clear troubles to match the present; returns how many flips were queued.
 
+    ``pollers``: every configured account's poller; ``gave_up``: channel → error, for the
+    channels whose last delivery gave up; ``channels``: the configured channel names.
     With replicas, ``holds`` gives when this replica took an account's lease (None: not
     ours): only the holder judges an account's polls, from when it took over.
     """
-    config = runtime.config
-    wanted: dict[str, Trouble] = {}
-    held: dict[str, datetime] = {}
-    for account in runtime.pollers:
-        since = started_at if holds is None else holds(account)
-        if since is not None:
-            held[account] = since
-    for account, poller in runtime.pollers.items():
-        if account not in held:
-            continue
-        last_good = poller.last_success_at or max(started_at, held[account])
-        if now - last_good >= config.alerts.stale_after:
-            wanted[_key(TroubleKind.POLLS_FAILING, account)] = Trouble(
-                TroubleKind.POLLS_FAILING, account, since=last_good,
-                last_success=poller.last_success_at, last_error=poller.last_error)
-    for channel, error in runtime.deliverer.gave_up.items():
-        wanted[_key(TroubleKind.DELIVERY_FAILING, channel)] = Trouble(
-            TroubleKind.DELIVERY_FAILING, channel, since=now, last_error=error)
-    active = await asyncio.to_thread(active_troubles, runtime.sessions)
+    held = _judged_here(pollers, started_at=started_at, holds=holds)
+    wanted = {**_stale_accounts(pollers, held, stale_after=alerts.stale_after,
+                               started_at=started_at, now=now),
+              **_failing_channels(gave_up, now=now)}
+    announcer = _Announcer(sessions, alerts.channels, renderers)
+    active = await asyncio.to_thread(active_troubles, sessions)
     flips = 0
     for key, trouble in wanted.items():
-        if key not in active and await _announce(runtime, key, trouble, now, active=True):
+        if key not in active and await announcer.flip(key, trouble, now=now, active=True):
             log.error("monitor trouble: %s %s", trouble.kind, trouble.subject)
             flips += 1
     for key, since in active.items():
         known = _from_key(key, since)
-        if key in wanted or known is None or not _still_configured(runtime, known):
+        if key in wanted or known is None or not _still_configured(known, pollers, channels):
             continue
         if known.kind is TroubleKind.POLLS_FAILING and known.subject not in held:
             continue  # its holder decides when it clears
         cleared = Trouble(known.kind, known.subject, since=since, cleared_at=now)
-        if await _announce(runtime, key, cleared, now, active=False):
+        if await announcer.flip(key, cleared, now=now, active=False):
             log.info("monitor trouble cleared: %s %s", known.kind, known.subject)
             flips += 1
     return flips
 
 
-async def _announce(runtime: Runtime, key: str, trouble: Trouble, now: datetime, *,
-                    active: bool) -> bool:
-    channels = _channels_for(runtime.config, trouble)
-    announcements = [(c, runtime.renderers[c].render_trouble(trouble, now=now))
-                     for c in channels]
-    return await asyncio.to_thread(
-        flip_trouble, runtime.sessions, key, active=active, detail=trouble.last_error,
-        since=trouble.since, now=now, announcements=announcements)
+def _judged_here(accounts: Iterable[str], *, started_at: datetime,
+                 holds: Callable[[str], datetime | None] | None) -> dict[str, datetime]:
+    """The accounts whose polls this replica judges, with since when."""
+    held: dict[str, datetime] = {}
+    for account in accounts:
+        since = started_at if holds is None else holds(account)
+        if since is not None:
+            held[account] = since
+    return held
+
+
+def _stale_accounts(pollers: Mapping[str, PollHealth], held: Mapping[str, datetime], *,
+                    stale_after: timedelta, started_at: datetime, now: datetime
+                    ) -> dict[str, Trouble]:
+    """Accounts judged here whose polls have failed for ``stale_after``, by key."""
+    stale: dict[str, Trouble] = {}
+    for account, poller in pollers.items():
+        if account not in held:
+            continue
+        last_good = poller.last_success_at or max(started_at, held[account])
+        if now - last_good >= stale_after:
+            stale[_key(TroubleKind.POLLS_FAILING, account)] = Trouble(
+                TroubleKind.POLLS_FAILING, account, since=last_good,
+                last_success=poller.last_success_at, last_error=poller.last_error)
+    return stale
+
+
+def _failing_channels(gave_up: Mapping[str, str], *, now: datetime) -> dict[str, Trouble]:
+    return {_key(TroubleKind.DELIVERY_FAILING, channel): Trouble(
+                TroubleKind.DELIVERY_FAILING, channel, since=now, last_error=error)
+            for channel, error in gave_up.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Announcer:
+    """Flips a trouble and queues its announcement to each channel that hears of it."""
+
+    sessions: sessionmaker[Session]
+    channels: Sequence[ChannelConfig]
+    renderers: Mapping[str, TroubleRenderer]
+
+    async def flip(self, key: str, trouble: Trouble, *, now: datetime, active: bool) -> bool:
+        announcements = [(c, self.renderers[c].render_trouble(trouble, now=now))
+                         for c in _channels_for(self.channels, trouble)]
+        return await asyncio.to_thread(
+            flip_trouble, self.sessions, key, active=active, detail=trouble.last_error,
+            since=trouble.since, now=now, announcements=announcements)
 
 
 def _key(kind: TroubleKind, subject: str) -> str:
@@ -92,15 +134,15 @@ def _from_key(key: str, since: datetime) -> Trouble | None:
     return None
 
 
-def _channels_for(config: Config, trouble: Trouble) -> list[str]:
+def _channels_for(channels: Sequence[ChannelConfig], trouble: Trouble) -> list[str]:
     if trouble.kind is TroubleKind.DELIVERY_FAILING:
-        return [c.name for c in config.alerts.channels]
-    return [c.name for c in config.alerts.channels
-            if not c.accounts or trouble.subject in c.accounts]
+        return [c.name for c in channels]
+    return [c.name for c in channels if not c.accounts or trouble.subject in c.accounts]
 
 
-def _still_configured(runtime: Runtime, trouble: Trouble) -> bool:
+def _still_configured(trouble: Trouble, pollers: Collection[str],
+                      channels: Collection[str]) -> bool:
     """A trouble about an account or channel no longer configured is left, not 'cleared'."""
     if trouble.kind is TroubleKind.POLLS_FAILING:
-        return trouble.subject in runtime.pollers
-    return trouble.subject in runtime.channels
+        return trouble.subject in pollers
+    return trouble.subject in channels
