@@ -48,13 +48,13 @@ def main() -> None:
     states = [LineState("main", f"id-{i}", f"+1{200 + i % 400:03d}555{i % 10000:04d}",
                         "HEALTHY", None, since) for i in range(args.lines)]
 
-    meta = _best(args.runs, lambda: [labeler.meta(s.account, s.line_id, s.phone_number)
+    meta = _best(args.runs, lambda: [labeler.meta(s)
                                      for s in states])
     info = LineInfo(labeler)
     cold = _best(args.runs, lambda: (info.update(states), info.pieces()))
     labelled = sum(1 for s in states
-                   if labeler.meta(s.account, s.line_id, s.phone_number).labels
-                   or labeler.meta(s.account, s.line_id, s.phone_number).name)
+                   if labeler.meta(s).labels
+                   or labeler.meta(s).name)
     size = sum(len(p) for p in info.pieces())
     changed = states[:: max(1, args.lines // max(1, args.lines // 1000))]
     steady = _best(args.runs, lambda: (info.update(changed), info.pieces()))

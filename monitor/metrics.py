@@ -275,7 +275,7 @@ class LineInfo:
             return
         for state in states:
             key = (state.account, state.line_id)
-            meta = self._labeler.meta(state.account, state.line_id, state.phone_number)
+            meta = self._labeler.meta(state)
             if state.present and (meta.name is not None or meta.labels):
                 labels = "".join(f',label_{k}="{_escape(meta.labels.get(k, ""))}"'
                                  for k in self._labeler.label_keys)

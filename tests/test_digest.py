@@ -115,8 +115,8 @@ def test_it_keeps_to_the_lines_a_channels_labels_select(sessions) -> None:
     fill(sessions)
     teams = {"L1": {"team": "sales"}, "L2": {"team": "support"}}
     digest = build_digest(sessions, now=NOW, labels={"team": "sales"}, max_changes=1,
-                          line_meta=lambda account, line_id, phone: LineMeta(
-                              labels=teams.get(line_id, {})))
+                          line_meta=lambda line: LineMeta(
+                              labels=teams.get(line.line_id, {})))
     assert [d.line_id for d in digest.degraded] == ["L1"]  # not L3 (no labels)
     assert {c.line_id for c in digest.changes} == {"L1"} and digest.change_count == 2
     assert [t.line_id for t in digest.time_degraded] == ["L1"]
@@ -127,7 +127,7 @@ def test_the_default_text_reads_every_section_with_names(sessions) -> None:
     fill(sessions)
     names = {"L1": "Sales 1"}
     digest = build_digest(sessions, now=NOW,
-                          line_meta=lambda account, line_id, phone: LineMeta(names.get(line_id)))
+                          line_meta=lambda line: LineMeta(names.get(line.line_id)))
     message = render_digest(digest, now=NOW)
     assert message.title == ("Line reputation digest: 2 lines not HEALTHY (1 CRITICAL, "
                              "1 AT_RISK); 4 changes in 24h; 1 failed poll")

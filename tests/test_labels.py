@@ -11,7 +11,7 @@ import pytest
 
 from monitor.config import load_config, parse_config
 from monitor.core.labels import Labeler, selector_matches
-from monitor.core.model import LineMeta, LineState
+from monitor.core.model import LineKey, LineMeta, LineState
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
 from monitor.simulator import Simulator, SimulatorServer
@@ -21,6 +21,10 @@ from tests.test_metrics import promtool
 ENV = {"LINQ_API_V3_API_KEY": "tok"}
 SINCE = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 INFO = "linq_reputation_line_info"
+
+
+def key(line_id: str, phone_number: str, *, account: str = "main") -> LineKey:
+    return LineKey(account, line_id, phone_number)
 
 
 def labeler(*entries: dict[str, Any], accounts: tuple[str, ...] = ("main", "eu")) -> Labeler:
@@ -66,21 +70,21 @@ def test_the_config_has_no_lines_by_default_and_the_labeler_is_then_empty() -> N
 def test_an_exact_phone_number_or_line_id_gives_the_name_and_labels() -> None:
     lab = labeler({"match": "+14155550100", "name": "Front desk", "labels": {"team": "sales"}},
                   {"match": "line-7", "labels": {"team": "support"}})
-    assert lab.meta("main", "line-1", "+14155550100") == LineMeta("Front desk", {"team": "sales"})
-    assert lab.meta("main", "line-7", "+12025550007") == LineMeta(None, {"team": "support"})
-    assert lab.meta("main", "line-2", "+14155550101") == LineMeta()
+    assert lab.meta(key("line-1", "+14155550100")) == LineMeta("Front desk", {"team": "sales"})
+    assert lab.meta(key("line-7", "+12025550007")) == LineMeta(None, {"team": "support"})
+    assert lab.meta(key("line-2", "+14155550101")) == LineMeta()
 
 
 def test_a_glob_matches_the_phone_number_or_the_line_id() -> None:
     lab = labeler({"match": "+1415*", "labels": {"region": "sf"}},
                   {"match": "vip-??", "labels": {"tier": "vip"}},
                   {"match": "+1202555010[0-4]", "labels": {"batch": "a"}})
-    assert lab.meta("main", "x", "+14155550100").labels == {"region": "sf"}
-    assert lab.meta("main", "vip-01", "+12025550999").labels == {"tier": "vip"}
-    assert lab.meta("main", "vip-001", "+12025550999").labels == {}
-    assert lab.meta("main", "x", "+12025550103").labels == {"batch": "a"}
-    assert lab.meta("main", "x", "+12025550105").labels == {}
-    assert lab.meta("main", "x", "+24155550100").labels == {}  # anchored at both ends
+    assert lab.meta(key("x", "+14155550100")).labels == {"region": "sf"}
+    assert lab.meta(key("vip-01", "+12025550999")).labels == {"tier": "vip"}
+    assert lab.meta(key("vip-001", "+12025550999")).labels == {}
+    assert lab.meta(key("x", "+12025550103")).labels == {"batch": "a"}
+    assert lab.meta(key("x", "+12025550105")).labels == {}
+    assert lab.meta(key("x", "+24155550100")).labels == {}  # anchored at both ends
 
 
 def test_labels_of_every_matching_entry_merge_in_file_order_and_the_first_name_wins() -> None:
@@ -88,10 +92,10 @@ def test_labels_of_every_matching_entry_merge_in_file_order_and_the_first_name_w
                   {"match": "+1415*", "labels": {"team": "sales"}},
                   {"match": "+14155550100", "name": "Front desk", "labels": {"floor": "2"}},
                   {"match": "line-1", "name": "Second name", "labels": {"team": "vip"}})
-    meta = lab.meta("main", "line-1", "+14155550100")
+    meta = lab.meta(key("line-1", "+14155550100"))
     assert meta.name == "Front desk"
     assert meta.labels == {"team": "vip", "env": "prod", "floor": "2"}
-    assert lab.meta("main", "line-2", "+14155550101") == LineMeta(
+    assert lab.meta(key("line-2", "+14155550101")) == LineMeta(
         None, {"team": "sales", "env": "prod"})
     assert lab.label_keys == ("env", "floor", "team")
 
@@ -99,9 +103,9 @@ def test_labels_of_every_matching_entry_merge_in_file_order_and_the_first_name_w
 def test_an_entry_for_one_account_leaves_the_same_number_elsewhere_alone() -> None:
     lab = labeler({"match": "+14155550100", "account": "eu", "name": "EU desk"},
                   {"match": "+1415*", "account": "main", "labels": {"team": "us"}})
-    assert lab.meta("eu", "l1", "+14155550100") == LineMeta("EU desk", {})
-    assert lab.meta("main", "l1", "+14155550100") == LineMeta(None, {"team": "us"})
-    assert lab.meta("eu", "l2", "+14155550101") == LineMeta()
+    assert lab.meta(key("l1", "+14155550100", account="eu")) == LineMeta("EU desk", {})
+    assert lab.meta(key("l1", "+14155550100")) == LineMeta(None, {"team": "us"})
+    assert lab.meta(key("l2", "+14155550101", account="eu")) == LineMeta()
 
 
 def test_a_selector_matches_when_all_its_pairs_are_among_the_labels() -> None:
@@ -222,5 +226,5 @@ def test_the_commented_lines_example_in_the_shipped_config_is_valid(
     config = load_config(path)
     assert len(config.lines) == 3
     lab = Labeler.from_config(config.lines)
-    assert lab.meta("main", "l1", "+14155550100") == LineMeta(
+    assert lab.meta(key("l1", "+14155550100")) == LineMeta(
         "Front desk", {"team": "reception", "site": "sf", "region": "us"})

@@ -10,6 +10,7 @@ from subprocess import CompletedProcess
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.core.model import LineKey
 from monitor.core.silence import MatcherKind, Silence, parse_label_matcher, silenced_by
 from monitor.errors import UsageError
 from monitor.simulator import Simulator, SimulatorServer
@@ -23,6 +24,8 @@ NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 PHONE, LINE_ID = "+14155550100", "line-100"
 SALES = {"team": "sales"}
 
+
+LINE = LineKey("main", LINE_ID, PHONE)
 
 def silence(kind: MatcherKind, value: str, *, id: int = 1, start: timedelta = timedelta(0),
             length: timedelta = timedelta(hours=4), expired: timedelta | None = None
@@ -46,7 +49,7 @@ def silence(kind: MatcherKind, value: str, *, id: int = 1, start: timedelta = ti
 ])
 def test_a_silence_matches_by_line_label_or_account(kind: MatcherKind, value: str,
                                                      matches: bool) -> None:
-    assert silence(kind, value).matches("main", LINE_ID, PHONE, SALES) is matches
+    assert silence(kind, value).matches(LINE, SALES) is matches
 
 
 def test_a_silence_is_active_from_its_start_until_it_ends_or_is_expired() -> None:
@@ -71,10 +74,10 @@ def test_silenced_by_names_the_longest_active_silence_covering_the_line() -> Non
     future = silence(MatcherKind.ACCOUNT, "main", id=4, start=timedelta(hours=2),
                      length=timedelta(days=2))
     found = [short, long, other, future]
-    assert silenced_by(found, "main", LINE_ID, PHONE, SALES, NOW) == long
-    assert silenced_by(found, "main", LINE_ID, PHONE, {}, NOW) == short
-    assert silenced_by(found, "main", LINE_ID, PHONE, {}, NOW + timedelta(hours=3)) == future
-    assert silenced_by(found, "main", "other", "+1999", {}, NOW) is None
+    assert silenced_by(found, LINE, SALES, NOW) == long
+    assert silenced_by(found, LINE, {}, NOW) == short
+    assert silenced_by(found, LINE, {}, NOW + timedelta(hours=3)) == future
+    assert silenced_by(found, LineKey("main", "other", "+1999"), {}, NOW) is None
 
 
 @pytest.mark.parametrize(("text", "reason"), [

@@ -10,11 +10,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from monitor.core import status as st
 from monitor.core.labels import selector_matches
-from monitor.core.model import LineMeta, Message
+from monitor.core.model import LineMeta, LineRef, Message
 from monitor.core.render import DEFAULT_LIMIT, format_duration, format_time
 
 
@@ -104,19 +104,8 @@ class Digest:
         return f"{lines}; {_count(self.change_count, 'change')} in {window}{polls}"
 
 
-# (account, line_id, phone_number) -> the line's name and labels from the config.
-LineMetaLookup = Callable[[str, str, str], LineMeta | None]
-
-
-class LineRef(Protocol):
-    """Anything that says which line it is about."""
-
-    @property
-    def account(self) -> str: ...
-    @property
-    def line_id(self) -> str: ...
-    @property
-    def phone_number(self) -> str: ...
+# The line's name and labels from the config.
+LineMetaLookup = Callable[[LineRef], LineMeta | None]
 
 
 _Named = TypeVar("_Named", DegradedLine, DigestChange)
@@ -146,7 +135,7 @@ class DigestLines:
         return replace(item, name=self.name(item))
 
     def _meta(self, line: LineRef) -> LineMeta | None:
-        return self.meta(line.account, line.line_id, line.phone_number) if self.meta else None
+        return self.meta(line) if self.meta else None
 
 
 def render_digest(digest: Digest, *, now: datetime, limit: int = DEFAULT_LIMIT) -> Message:

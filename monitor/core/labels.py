@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fnmatch import translate
 from typing import Protocol
 
-from monitor.core.model import LineMeta
+from monitor.core.model import LineMeta, LineRef
 
 _GLOB_CHARS = frozenset("*?[")
 # A label name must be usable in Prometheus as `label_<name>` (linq_reputation_line_info).
@@ -88,10 +88,11 @@ class Labeler:
         """False when the config has no ``[[lines]]``: callers may skip the work."""
         return bool(self._exact or self._globs)
 
-    def meta(self, account: str, line_id: str, phone_number: str) -> LineMeta:
+    def meta(self, line: LineRef) -> LineMeta:
         """The merged name and labels of the line (``EMPTY`` when no entry matches)."""
         if not self._exact and not self._globs:
             return EMPTY
+        account, line_id, phone_number = line.account, line.line_id, line.phone_number
         found: set[_Rule] = set()
         for text in (phone_number, line_id):
             found.update(self._exact.get(text, ()))

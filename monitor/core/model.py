@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 # Nearly every line has heard nothing: they all share one immutable empty mapping instead
 # of carrying an empty dict each (at 100k lines, per-line empties cost tens of MB).
@@ -56,6 +56,30 @@ class Flap:
     changes: tuple[tuple[datetime, str], ...] = ()
     flapping: bool = False
     channels: frozenset[str] = frozenset()  # told it was flapping: they hear where it settles
+
+
+class LineRef(Protocol):
+    """Which line something is about: a line state, a history row, a digest entry or a
+    ``LineKey``. Functions that look a line up (its name and labels, its silences) take
+    this instead of three loose strings."""
+
+    @property
+    def account(self) -> str: ...
+
+    @property
+    def line_id(self) -> str: ...
+
+    @property
+    def phone_number(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LineKey:
+    """A line named by its three parts, where no richer value is at hand."""
+
+    account: str
+    line_id: str
+    phone_number: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.core.labels import LABEL_NAME, LABEL_NAME_RULE
+from monitor.core.model import LineRef
 
 
 class MatcherKind(enum.StrEnum):
@@ -69,25 +70,23 @@ class Silence:
             return "pending"
         return "expired" if self.expired_at is not None else "ended"
 
-    def matches(self, account: str, line_id: str, phone_number: str,
-                labels: Mapping[str, str]) -> bool:
+    def matches(self, line: LineRef, labels: Mapping[str, str]) -> bool:
         """Whether the silence is about this line (whatever the time)."""
         if self.kind is MatcherKind.LINE:
-            return self.value in (phone_number, line_id)
+            return self.value in (line.phone_number, line.line_id)
         if self.kind is MatcherKind.ACCOUNT:
-            return self.value == account
+            return self.value == line.account
         key, _, value = self.value.partition("=")
         return labels.get(key) == value
 
 
 def silenced_by(
-    silences: Iterable[Silence], account: str, line_id: str, phone_number: str,
-    labels: Mapping[str, str], now: datetime,
+    silences: Iterable[Silence], line: LineRef, labels: Mapping[str, str], now: datetime,
 ) -> Silence | None:
     """The active silence covering this line that lasts longest, or None.
 
     The longest one, because that is the one that decides when the line is heard again.
     """
     covering = [s for s in silences
-                if s.active(now) and s.matches(account, line_id, phone_number, labels)]
+                if s.active(now) and s.matches(line, labels)]
     return max(covering, key=lambda s: (s.until, s.id), default=None)

@@ -23,7 +23,7 @@ from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
 from monitor.core.detect import NO_DEBOUNCE, AccountDiff, Debounce, detect_account
 from monitor.core.event import EventPlan, plan_status_update
-from monitor.core.model import LineMeta, LineState, Notice, Transition, TransitionKind
+from monitor.core.model import LineMeta, LineRef, LineState, Notice, Transition, TransitionKind
 from monitor.core.policy import NO_META, AlertPolicy, needs_review, note_change, reconcile, settle
 from monitor.core.render import describe, render_entry
 from monitor.core.service import FLAGGED
@@ -146,7 +146,7 @@ class AccountPoller:
     def plan_event(self, previous: LineState, update: StatusUpdate, *, received_at: datetime,
                    now: datetime) -> tuple[EventPlan, list[Outgoing]]:
         """What a webhook's status update does to a line: the same policy as a poll's."""
-        meta = self._meta(self.account, previous.line_id, previous.phone_number)
+        meta = self._meta(previous)
         plan = plan_status_update(
             previous, new_reputation=update.new_reputation, new_status=update.new_status,
             changed_at=update.changed_at, received_at=received_at, now=now,
@@ -290,7 +290,7 @@ class AccountPoller:
             outgoing: list[Outgoing] = []
             for transition in diff.transitions:
                 state = states[transition.line_id]
-                meta = self._meta(self.account, state.line_id, state.phone_number)
+                meta = self._meta(state)
                 silenced = self._silenced(state, meta, now)
                 flapping, state = note_change(state, transition, self._policy, meta=meta,
                                               silenced=silenced)
@@ -332,7 +332,7 @@ class AccountPoller:
         outgoing: list[Outgoing] = []
         for line_id in sorted(self._review):
             before = self._known[line_id]
-            meta = self._meta(self.account, before.line_id, before.phone_number)
+            meta = self._meta(before)
             silenced = self._silenced(before, meta, now)
             settled, state = settle(before, self._policy, now=now, meta=meta, silenced=silenced)
             notices, state = reconcile(state, self._policy, now=now, meta=meta,
@@ -400,11 +400,11 @@ def _with_duration(outcome: PollOutcome, seconds: float) -> PollOutcome:
     return replace(outcome, duration=seconds)
 
 
-LineMetaLookup = Callable[[str, str, str], LineMeta]  # (account, line_id, phone) -> meta
+LineMetaLookup = Callable[[LineRef], LineMeta]  # the line's name and labels
 SilenceCheck = Callable[[LineState, LineMeta, datetime], bool]
 
 
-def _no_meta(account: str, line_id: str, phone_number: str) -> LineMeta:
+def _no_meta(line: LineRef) -> LineMeta:
     return NO_META
 
 

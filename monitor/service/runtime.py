@@ -26,7 +26,7 @@ from monitor.core import status as st
 from monitor.core.detect import Debounce
 from monitor.core.directory import LineDirectory
 from monitor.core.labels import Labeler
-from monitor.core.model import Entry, LineMeta, LineState, Message
+from monitor.core.model import Entry, LineMeta, LineRef, LineState, Message
 from monitor.core.policy import NO_META, AlertPolicy, ChannelRule
 from monitor.core.silence import Silence, silenced_by
 from monitor.core.timing import ChannelTiming
@@ -88,7 +88,7 @@ def channel_timings(config: Config) -> dict[str, ChannelTiming]:
     }
 
 
-def _no_meta(account: str, line_id: str, phone_number: str) -> LineMeta:
+def _no_meta(line: LineRef) -> LineMeta:
     return NO_META
 
 
@@ -157,7 +157,7 @@ class Runtime:
         self.doorbell = Doorbell()
         self.channels = build_channels(config)
         self.renderers = channel_renderers(config)
-        self.line_meta: Callable[[str, str, str], LineMeta] = (
+        self.line_meta: Callable[[LineRef], LineMeta] = (
             self.labeler.meta if self.labeler else _no_meta)
         # Active and future silences, refreshed by the daemon's policy loop (and at start).
         self.silences: list[Silence] = []
@@ -173,7 +173,7 @@ class Runtime:
         # the webhook processor holds this same mapping.
         self.pollers: dict[str, AccountPoller] = {}
         self.directory = LineDirectory(  # every line, for the gate API
-            labels_for=lambda s: dict(self.line_meta(s.account, s.line_id, s.phone_number).labels),
+            labels_for=lambda s: dict(self.line_meta(s).labels),
             flapping_for=lambda s: s.flapping)
         self._directory_read: dict[str, datetime] = {}  # accounts others poll: when read
         self.webhooks = WebhookProcessor(
@@ -191,8 +191,7 @@ class Runtime:
         return self.renderers[channel].render(entries, now=now, held=held)
 
     def _silenced(self, state: LineState, meta: LineMeta, now: datetime) -> bool:
-        return silenced_by(self.silences, state.account, state.line_id, state.phone_number,
-                           meta.labels, now) is not None
+        return silenced_by(self.silences, state, meta.labels, now) is not None
 
     async def refresh_silences(self) -> None:
         """Re-read silences (added or expired by ``reputation-monitor silence``)."""
