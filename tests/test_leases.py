@@ -267,10 +267,17 @@ async def test_a_failed_lease_round_drops_an_account_only_where_another_process_
     # Alone (the SQLite one-daemon lock), losing an account would make the daemon cancel a
     # poll whose commit still lands, with no fence to refuse it: a change recorded twice.
     told: list[str] = []
+
+    class Listener:
+        def lease_acquired(self, account: str) -> None:
+            told.append(f"acquired {account}")
+
+        def lease_lost(self, account: str) -> None:
+            told.append(f"lost {account}")
+
     coordinator = Coordinator(sessions, Identity("solo", "host", 1), ["main"], lease=EXPIRED,
-                              tick=0.1, metrics=Metrics(), started_at=NOW, alone=alone)
-    coordinator.on_acquired = lambda account: told.append(f"acquired {account}")
-    coordinator.on_lost = lambda account: told.append(f"lost {account}")
+                              tick=0.1, metrics=Metrics(), started_at=NOW, alone=alone,
+                              listener=Listener())
     await coordinator.step()
 
     def locked(*args: object, **kwargs: object) -> int:

@@ -4,8 +4,8 @@ Every ``tick`` the coordinator, in one short round of transactions
 (monitor/store/leases.py): writes its heartbeat and counts the live replicas; renews the
 account leases it holds (one that failed to renew was taken over: lost); gives back what
 it holds beyond its fair share, ``ceil(accounts / live replicas)``; and takes free or
-expired account leases up to that share. The daemon hears of each change through
-``on_acquired`` and ``on_lost`` and polls only the accounts ``holds`` says are its own.
+expired account leases up to that share. The daemon hears of each change through its
+``LeaseListener`` and polls only the accounts ``holds`` says are its own.
 
 Local safety margin: a lease is treated as ours only until ``lease`` after the start of
 the round that last renewed it (measured on the monotonic clock). The database extends it
@@ -25,9 +25,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,6 +61,22 @@ class _Held:
     since: datetime
 
 
+class LeaseListener(Protocol):
+    """Told when this replica starts or stops holding an account's lease (the daemon)."""
+
+    def lease_acquired(self, account: str) -> None: ...
+
+    def lease_lost(self, account: str) -> None: ...
+
+
+class _NobodyListens:
+    def lease_acquired(self, account: str) -> None:
+        return None
+
+    def lease_lost(self, account: str) -> None:
+        return None
+
+
 class Coordinator:
     """This replica's account leases and run-once jobs. Run ``run()`` as a task."""
 
@@ -74,12 +91,13 @@ class Coordinator:
         metrics: Metrics,
         started_at: datetime,
         alone: bool = False,
+        listener: LeaseListener | None = None,
     ) -> None:
         # ``alone``: this process holds the SQLite one-daemon lock, so no other process can
         # poll; an account is never dropped because a lease write failed (a locked or full
         # database file must not stop polling, which reports the trouble). The rounds then
-        # only keep the lease rows current (for ``status``) and never call ``on_acquired``
-        # or ``on_lost``: those make the daemon cancel the account's poll and drop its
+        # only keep the lease rows current (for ``status``) and never tell the listener:
+        # its calls make the daemon cancel the account's poll and drop its
         # memory, which here would be worse than useless. A poll cancelled in its commit
         # still commits from its worker thread (SQLite waits out a lock), and with no fence
         # to refuse it, the next poll, reloaded from the database before that commit
@@ -94,8 +112,7 @@ class Coordinator:
         self._started_at = started_at
         self._held: dict[str, _Held] = {}
         self._ensured = False
-        self.on_acquired: Callable[[str], None] = lambda account: None
-        self.on_lost: Callable[[str], None] = lambda account: None
+        self._listener: LeaseListener = listener if listener is not None else _NobodyListens()
 
     @property
     def replica(self) -> str:
@@ -168,7 +185,7 @@ class Coordinator:
             log.info("now polling account %s (lease generation %d, %d live replicas)",
                      account, grant.fence.generation, live)
             if not self._alone:  # alone, the account is polled from the start, memory intact
-                self.on_acquired(account)
+                self._listener.lease_acquired(account)
 
     def _round(self, fences: list[Fence]) -> tuple[int, list[Grant], set[str], list[Grant]]:
         """The database side of ``step`` (in a worker thread: reads no shared state)."""
@@ -199,7 +216,7 @@ class Coordinator:
         account = self._accounts[name]
         self._metrics.leader.remove(account, self._me.name)
         log.warning("stopped polling account %s: %s", account, why)
-        self.on_lost(account)
+        self._listener.lease_lost(account)
 
     async def close(self) -> None:
         """Give every lease back and leave, so the other replicas take over at once."""

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import Config
 from monitor.core.identity import Identity
@@ -44,10 +46,24 @@ DELIVERY_TICK = 1.0
 
 
 class Daemon:
-    def __init__(self, config: Config, runtime: Runtime, coordinator: Coordinator) -> None:
+    """The running daemon: builds its metrics, its coordinator (which it listens to) and
+    the runtime once, then ``run()`` serves until ``stop()``."""
+
+    def __init__(self, config: Config, engine: Engine, sessions: sessionmaker[Session], *,
+                 me: Identity, alone: bool) -> None:
         self._config = config
-        self._runtime = runtime
-        self._coordinator = coordinator
+        labeler = Labeler.from_config(config.lines)
+        metrics = build_metrics(config, labeler)
+        lease = config.ha.lease
+        # Renew three times per lease, and at least once per poll interval so that a
+        # takeover is noticed within a poll.
+        tick = min([lease.total_seconds() / 3,
+                    *(a.poll_interval.total_seconds() for a in config.accounts)])
+        self._coordinator = Coordinator(
+            sessions, me, [a.name for a in config.accounts], lease=lease, tick=tick,
+            metrics=metrics, started_at=utcnow(), alone=alone, listener=self)
+        self._runtime = Runtime(config, engine, sessions, leases=self._coordinator,
+                                labeler=labeler, metrics=metrics)
         self._polling: dict[str, asyncio.Task[object]] = {}
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
@@ -58,6 +74,12 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, listen: socket.socket, on_ready: Callable[[str], None] | None) -> None:
+        """Serve until ``stop()``; the runtime's clients and engine are closed on the way out."""
+        async with self._runtime:
+            await self._serve(listen=listen, on_ready=on_ready)
+
+    async def _serve(self, *, listen: socket.socket,
+                     on_ready: Callable[[str], None] | None) -> None:
         server = make_server(build_app(self._runtime, started_at=utcnow(),
                                        held_since=self._coordinator.held_since),
                              host=self._config.server.host, port=self._config.server.port)
@@ -83,8 +105,6 @@ class Daemon:
             self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
                                     id="prune", max_instances=1, coalesce=True)
         self._scheduler.start()
-        self._coordinator.on_acquired = self._took_account
-        self._coordinator.on_lost = self._lost_account
         leases_task = asyncio.create_task(self._coordinator.run(self._stop), name="leases")
         host, port = listen.getsockname()[:2]
         log.info("monitoring %d account(s); metrics on http://%s:%d/metrics",
@@ -231,14 +251,14 @@ class Daemon:
                 return
             if queued:
                 self._wake_deliverers()
-    def _took_account(self, account: str) -> None:
+    def lease_acquired(self, account: str) -> None:
         """A lease was acquired: start from the database's state and poll at once."""
         self._runtime.pollers[account].forget()
         job = self._scheduler.get_job(f"poll:{account}")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
 
-    def _lost_account(self, account: str) -> None:
+    def lease_lost(self, account: str) -> None:
         """A lease was lost or given back: abandon its poll, drop its memory and series."""
         task = self._polling.get(account)
         if task is not None and task is not asyncio.current_task():
@@ -337,25 +357,14 @@ async def _serve(config: Config, *, me: Identity, on_ready: Callable[[str], None
     engine, sessions = await asyncio.to_thread(open_database, config)
     if alone:  # the SQLite lock proves any earlier holder is dead: do not wait out its leases
         await asyncio.to_thread(leases.free_all, sessions)
-    labeler = Labeler.from_config(config.lines)
-    metrics = build_metrics(config, labeler)
-    lease = config.ha.lease
-    # Renew three times per lease, and at least once per poll interval so that a takeover is
-    # noticed within a poll.
-    tick = min([lease.total_seconds() / 3,
-                *(a.poll_interval.total_seconds() for a in config.accounts)])
-    coordinator = Coordinator(sessions, me, [a.name for a in config.accounts], lease=lease,
-                              tick=tick, metrics=metrics, started_at=utcnow(), alone=alone)
-    async with Runtime(config, engine, sessions, leases=coordinator, labeler=labeler,
-                       metrics=metrics) as runtime:
-        daemon = Daemon(config, runtime, coordinator)
-        loop = asyncio.get_running_loop()
+    daemon = Daemon(config, engine, sessions, me=me, alone=alone)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.stop)
+    if duration is not None:
+        loop.call_later(duration, daemon.stop)
+    try:
+        await daemon.run(listen=listen, on_ready=on_ready)
+    finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, daemon.stop)
-        if duration is not None:
-            loop.call_later(duration, daemon.stop)
-        try:
-            await daemon.run(listen=listen, on_ready=on_ready)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            loop.remove_signal_handler(sig)
