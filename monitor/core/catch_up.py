@@ -14,17 +14,38 @@ has heard afterwards; nothing here builds a message or changes a state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from monitor.core import service as sv
 from monitor.core import status as st
+from monitor.core.labels import selector_matches
 from monitor.core.model import LineMeta, LineState, NoticeKind, Told, Transition, TransitionKind
 from monitor.core.render import format_duration as _span
 
-if TYPE_CHECKING:
-    from monitor.core.policy import ChannelRule
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    """The part of a channel's config that decides whether and when it hears of a line."""
+
+    name: str
+    min_rank: int
+    accounts: frozenset[str] = frozenset()  # empty: every account
+    labels: Mapping[str, str] = field(default_factory=dict)  # all must match
+    repeat_interval: timedelta | None = None
+    escalate_after: timedelta | None = None
+
+    def selects(self, account: str, meta: LineMeta) -> bool:
+        if self.accounts and account not in self.accounts:
+            return False
+        return selector_matches(self.labels, meta.labels)
+
+    def engaged_since(self, state: LineState) -> datetime:
+        """When the line reached this channel's ``min_status`` in the current episode."""
+        if self.min_rank <= st.rank(st.AT_RISK) and state.degraded_since is not None:
+            return state.degraded_since
+        return state.since
 
 
 @dataclass(frozen=True, slots=True)

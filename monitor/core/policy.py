@@ -27,14 +27,16 @@ decided in monitor/core/catch_up.py; this module builds the notices and the new 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.core import service as sv
 from monitor.core import status as st
+
+# ChannelRule is part of the policy's interface; catch_up, which reads it, defines it.
+from monitor.core.catch_up import ChannelRule as ChannelRule
 from monitor.core.catch_up import Round, catch_up
-from monitor.core.labels import selector_matches
 from monitor.core.model import (
     Entry,
     Flap,
@@ -48,29 +50,6 @@ from monitor.core.model import (
 )
 
 NO_META = LineMeta()
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRule:
-    """The part of a channel's config that decides whether and when it hears of a line."""
-
-    name: str
-    min_rank: int
-    accounts: frozenset[str] = frozenset()  # empty: every account
-    labels: Mapping[str, str] = field(default_factory=dict)  # all must match
-    repeat_interval: timedelta | None = None
-    escalate_after: timedelta | None = None
-
-    def selects(self, account: str, meta: LineMeta) -> bool:
-        if self.accounts and account not in self.accounts:
-            return False
-        return selector_matches(self.labels, meta.labels)
-
-    def engaged_since(self, state: LineState) -> datetime:
-        """When the line reached this channel's ``min_status`` in the current episode."""
-        if self.min_rank <= st.rank(st.AT_RISK) and state.degraded_since is not None:
-            return state.degraded_since
-        return state.since
 
 
 @dataclass(frozen=True, slots=True)
