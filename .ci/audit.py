@@ -13,8 +13,9 @@ Fails closed: CI fails (exit 1) when
 
 The one case that passes without an audit is a machine that cannot reach any vulnerability
 database: neither PyPI's JSON API (``https://pypi.org/pypi/NAME/VERSION/json``, which
-pip-audit's default service reads; some mirrors serve only the /simple index and answer
-404 there) nor OSV (``https://api.osv.dev``). That is checked first, said in the log
+pip-audit's default service reads; from this project's CI machine it answers 404 while
+``/pypi/NAME/json`` and the /simple index answer) nor OSV (``https://api.osv.dev``, whose
+name does not resolve there). That is checked first, said in the log
 by name, and the run goes on "NOT AUDITED" rather than "no vulnerabilities".
 """
 
@@ -32,7 +33,8 @@ IGNORED: dict[str, str] = {}
 
 # Each service pip-audit can use, and a request that proves it answers.
 SERVICES = {
-    "pypi": ("PyPI's JSON API", "https://pypi.org/pypi/pip/json", None),
+    # The per-release page pip-audit reads (a mirror may serve /pypi/NAME/json but not this).
+    "pypi": ("PyPI's JSON API", "https://pypi.org/pypi/pip/24.0/json", None),
     "osv": ("OSV", "https://api.osv.dev/v1/query",
             b'{"package": {"name": "pip", "ecosystem": "PyPI"}, "version": "23.0"}'),
 }
