@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import uvicorn
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
@@ -25,6 +25,7 @@ from monitor.http.guard import Guard
 from monitor.http.webhooks import PATH as WEBHOOK_PATH
 from monitor.http.webhooks import webhook_routes
 from monitor.metrics import CONTENT_TYPE, Metrics, stream
+from monitor.store.engine import ping
 from monitor.webhooks.process import WebhookProcessor
 
 
@@ -112,7 +113,7 @@ async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime,
                              ) -> list[str]:
     reasons: list[str] = []
     try:
-        await asyncio.wait_for(asyncio.to_thread(_ping, runtime), timeout=5)
+        await asyncio.wait_for(asyncio.to_thread(ping, runtime.engine), timeout=5)
     except (SQLAlchemyError, TimeoutError) as exc:
         reasons.append(f"database unreachable: {type(exc).__name__}")
     now = datetime.now(UTC)
@@ -127,11 +128,6 @@ async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime,
             error = f" (last error: {poller.last_error})" if poller.last_error else ""
             reasons.append(f"account {name}: no successful poll {since}{error}")
     return reasons
-
-
-def _ping(runtime: Runtime) -> None:
-    with runtime.engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
 
 
 class EmbeddedServer(uvicorn.Server):
