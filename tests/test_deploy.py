@@ -5,8 +5,8 @@ kustomize), run where they can run without Docker (every shipped config through
 command), and cross-checked against each other and a live scrape of the daemon (metric and
 label names, ports, paths, secrets).
 
-Docker itself cannot run here, so nothing builds the image or starts the compose stack; the
-README says so. The real-Prometheus tests are in test_prometheus_integration.py.
+Docker itself cannot run here, so nothing builds the image or starts the compose stack;
+docs/deployment.md says so. The real-Prometheus tests are in test_prometheus_integration.py.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def test_the_dashboard_has_the_panels_and_variables_an_operator_needs() -> None:
     for panel in panels:
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert panel["targets"], panel["title"]
-    # The timeline colours each status the way the table and the README name it.
+    # The timeline colours each status the way the table and the docs name it.
     mapping = titles["Line status"]["fieldConfig"]["defaults"]["mappings"][0]["options"]
     assert {k: (v["text"], v["color"]) for k, v in mapping.items()} == {
         "0": ("HEALTHY", "green"), "1": ("AT_RISK", "orange"), "2": ("CRITICAL", "red"),

@@ -110,7 +110,8 @@ WELL_FORMED = st.fixed_dictionaries(
 
 
 def by_the_rules(item: object) -> tuple[str, str, str, str | None] | None:
-    """The parsing rules of README's "What gets alerted", restated for one decoded item."""
+    """The parsing rules of docs/alert-policy.md ("What gets alerted"), restated for one
+    decoded item."""
     if not isinstance(item, dict):
         return None
     line_id, phone = item.get("id"), item.get("phone_number")

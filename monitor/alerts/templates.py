@@ -8,7 +8,7 @@ the default text for that message instead: an alert is never lost to a template.
 
 The deliverer holds one ``Renderer`` per channel and calls ``render`` (line entries, one
 or many), ``render_digest``, ``render_trouble`` or ``render_test``. The template context
-(documented in README, "Message templates"):
+(documented in docs/messages.md, "Templates"):
 
 - ``kind``: ``single``, ``group``, ``digest``, ``trouble`` or ``test``
 - ``entries``: the lines, worst first, at most ``limit`` of them (a dict per line: every

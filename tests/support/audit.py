@@ -2,7 +2,7 @@
 
 Used after fault runs (kill -9 cycles, database outages). It does not trust the daemon's
 own bookkeeping: the channels each recorded change must reach are worked out here again
-from the routing rule the README states, and every message the receiver got is matched to
+from the routing rule docs/alert-policy.md states, and every message the receiver got is matched to
 the outbox rows it announces: a message (single or grouped) names, per line, the phone number
 and the change (from → to); per channel and line, the announced changes are aligned in
 order with the line's outbox rows.
@@ -24,7 +24,7 @@ order with the line's outbox rows.
 
 The monitor's own messages (rows without a line payload: its trouble and the clearing,
 digests) are audited too: each must arrive exactly once, matched by its channel, title and
-body. Their rule (README, "The monitor's own trouble"): per trouble and channel, an
+body. Their rule (docs/alert-policy.md, "The monitor's own trouble"): per trouble and channel, an
 announcement and then one clearing, alternately, on every channel (the audit's channels
 select every account); a repeated announcement or a clearing of nothing is ``spurious``.
 ``details`` names the rows and messages behind every non-zero count, for the failure
@@ -85,7 +85,7 @@ class Audit:
 def expected_deliveries(
     transitions: Iterable[TransitionRow], channels: Mapping[str, str], *, notify_recovery: bool
 ) -> set[tuple[int, str]]:
-    """(transition id, channel) pairs the README's routing rule requires.
+    """(transition id, channel) pairs the documented routing rule requires.
 
     ``channels`` maps a channel name to its ``min_status``. A channel hears every change
     while the line is at or above its ``min_status`` and one recovery when it drops below,
