@@ -3,7 +3,10 @@
 Modes (``proxy.mode = ...``; switching drops every open connection, so a pooled
 keep-alive connection cannot bypass the new fault):
 - ``pass``: forward both ways;
-- ``refuse``: nothing listens on the port (the client gets ECONNREFUSED);
+- ``refuse``: nothing listens on the port (the client gets ECONNREFUSED), but the port
+  stays reserved: a socket bound to it (SO_REUSEPORT, never listening) is held for the
+  proxy's life, so no other test's receiver, run in parallel, can be handed the port and
+  take the messages meant for this fault;
 - ``blackhole``: the port listens but never accepts and its backlog is full, so a new
   connection's SYN goes unanswered (the client's connect times out);
 - ``hang``: connections are accepted, requests read, nothing ever answered (read timeout);
@@ -17,13 +20,14 @@ import contextlib
 import socket
 import threading
 
-from tests.support.daemon import free_port
-
 
 class FaultProxy:
     def __init__(self, upstream_port: int, *, cut_after: int = 400) -> None:
         self.upstream = ("127.0.0.1", upstream_port)
-        self.port = free_port()
+        self._reserved = socket.socket()
+        self._reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._reserved.bind(("127.0.0.1", 0))
+        self.port = int(self._reserved.getsockname()[1])
         self.cut_after = cut_after
         self._mode = "pass"
         self._lock = threading.Lock()
@@ -71,6 +75,7 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.mode = "refuse"
+        _close(self._reserved)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -104,6 +109,7 @@ class FaultProxy:
 def _listen(port: int, *, backlog: int) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # beside the reservation
     sock.bind(("127.0.0.1", port))
     sock.listen(backlog)
     return sock
