@@ -7,7 +7,8 @@
     │   ├── ApiRateLimited     429 after retries; carries retry_after
     │   └── ApiPayloadError    the answer is not the documented shape (not JSON, wrong shape)
     ├── StoreError             the database refused a unit of work
-    │   └── LeaseLost          a write under a lease found the lease taken over (fenced)
+    │   ├── LeaseLost          a write under a lease found the lease taken over (fenced)
+    │   └── SchemaMismatch     no database yet, or one older or newer than this version
     ├── UsageError             a command asked for something that cannot be (unknown id, ...)
     ├── AlreadyRunning         another daemon holds this SQLite database
     ├── DeliveryError          a notification channel failed (permanent or not)
@@ -87,8 +88,19 @@ class LeaseLost(StoreError):
     """Another replica took the lease over; the write was refused and nothing committed."""
 
 
+class SchemaMismatch(StoreError):
+    """The database cannot be read as it is: it does not exist yet, or its schema is behind
+    this version (not migrated) or ahead of it (written by a newer version). The CLI exits 2
+    with the message, which says what to do; nothing was changed."""
+
+
 class AlreadyRunning(MonitorError):
-    """Another daemon process already uses this SQLite database."""
+    """Another process (the daemon, or a command writing what it writes) holds the database:
+    this one refuses to run beside it. ``holder`` says who it is."""
+
+    def __init__(self, message: str, *, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class DeliveryError(MonitorError):

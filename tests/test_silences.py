@@ -150,6 +150,8 @@ def configured(tmp_path: Path, database_url: str, base_url: str = "http://127.0.
 match = "+1415*"
 labels = { team = "sales" }
 """)
+    # The database as a daemon leaves it: only run, poll and db upgrade create one.
+    assert cli("db", "upgrade", "--config", str(config)).returncode == 0
     return config
 
 

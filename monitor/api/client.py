@@ -249,7 +249,15 @@ def _rate_limited(error: ApiError, wait: float | None) -> ApiRateLimited:
 
 
 def _transport_reason(exc: httpx.TransportError) -> str:
-    # httpx messages can include the URL but never headers, so the token cannot leak here.
-    return str(exc) or type(exc).__name__
+    """What failed and where: the host and port the API's URL resolves to, so a wrong
+    ``base_url`` or a firewall shows at a glance. httpx messages can include the URL but
+    never headers, so the token cannot leak here."""
+    reason = str(exc) or type(exc).__name__
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised outside a request: no URL to name
+        return reason
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"cannot reach {url.host}:{port}: {reason}"
 
 

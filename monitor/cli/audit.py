@@ -11,7 +11,7 @@ from monitor.core.audit import action_items, primary_driver
 from monitor.core.directory import LineDirectory
 from monitor.core.render import format_time
 from monitor.service.audits import AuditPolicy, AuditRunner
-from monitor.service.runtime import open_database, utcnow
+from monitor.service.runtime import open_current, utcnow
 from monitor.store import audits as store
 from monitor.store.schema import Audit, Line
 from monitor.webhooks.subscriptions import pick_account
@@ -19,7 +19,7 @@ from monitor.webhooks.subscriptions import pick_account
 
 async def run_audit(config: Config, *, phone: str, account_name: str | None) -> tuple[str, bool]:
     """Run one audit now; the printed report and whether it completed."""
-    engine, sessions = await asyncio.to_thread(open_database, config)
+    engine, sessions = await asyncio.to_thread(open_current, config)
     try:
         account = _account_of(sessions, config, phone, account_name)
         client = AuditClient(base_url=account.base_url,
@@ -43,7 +43,7 @@ async def run_audit(config: Config, *, phone: str, account_name: str | None) -> 
 
 
 def show_audit(config: Config, *, phone: str) -> str | None:
-    engine, sessions = open_database(config)
+    engine, sessions = open_current(config, read_only=True)
     try:
         with sessions() as session:
             row = store.latest(session, phone)

@@ -15,6 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import Engine, inspect
+from sqlalchemy.orm import Session, sessionmaker
+
 from monitor.alerts.notifier import Channel
 from monitor.alerts.templates import Renderer
 from monitor.config import (
@@ -30,27 +33,64 @@ from monitor.core.render import format_duration, format_time
 from monitor.core.silence import MatcherKind, Silence
 from monitor.core.trouble import Trouble
 from monitor.errors import ConfigError, DeliveryError, UsageError
+from monitor.ha.replica import identity
+from monitor.service.exclusive import (
+    AccountClaim,
+    claim_accounts,
+    command_identity,
+    prune_lease,
+    refuse_beside_replicas,
+    sqlite_alone,
+)
 from monitor.service.poller import PollOutcome
-from monitor.service.runtime import Runtime, build_channels, open_database, utcnow
-from monitor.store import queries, silences
-from monitor.store.engine import safe_url
+from monitor.service.runtime import (
+    Runtime,
+    build_channels,
+    open_current,
+    open_database,
+    utcnow,
+)
+from monitor.store import migrate, queries, silences
+from monitor.store.engine import make_engine, safe_url
 
 # A one-shot poll delivers what it queued, but does not wait out a channel's backoff.
 _POLL_DELIVERY_ROUNDS = 3
+# How long `db prune` may hold the daemon's pruning lease if it dies before releasing it.
+_PRUNE_LEASE = timedelta(hours=1)
 
 
 async def poll_once(config: Config) -> list[PollOutcome]:
     """One poll of every account and one policy round (silences that ended, reminders and
     escalations due, flapping settled), then delivery of what they queued: the daemon's
-    code path."""
-    engine, sessions = await asyncio.to_thread(open_database, config)
-    async with Runtime(config, engine, sessions) as runtime:
+    code path. Never beside a daemon polling the same accounts (service/exclusive.py):
+    raises AlreadyRunning on SQLite; on PostgreSQL an account a replica holds is not
+    polled and comes back as a failed outcome naming the replica."""
+    me = identity(config.ha.replica)
+    with sqlite_alone(config, me, "poll") as alone:
+        engine, sessions = await asyncio.to_thread(open_database, config)
+        names = [a.name for a in config.accounts]
+        if alone:  # the SQLite lock is held: no daemon can be polling
+            return await _poll_claimed(config, engine, sessions,
+                                       AccountClaim(dict.fromkeys(names)))
+        async with claim_accounts(sessions, names, holder=command_identity(me, "poll").name,
+                                  ttl=config.ha.lease) as claim:
+            return await _poll_claimed(config, engine, sessions, claim)
+
+
+async def _poll_claimed(config: Config, engine: Engine, sessions: sessionmaker[Session],
+                        claim: AccountClaim) -> list[PollOutcome]:
+    async with Runtime(config, engine, sessions, leases=claim) as runtime:
         await runtime.refresh_silences()
         outcomes = []
-        for poller in runtime.pollers.values():
-            outcome = await poller.poll()
+        for account, poller in runtime.pollers.items():
+            if not claim.holds(account):
+                outcomes.append(PollOutcome(
+                    account, ok=False, error=f"not polled: {claim.refused.get(account)} "
+                    "is running and polls this account (see `status`)"))
+                continue
+            outcome = await poller.poll(fence=claim.fence(account))
             if outcome.ok:
-                reviewed = await poller.review()
+                reviewed = await poller.review(fence=claim.fence(account))
                 outcome = replace(outcome, notifications=outcome.notifications + reviewed)
             outcomes.append(outcome)
         # Alerts wait for their audit at most audit_wait; so does a one-shot poll.
@@ -64,7 +104,7 @@ async def poll_once(config: Config) -> list[PollOutcome]:
 
 
 def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int:
-    engine, sessions = open_database(config)
+    engine, sessions = open_current(config, read_only=True)
     try:
         with sessions() as session:
             lines = queries.current_lines(session, include_removed=include_removed)
@@ -109,7 +149,7 @@ def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int
 def print_history(
     config: Config, *, line: str | None, since: timedelta | None, as_json: bool
 ) -> int:
-    engine, sessions = open_database(config)
+    engine, sessions = open_current(config, read_only=True)
     try:
         with sessions() as session:
             rows = queries.history(session, line=line,
@@ -273,7 +313,7 @@ def print_report(config: Config, *, since: timedelta, fmt: str) -> int:
 
     end = utcnow()
     start = end - since
-    engine, sessions = open_database(config)
+    engine, sessions = open_current(config, read_only=True)
     try:
         with sessions() as session:
             histories = queries.line_histories(session, start=start)
@@ -292,12 +332,34 @@ def prune_now(config: Config) -> int:
     if retention is None:
         print("retention is off ([database] retention = \"off\"): nothing pruned")
         return 0
-    engine, sessions = open_database(config)
-    try:
-        result = prune(sessions, cutoff=utcnow() - retention)
-    finally:
-        engine.dispose()
+    me = identity(config.ha.replica)
+    with sqlite_alone(config, me, "db prune") as alone:
+        engine, sessions = open_current(config)
+        try:
+            with (contextlib.nullcontext() if alone else prune_lease(
+                    sessions, command_identity(me, "db prune").name, _PRUNE_LEASE)):
+                result = prune(sessions, cutoff=utcnow() - retention)
+        finally:
+            engine.dispose()
     print(f"{result.summary()} (older than {format_duration(retention)})")
+    return 0
+
+
+def upgrade_now(config: Config) -> int:
+    """``db upgrade``: migrate to this version's revision, never under a running daemon."""
+    me = identity(config.ha.replica)
+    url = config.database_url()
+    with sqlite_alone(config, me, "db upgrade") as alone:
+        engine = make_engine(url)
+        try:
+            if not alone and inspect(engine).has_table("replicas"):
+                refuse_beside_replicas(sessionmaker(engine), "db upgrade", config.ha.lease)
+            before = migrate.upgrade(engine, where=f"the database {safe_url(url)}")
+        finally:
+            engine.dispose()
+    head = migrate.head_revision()
+    was = "" if before == head else f" (was {before or 'empty'})"
+    print(f"database at revision {head}{was}")
     return 0
 
 
@@ -359,7 +421,7 @@ def add_silence(config: Config, *, kind: MatcherKind, value: str, duration: time
         raise UsageError(f"--account: no account named {value!r} in the config "
                          f"(configured: {', '.join(accounts)})")
     now = utcnow()
-    engine, sessions = open_database(config)
+    engine, sessions = open_current(config)
     try:
         if kind is MatcherKind.LINE and not silences.known_line(sessions, value):
             print(f"warning: no line {value} has been seen in any account yet; the silence "
@@ -382,7 +444,7 @@ def add_silence(config: Config, *, kind: MatcherKind, value: str, duration: time
 
 def print_silences(config: Config, *, include_expired: bool) -> int:
     now = utcnow()
-    engine, sessions = open_database(config)
+    engine, sessions = open_current(config, read_only=True)
     try:
         found = silences.list_silences(sessions, now, include_expired=include_expired)
     finally:
@@ -398,7 +460,7 @@ def print_silences(config: Config, *, include_expired: bool) -> int:
 
 
 def expire_silence(config: Config, silence_id: int) -> int:
-    engine, sessions = open_database(config)
+    engine, sessions = open_current(config)
     try:
         silence = silences.expire_silence(sessions, silence_id, utcnow())
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor import __version__
-from monitor.errors import ConfigError, MonitorError, UsageError
+from monitor.errors import ConfigError, MonitorError, SchemaMismatch, UsageError
 from monitor.logs import setup_logging
 
 # Each command imports what it needs when it runs: `--help` and `--version` must not pay
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as exc:
+    except (UsageError, SchemaMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except MonitorError as exc:
@@ -271,23 +271,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from monitor.service.runtime import open_database
-    from monitor.store import migrate
+    from monitor.cli.commands import prune_now, upgrade_now
 
     config = load(args)
-    if args.db_command == "prune":
-        from monitor.cli.commands import prune_now
-
-        return prune_now(config)
-    engine, _ = open_database(config, upgrade=False)
-    try:
-        before = migrate.upgrade(engine)
-    finally:
-        engine.dispose()
-    head = migrate.head_revision()
-    was = "" if before == head else f" (was {before or 'empty'})"
-    print(f"database at revision {head}{was}")
-    return EXIT_OK
+    return prune_now(config) if args.db_command == "prune" else upgrade_now(config)
 
 
 def _alerts(args: argparse.Namespace) -> int:

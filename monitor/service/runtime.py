@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
@@ -30,11 +31,18 @@ from monitor.core.model import Entry, LineMeta, LineRef, LineState, Message
 from monitor.core.policy import NO_META, AlertPolicy, ChannelRule
 from monitor.core.silence import Silence, silenced_by
 from monitor.core.timing import ChannelTiming
+from monitor.errors import SchemaMismatch, StoreError
 from monitor.metrics import Metrics
 from monitor.service.audits import AuditPolicy, AuditRunner
 from monitor.service.poller import AccountPoller
 from monitor.store import migrate
-from monitor.store.engine import make_engine, make_sessionmaker, safe_url
+from monitor.store.engine import (
+    describe_failure,
+    make_engine,
+    make_sessionmaker,
+    safe_url,
+    sqlite_path,
+)
 from monitor.store.silences import load_silences
 from monitor.store.state import load_lines
 from monitor.webhooks.process import ALONE, Leases, WebhookProcessor
@@ -63,13 +71,55 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 
 def open_database(config: Config, *, upgrade: bool = True) -> tuple[Engine, sessionmaker[Session]]:
-    """Engine and session factory; migrates to head first unless told not to."""
+    """Engine and session factory for the daemon and ``poll``; migrates to head first
+    unless told not to. Raises SchemaMismatch for a database a newer version migrated,
+    StoreError (saying where) for one that cannot be opened or migrated."""
     url = config.database_url()
     engine = make_engine(url)
     if upgrade:
-        before = migrate.upgrade(engine)
+        try:
+            before = migrate.upgrade(engine, where=_where(url))
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(describe_failure(url, exc)) from exc
+        except StoreError:
+            engine.dispose()
+            raise
         log.debug("database %s ready (was at revision %s)", safe_url(url), before)
     return engine, make_sessionmaker(engine)
+
+
+def open_current(config: Config, *, read_only: bool = False
+                 ) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine and session factory for a command other than ``run``, ``poll`` and
+    ``db upgrade``: never creates the database nor migrates it (that could happen under a
+    running daemon of another version), and refuses one not at this version's revision.
+
+    ``read_only`` for the commands that only look (status, history, report, silence list,
+    audit show). Raises SchemaMismatch (missing, behind, ahead) or StoreError (saying where).
+    """
+    url = config.database_url()
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise SchemaMismatch(
+            f"there is no database at {path.resolve()} ([database] url): the daemon has not "
+            "run with this config yet, or the config points elsewhere")
+    engine = make_engine(url, read_only=read_only)
+    try:
+        with engine.connect() as connection:
+            migrate.check_readable(connection, _where(url))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(describe_failure(url, exc)) from exc
+    except StoreError:
+        engine.dispose()
+        raise
+    return engine, make_sessionmaker(engine)
+
+
+def _where(url: str) -> str:
+    path = sqlite_path(url)
+    return f"the database {path.resolve()}" if path is not None else f"the database {safe_url(url)}"
 
 
 def build_channels(config: Config) -> dict[str, Channel]:

@@ -219,6 +219,15 @@ def try_once(sessions: sessionmaker[Session], name: str, *, holder: str, key: st
         return None if row is None else Grant(Fence(name, holder, row[0]), now + ttl)
 
 
+def live_replicas(sessions: sessionmaker[Session], *, ttl: timedelta) -> list[str]:
+    """The replicas that sent a heartbeat within ``ttl`` (by the database's clock)."""
+    with _unit(sessions, "cannot read the replicas") as session:
+        now = db_now(session)
+        return list(session.scalars(select(Replica.replica)
+                                    .where(Replica.heartbeat_at > now - ttl)
+                                    .order_by(Replica.replica)))
+
+
 def holders(sessions: sessionmaker[Session]) -> list[tuple[str, str | None, int,
                                                            datetime | None]]:
     """Every lease as (name, holder, generation, expires_at), for status and tests."""

@@ -14,10 +14,13 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError
+from monitor import __version__
+from monitor.errors import SchemaMismatch, StoreError
+from monitor.store.engine import describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +52,60 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> str | None:
+def is_known(revision: str) -> bool:
+    """Whether this version's migrations include ``revision`` (else a newer version wrote it)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def too_new(revision: str, where: str) -> SchemaMismatch:
+    return SchemaMismatch(
+        f"{where} is at schema revision {revision}, which this reputation-monitor "
+        f"({__version__}) does not know: a newer version migrated it. Run that newer version "
+        "(a database cannot be migrated back); nothing was changed")
+
+
+def check_readable(connection: Connection, where: str) -> None:
+    """Raise SchemaMismatch unless the database is at this version's revision: reading
+    an empty, older or newer schema would show wrong or no data."""
+    head, current = head_revision(), current_revision(connection)
+    if current == head:
+        return
+    if current is None:
+        raise SchemaMismatch(
+            f"{where} holds no monitor data yet: the daemon has not run with this config "
+            "(start `reputation-monitor run`, or check [database] url)")
+    if not is_known(current):
+        raise too_new(current, where)
+    raise SchemaMismatch(
+        f"{where} is at schema revision {current}, older than this version's {head}: "
+        "start the daemon of this version (it migrates at start) or run "
+        "`reputation-monitor db upgrade` with the daemon stopped")
+
+
+def upgrade(engine: Engine, *, where: str = "the database") -> str | None:
     """Bring the database to the newest revision. Returns the revision it was at before.
 
-    Raises StoreError when the database cannot be reached or a migration fails.
+    Raises SchemaMismatch, changing nothing (no backup either), when a newer version
+    migrated the database; StoreError when it cannot be reached or a migration fails.
     """
     head = head_revision()
     try:
-        with engine.connect() as conn:
+        conn = engine.connect()
+    except SQLAlchemyError as exc:
+        raise StoreError(describe_failure(engine.url, exc)) from exc
+    try:
+        with conn:
             if engine.dialect.name == "postgresql":
                 # Replicas starting together must not run the same migration twice.
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 conn.commit()
             try:
                 before = current_revision(conn)
+                if before is not None and before != head and not is_known(before):
+                    raise too_new(before, where)
                 if before != head:
                     if engine.dialect.name == "sqlite" and before is not None:
                         _backup_sqlite(engine, before)
@@ -75,8 +118,7 @@ def upgrade(engine: Engine) -> str | None:
                                  {"k": _PG_MIGRATION_LOCK})
                     conn.commit()
     except SQLAlchemyError as exc:
-        raise StoreError(f"database migration failed: {type(exc).__name__}: {exc.orig or exc}"
-                         if hasattr(exc, "orig") else f"database migration failed: {exc}"
+        raise StoreError(f"migrating {where} failed: {describe_failure(engine.url, exc)}"
                          ) from exc
     return before
 

@@ -33,10 +33,12 @@ class SoloLock:
             self._fd = None
 
 
-def lock_sqlite(url: str, me: Identity) -> SoloLock | None:
+def lock_sqlite(url: str, me: Identity, *, role: str = "daemon") -> SoloLock | None:
     """Take the one-daemon lock of a SQLite database (None for other databases).
 
-    Raises AlreadyRunning, naming the other daemon, when it is held.
+    ``role`` says who takes it: the daemon, or a one-shot command that writes what the
+    daemon writes (``poll``, ``db upgrade``, ``db prune``), recorded so that whoever is
+    refused next can be told who holds it. Raises AlreadyRunning, naming the holder.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
@@ -45,17 +47,18 @@ def lock_sqlite(url: str, me: Identity) -> SoloLock | None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise MonitorError(f"cannot create the lock file {path}: {exc.strerror}") from None
+        raise MonitorError(f"cannot use the SQLite database {Path(parsed.database).resolve()}: "
+                           f"cannot create its lock file {path}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _describe(os.pread(fd, 4096, 0))
         os.close(fd)
         raise AlreadyRunning(
-            f"another reputation-monitor daemon ({holder}) is already running on the SQLite "
-            f"database {parsed.database}; SQLite supports one daemon at a time: stop that "
-            "one, or use PostgreSQL to run several replicas") from None
-    record = {"replica": me.name, "pid": me.pid, "host": me.host,
+            f"{holder} is already running on the SQLite database {parsed.database}; SQLite "
+            "supports one daemon at a time: stop that one, or use PostgreSQL to run several "
+            "replicas", holder=holder) from None
+    record = {"replica": me.name, "pid": me.pid, "host": me.host, "role": role,
               "since": datetime.now(UTC).isoformat(timespec="seconds")}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(record).encode(), 0)
@@ -63,8 +66,12 @@ def lock_sqlite(url: str, me: Identity) -> SoloLock | None:
 
 
 def _describe(raw: bytes) -> str:
+    """Who holds the lock, from what it wrote into the file."""
     try:
         who = json.loads(raw)
-        return f"pid {who['pid']} on host {who['host']}, running since {who['since']}"
-    except (ValueError, KeyError, TypeError):
-        return "its pid was not recorded"
+        role = who.get("role", "daemon")
+        what = ("the reputation-monitor daemon" if role == "daemon"
+                else f"`reputation-monitor {role}`")
+        return f"{what} (pid {who['pid']} on host {who['host']}, since {who['since']})"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "another reputation-monitor process (its pid was not recorded)"
