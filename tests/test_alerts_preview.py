@@ -14,7 +14,9 @@ from tests.support.receiver import Receiver
 pytestmark = pytest.mark.timeout(60)
 
 SECRET_HOOK = "hooks-SECRET-456"
-KINDS = ("degraded", "degraded to CRITICAL", "improving", "recovered", "unknown status",
+KINDS = ("degraded", "degraded to CRITICAL", "improving", "recovered",
+         "no longer CRITICAL (to a min_status CRITICAL channel)", "flagged (service status)",
+         "unknown status",
          "first seen degraded", "reminder", "flapping", "settled", "escalated (escalate_after)",
          "silence ended, line still degraded", "grouped (7 lines)",
          "quiet hours ended (summary)", "digest", "trouble: polls failing", "trouble cleared",

@@ -86,7 +86,13 @@ def samples(now: datetime, *, account: str = "main") -> list[tuple[str, Sample]]
                                to_status="AT_RISK", previous_since=ago(hours=1, minutes=20))]),
         ("recovered", [replace(base, kind=NoticeKind.RECOVERED, from_status="AT_RISK",
                                to_status="HEALTHY", previous_since=ago(hours=4, minutes=2),
-                               doc_url=f"{GUIDE}#healthy")]),
+                               doc_url=f"{GUIDE}#healthy", below="AT_RISK")]),
+        ("no longer CRITICAL (to a min_status CRITICAL channel)", [replace(
+            base, kind=NoticeKind.RECOVERED, from_status="CRITICAL", to_status="AT_RISK",
+            previous_since=ago(hours=2, minutes=15), below="CRITICAL")]),
+        ("flagged (service status)", [replace(
+            base, to_status="HEALTHY", from_status=None, previous_since=None,
+            service="FLAGGED", doc_url=GUIDE)]),
         ("unknown status", [replace(base, kind=NoticeKind.UNKNOWN, to_status="FLAGGED")]),
         ("first seen degraded", [replace(base, from_status=None, previous_since=None)]),
         ("reminder", [replace(base, kind=NoticeKind.REMINDER, at=ago(hours=3, minutes=10),

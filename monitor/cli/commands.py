@@ -29,7 +29,7 @@ from monitor.config import (
     Config,
 )
 from monitor.core.digest import Digest
-from monitor.core.render import format_duration, format_time
+from monitor.core.render import change_text, format_duration, format_time, status_after
 from monitor.core.silence import MatcherKind, Silence
 from monitor.core.trouble import Trouble
 from monitor.errors import ConfigError, DeliveryError, UsageError
@@ -161,13 +161,14 @@ def print_history(
         print(json.dumps([{
             "at": r.at.isoformat(), "account": r.account, "phone_number": r.phone_number,
             "line_id": r.line_id, "kind": r.kind, "from_status": r.from_status,
-            "to_status": r.to_status, "doc_url": r.doc_url, "source": r.source,
+            "to_status": status_after(r.kind, r.to_status), "doc_url": r.doc_url,
+            "source": r.source,
             "alerts": [{"channel": c, "state": s} for c, s in alerts.get(r.id, [])],
         } for r in rows], indent=2))
         return 0
     print(_table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "ALERTS", "DOC URL"), [
         (format_time(r.at), r.account, r.phone_number,
-         f"{r.from_status or '-'} → {r.to_status}", r.kind,
+         change_text(r.kind, r.from_status, r.to_status), r.kind,
          ", ".join(f"{c}:{s}" for c, s in alerts.get(r.id, [])) or "-", r.doc_url or "-")
         for r in rows
     ]))

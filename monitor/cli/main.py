@@ -316,16 +316,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from monitor.cli.audit import run_audit, show_audit
+    from monitor.cli.audit import parse_words, run_audit, show_audit
 
-    words = args.words
-    if len(words) == 2 and words[0] == "show":
-        text = show_audit(load(args), phone=words[1])
-        print(text or f"no audit of {words[1]} recorded")
+    show, phone = parse_words(args.words)
+    if show:
+        text = show_audit(load(args), phone=phone)
+        print(text or f"no audit of {phone} recorded")
         return EXIT_OK if text else EXIT_FAILED
-    if len(words) != 1:
-        raise ConfigError("audit", "usage: audit PHONE | audit show PHONE")
-    text, complete = run_async(run_audit(load(args), phone=words[0],
+    text, complete = run_async(run_audit(load(args), phone=phone,
                                          account_name=args.account))
     print(text)
     return EXIT_OK if complete else EXIT_FAILED

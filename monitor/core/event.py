@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from urllib.parse import urldefrag
 
 from monitor.core.detect import detect_line
 from monitor.core.model import LineMeta, LineState, Notice, Observation, Transition
@@ -60,7 +61,9 @@ def plan_status_update(
         if at < state.since:
             stale = True
         else:
-            doc_url = state.doc_url or GUIDE_URL
+            # The line's doc_url is the section of its old status (``#healthy`` for a line
+            # going CRITICAL): until the next poll brings the new one, the page alone.
+            doc_url = urldefrag(state.doc_url).url if state.doc_url else GUIDE_URL
             observation = Observation(state.line_id, state.phone_number, new_reputation,
                                       doc_url)
             # Any unconfirmed poll sighting is superseded by Linq's own report.

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from monitor.core import status as st
+
 # Nearly every line has heard nothing: they all share one immutable empty mapping instead
 # of carrying an empty dict each (at 100k lines, per-line empties cost tens of MB).
 NO_TOLD: Mapping[str, Told] = MappingProxyType({})
@@ -217,6 +219,16 @@ class Entry:
     # What Linq's reputation audit found (monitor/core/audit.py), added while the row
     # waited up to audit_wait, or carried by a DIAGNOSIS follow-up.
     diagnosis: tuple[str, ...] = ()
+    # A RECOVERED notice's channel threshold (its min_status) that the line dropped below.
+    # A line that is not HEALTHY (CRITICAL → AT_RISK to a CRITICAL channel) has not
+    # recovered: it is "no longer CRITICAL". None on other kinds.
+    below: str | None = None
+
+    @property
+    def still_degraded(self) -> bool:
+        """A RECOVERED notice whose line is not HEALTHY: it left the channel's concern,
+        but did not recover."""
+        return self.kind is NoticeKind.RECOVERED and self.to_status != st.HEALTHY
 
     @property
     def level(self) -> str:
@@ -242,7 +254,7 @@ class Entry:
             "degraded_since": _iso(self.degraded_since),
             "sequence": [[_iso(at), status] for at, status in self.sequence],
             "source": self.source, "service": self.service,
-            "diagnosis": list(self.diagnosis),
+            "diagnosis": list(self.diagnosis), "below": self.below,
         }
 
     @classmethod
@@ -257,7 +269,7 @@ class Entry:
             degraded_since=_parse_optional(data.get("degraded_since")),
             sequence=tuple((_parse(at), status) for at, status in data.get("sequence") or ()),
             source=data.get("source", "poll"), service=data.get("service"),
-            diagnosis=tuple(data.get("diagnosis") or ()),
+            diagnosis=tuple(data.get("diagnosis") or ()), below=data.get("below"),
         )
 
 

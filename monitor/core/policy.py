@@ -101,9 +101,14 @@ def _notice(line: Round, rule: ChannelRule, kind: NoticeKind, *, reason: str | N
     """The channel's notice of ``kind``, dated from the change (``quiet``: recorded as
     silenced, not sent)."""
     state, transition = line.state, line.transition
+    service = _service_shown(line, rule)
     entry = _entry(state, kind, line.meta, at=_changed_at(state, transition),
                    reason=reason, source=source,
-                   service=_service_shown(line, rule), degraded_since=rule.engaged_since(state))
+                   service=service, degraded_since=rule.engaged_since(state))
+    if service == sv.FLAGGED:
+        entry = replace(entry, doc_url=sv.flagged_doc_url(state.doc_url))
+    if kind is NoticeKind.RECOVERED:
+        entry = replace(entry, below=st.status_for_rank(rule.min_rank))
     if transition is not None and transition.kind is TransitionKind.SERVICE:
         # Only the service status changed: no reputation change to show.
         entry = replace(entry, from_status=None, previous_since=None)

@@ -90,18 +90,20 @@ def render_group(entries: Sequence[Entry], *, now: datetime, limit: int = DEFAUL
 
 def summarize(entries: Sequence[Entry]) -> str:
     """'6 lines degraded: 4 AT_RISK, 2 CRITICAL; 1 recovered'."""
-    by_kind: dict[NoticeKind, Counter[str]] = {}
+    # Keyed by kind and verb: lines that recovered and lines only "no longer CRITICAL"
+    # are counted apart, the latter with the status they are at now.
+    by_verb: dict[tuple[NoticeKind, str], Counter[str]] = {}
     for entry in entries:
-        by_kind.setdefault(entry.kind, Counter())[badge(entry)] += 1
+        verb = (recovered_word(entry) if entry.kind is NoticeKind.RECOVERED
+                else _SUMMARY_VERB[entry.kind])
+        by_verb.setdefault((entry.kind, verb), Counter())[badge(entry)] += 1
     parts: list[str] = []
-    for kind in _KIND_ORDER:
-        counts = by_kind.get(kind)
-        if not counts:
-            continue
+    for (kind, verb), counts in sorted(by_verb.items(), key=lambda item: (
+            _KIND_ORDER.index(item[0][0]), item[0][1] == "recovered")):
         total = sum(counts.values())
         noun = ("line" if total == 1 else "lines") if not parts else ""
-        text = " ".join(p for p in (str(total), noun, _SUMMARY_VERB[kind]) if p)
-        if kind not in (NoticeKind.RECOVERED, NoticeKind.FLAPPING, NoticeKind.TEST):
+        text = " ".join(p for p in (str(total), noun, verb) if p)
+        if kind not in (NoticeKind.FLAPPING, NoticeKind.TEST) and verb != "recovered":
             text += ": " + ", ".join(f"{n} {status}" for status, n in
                                      sorted(counts.items(), key=lambda i: st.rank(i[0])))
         parts.append(text)
@@ -139,9 +141,18 @@ def headline(entry: Entry, *, now: datetime) -> str:
     if kind is NoticeKind.SETTLED:
         return f"settled at {entry.to_status} after flapping"
     word = {NoticeKind.DEGRADED: "degraded", NoticeKind.IMPROVED: "improving",
-            NoticeKind.RECOVERED: "recovered", NoticeKind.UNKNOWN: "unknown status",
+            NoticeKind.RECOVERED: recovered_word(entry), NoticeKind.UNKNOWN: "unknown status",
             NoticeKind.TEST: "test"}[kind]
     return f"{word}: {change}"
+
+
+def recovered_word(entry: Entry) -> str:
+    """What a RECOVERED notice says happened: "recovered" for a line back to HEALTHY;
+    "no longer CRITICAL" for one that only dropped below the channel's min_status."""
+    if not entry.still_degraded:
+        return "recovered"
+    below = entry.below or "at this channel's min_status"  # a row queued before `below`
+    return f"no longer {below}"
 
 
 def compact_entry(entry: Entry, *, now: datetime, with_account: bool = False) -> list[str]:
@@ -221,6 +232,9 @@ def _kind_lines(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
         return [f"'{entry.to_status}' is not a status Linq documents; it is shown verbatim."]
     if kind is NoticeKind.IMPROVED:
         return [f"Improving, not resolved: the line is still {entry.to_status}."]
+    if kind is NoticeKind.RECOVERED and entry.still_degraded:
+        word = recovered_word(entry)
+        return [f"{word[0].upper()}{word[1:]}: the line is {entry.to_status} now."]
     if kind is NoticeKind.RECOVERED:
         return [f"Recovered: the line is {entry.to_status} again."]
     if kind is NoticeKind.REMINDER:
@@ -275,9 +289,23 @@ def format_duration(span: timedelta) -> str:
 
 
 def describe(transition: Transition) -> str:
-    """One line for logs and the ``history`` command."""
-    previous = transition.from_status or "-"
-    return f"{transition.phone_number} {previous} -> {transition.to_status} ({transition.kind})"
+    """One line for logs."""
+    after = status_after(transition.kind, transition.to_status) or "removed"
+    return (f"{transition.phone_number} {transition.from_status or '-'} -> {after} "
+            f"({transition.kind})")
+
+
+def status_after(kind: str, to_status: str) -> str | None:
+    """A recorded change's status after it, as ``history`` shows it: None for a line
+    removed from the account (it has no status any more), just as a line first seen has
+    no status before. The row itself stores the last status as ``to_status`` then."""
+    return None if kind == "removed" else to_status
+
+
+def change_text(kind: str, from_status: str | None, to_status: str) -> str:
+    """'HEALTHY → AT_RISK'; '- → HEALTHY' for a line first seen; 'AT_RISK → removed' for
+    a line removed from the account."""
+    return f"{from_status or '-'} → {status_after(kind, to_status) or 'removed'}"
 
 
 def _who(entry: Entry) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from urllib.parse import urldefrag
 
 from monitor.core.model import LineState, Transition, TransitionKind
 
@@ -31,6 +32,14 @@ ACTION = {
 
 def is_flagged(service_status: str | None) -> bool:
     return service_status is not None and service_status != ACTIVE
+
+
+def flagged_doc_url(doc_url: str | None) -> str | None:
+    """The guide link for a FLAGGED alert: the page of the line's doc_url without its
+    section anchor. The doc_url is the one Linq gave for the reputation status (a FLAGGED
+    line is often HEALTHY: ``#healthy``, "send normally"), and Linq documents no section
+    for the service flag, so the page is all that is true."""
+    return urldefrag(doc_url).url if doc_url else None
 
 
 def detect_service(

@@ -354,7 +354,11 @@ async def run_daemon(
 async def _serve(config: Config, *, me: Identity, on_ready: Callable[[str], None] | None,
                  duration: float | None, alone: bool) -> None:
     listen = bind(config.server.host, config.server.port)
-    engine, sessions = await asyncio.to_thread(open_database, config)
+    try:
+        engine, sessions = await asyncio.to_thread(open_database, config)
+    except BaseException:
+        listen.close()  # the port is free again at once, not when the process ends
+        raise
     if alone:  # the SQLite lock proves any earlier holder is dead: do not wait out its leases
         await asyncio.to_thread(leases.free_all, sessions)
     daemon = Daemon(config, engine, sessions, me=me, alone=alone)

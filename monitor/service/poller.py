@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,7 +86,7 @@ class AccountPoller:
         clock: Callable[[], datetime],
         debounce: Debounce = NO_DEBOUNCE,
         meta: LineMetaLookup | None = None,
-        silenced: SilenceCheck | None = None,
+        silences: SilenceSource | None = None,
         observers: Sequence[Callable[[Iterable[LineState]], None]] = (),
         transition_observers: Sequence[Callable[[Sequence[Transition]], None]] = (),
         hold: Callable[[Transition], timedelta | None] = lambda transition: None,
@@ -97,7 +98,7 @@ class AccountPoller:
         self._policy = policy
         self._debounce = debounce
         self._meta: LineMetaLookup = meta or _no_meta
-        self._silenced: SilenceCheck = silenced or _never_silenced
+        self._silences: SilenceSource = silences or _NO_SILENCES
         self._clock = clock
         self._known: dict[str, LineState] | None = None
         self._review: set[str] = set()  # lines that time alone can make speak (policy tick)
@@ -151,9 +152,14 @@ class AccountPoller:
             previous, new_reputation=update.new_reputation, new_status=update.new_status,
             changed_at=update.changed_at, received_at=received_at, now=now,
             policy=self._policy, meta=meta,
-            silenced=self._silenced(previous, meta, now),
+            silenced=self._silences.silenced(previous, meta, now),
         )
         return plan, self._queue(plan.notices, now)
+
+    async def refresh_silences(self) -> None:
+        """Re-read the silences before planning a batch of webhook events (``plan_event``),
+        as a poll and a policy round do before theirs."""
+        await self._silences.refresh()
 
     def remember_event(self, state: LineState, transitions: Sequence[Transition]) -> None:
         """After a webhook's changes are committed: move memory and metrics forward."""
@@ -231,6 +237,8 @@ class AccountPoller:
                           if at >= started_at)
         self._event_applied_at = {k: v for k, v in self._event_applied_at.items()
                                   if v >= started_at}
+        # The silences as stored now: one added while the answer was on its way applies.
+        await self._silences.refresh()
         # Off the event loop, like the client's parse. Reading _known from the worker
         # thread is safe: only holders of self.lock change it, and this task holds it.
         plan = await asyncio.to_thread(self._plan, parsed, now, fresh)
@@ -291,7 +299,7 @@ class AccountPoller:
             for transition in diff.transitions:
                 state = states[transition.line_id]
                 meta = self._meta(state)
-                silenced = self._silenced(state, meta, now)
+                silenced = self._silences.silenced(state, meta, now)
                 flapping, state = note_change(state, transition, self._policy, meta=meta,
                                               silenced=silenced)
                 notices, state = reconcile(state, self._policy, now=now, meta=meta,
@@ -310,6 +318,7 @@ class AccountPoller:
         async with self.lock:
             if self._known is None or not self._review:
                 return 0
+            await self._silences.refresh()
             now = self._clock()
             changed, outgoing = await asyncio.to_thread(self._review_lines, now)
             if not changed:
@@ -333,7 +342,7 @@ class AccountPoller:
         for line_id in sorted(self._review):
             before = self._known[line_id]
             meta = self._meta(before)
-            silenced = self._silenced(before, meta, now)
+            silenced = self._silences.silenced(before, meta, now)
             settled, state = settle(before, self._policy, now=now, meta=meta, silenced=silenced)
             notices, state = reconcile(state, self._policy, now=now, meta=meta,
                                        silenced=silenced, source="policy")
@@ -401,15 +410,30 @@ def _with_duration(outcome: PollOutcome, seconds: float) -> PollOutcome:
 
 
 LineMetaLookup = Callable[[LineRef], LineMeta]  # the line's name and labels
-SilenceCheck = Callable[[LineState, LineMeta, datetime], bool]
+
+
+class SilenceSource(Protocol):
+    """The silences a planning step decides with (``service.silences.Silences``):
+    ``refresh`` re-reads them from the database just before a step decides."""
+
+    async def refresh(self) -> bool: ...
+
+    def silenced(self, line: LineRef, meta: LineMeta, now: datetime) -> bool: ...
 
 
 def _no_meta(line: LineRef) -> LineMeta:
     return NO_META
 
 
-def _never_silenced(state: LineState, meta: LineMeta, now: datetime) -> bool:
-    return False
+class _NoSilences:
+    async def refresh(self) -> bool:
+        return True
+
+    def silenced(self, line: LineRef, meta: LineMeta, now: datetime) -> bool:
+        return False
+
+
+_NO_SILENCES = _NoSilences()
 
 
 def _is_flapping(state: LineState) -> bool:

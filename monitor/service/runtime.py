@@ -27,14 +27,14 @@ from monitor.core import status as st
 from monitor.core.detect import Debounce
 from monitor.core.directory import LineDirectory
 from monitor.core.labels import Labeler
-from monitor.core.model import Entry, LineMeta, LineRef, LineState, Message
+from monitor.core.model import Entry, LineMeta, LineRef, Message
 from monitor.core.policy import NO_META, AlertPolicy, ChannelRule
-from monitor.core.silence import Silence, silenced_by
 from monitor.core.timing import ChannelTiming
 from monitor.errors import SchemaMismatch, StoreError
 from monitor.metrics import Metrics
 from monitor.service.audits import AuditPolicy, AuditRunner
 from monitor.service.poller import AccountPoller
+from monitor.service.silences import Silences
 from monitor.store import migrate
 from monitor.store.engine import (
     describe_failure,
@@ -43,7 +43,6 @@ from monitor.store.engine import (
     safe_url,
     sqlite_path,
 )
-from monitor.store.silences import load_silences
 from monitor.store.state import load_lines
 from monitor.webhooks.process import ALONE, Leases, WebhookProcessor
 from monitor.webhooks.verify import Signer
@@ -209,8 +208,8 @@ class Runtime:
         self.renderers = channel_renderers(config)
         self.line_meta: Callable[[LineRef], LineMeta] = (
             self.labeler.meta if self.labeler else _no_meta)
-        # Active and future silences, refreshed by the daemon's policy loop (and at start).
-        self.silences: list[Silence] = []
+        # Re-read from the database before every planning step (monitor/service/silences.py).
+        self.silences = Silences(sessions, clock=utcnow)
         alerts = config.alerts
         self.deliverer = Deliverer(
             sessions, self.channels,
@@ -240,12 +239,10 @@ class Runtime:
                 held: bool = False) -> Message:
         return self.renderers[channel].render(entries, now=now, held=held)
 
-    def _silenced(self, state: LineState, meta: LineMeta, now: datetime) -> bool:
-        return silenced_by(self.silences, state, meta.labels, now) is not None
-
     async def refresh_silences(self) -> None:
-        """Re-read silences (added or expired by ``reputation-monitor silence``)."""
-        self.silences = await asyncio.to_thread(load_silences, self.sessions, utcnow())
+        """Re-read silences (added or expired by ``reputation-monitor silence``); each
+        poll, policy round and webhook batch also does just before it decides."""
+        await self.silences.refresh()
 
     async def refresh_directory(self, account: str) -> None:
         """Bring the gate's view of an account this replica does not poll up to date from
@@ -279,7 +276,7 @@ class Runtime:
             self._audit_clients[account.name] = audit_client
             self.pollers[account.name] = AccountPoller(
                 account.name, client, self.sessions, self.metrics, policy=policy,
-                debounce=debounce, clock=utcnow, meta=self.line_meta, silenced=self._silenced,
+                debounce=debounce, clock=utcnow, meta=self.line_meta, silences=self.silences,
                 observers=[self.directory.update],
                 transition_observers=[self.audits.observer(account.name)],
                 hold=self.audits.hold(account.name),

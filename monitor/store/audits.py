@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.core.model import Entry, NoticeKind, Transition
 from monitor.core.render import render_entry
 from monitor.errors import StoreError
-from monitor.store.schema import Audit, Notification, TransitionRow
+from monitor.store.schema import Audit, Line, Notification, TransitionRow
 
 
 @contextlib.contextmanager
@@ -68,6 +68,14 @@ def latest(session: Session, phone_or_id: str) -> Audit | None:
         select(Audit).where((Audit.phone_number == phone_or_id) | (Audit.line_id == phone_or_id))
         .order_by(Audit.id.desc()).limit(1)
     ).first()
+
+
+def lines_with_phone(session: Session, phone_number: str) -> list[Line]:
+    """Every line the monitor has recorded under this phone number, in any account,
+    removed ones too (``present`` false)."""
+    return list(session.scalars(
+        select(Line).where(Line.phone_number == phone_number).order_by(Line.account)
+    ))
 
 
 def latest_per_line(session: Session) -> list[Audit]:

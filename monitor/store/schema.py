@@ -277,7 +277,7 @@ class SilenceRow(Base):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # ended early
 
-    # The daemon reloads the silences that have not ended every few seconds.
+    # The daemon reads the silences that have not ended before each planning step.
     __table_args__ = (Index("ix_silences_ends_at", "ends_at"),)
 class Lease(Base):
     """A named lease (``account:<name>`` for polling, ``job:<name>`` for periodic jobs).

@@ -54,8 +54,9 @@ def list_silences(
 
 
 def load_silences(sessions: sessionmaker[Session], now: datetime) -> list[Silence]:
-    """The silences that are active at ``now`` or start later: what the daemon keeps in
-    memory (and reloads every few seconds) to decide with ``core.silence.silenced_by``."""
+    """The silences that are active at ``now`` or start later: what the daemon decides
+    with (``core.silence.silenced_by``), re-read before each planning step
+    (monitor/service/silences.py); one query on the ``ends_at`` index."""
     return list_silences(sessions, now)
 
 

@@ -49,6 +49,8 @@ class EventTarget(Protocol):
 
     def find(self, phone_or_id: str) -> LineState | None: ...
 
+    async def refresh_silences(self) -> None: ...
+
     def plan_event(self, previous: LineState, update: StatusUpdate, *, received_at: datetime,
                    now: datetime) -> tuple[EventPlan, list[Outgoing]]: ...
 
@@ -171,6 +173,8 @@ class WebhookProcessor:
         events = await asyncio.to_thread(open_events, self._sessions, account)
         if not events:
             return 0
+        # Once per batch: a silence stored a moment ago applies to these events.
+        await poller.refresh_silences()
         changed = queued = 0
         for event in events:
             async with poller.lock:
