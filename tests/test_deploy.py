@@ -24,9 +24,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from alembic import command
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.core.identity import Identity
 from monitor.simulator import Simulator, SimulatorServer
+from monitor.store import migrate
+from monitor.store.engine import make_engine
+from monitor.store.solo import lock_sqlite
 from tests.support.daemon import DaemonProcess, free_port, wait_until, write_config
 from tests.support.prometheus import ROOT, require_tool
 from tests.support.receiver import Receiver
@@ -629,3 +634,40 @@ def test_the_deployment_runs_several_non_root_replicas_with_a_read_only_root() -
                         "capabilities": {"drop": ["ALL"]}}
     assert container()["resources"]["limits"]["memory"]
     assert container()["resources"]["requests"]["cpu"]
+
+
+# -- git -----------------------------------------------------------------------------------
+
+
+def test_git_ignores_the_files_a_sqlite_database_leaves_beside_it(tmp_path: Path) -> None:
+    """A daemon or `db upgrade` run in a checkout leaves the database, its WAL, its
+    one-daemon lock and the copy taken before a migration: none of them may be committed."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed on this machine")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    url = f"sqlite:///{tmp_path / 'reputation-monitor.db'}"
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+        with engine.begin() as conn:  # one revision behind: the next upgrade backs it up
+            command.downgrade(migrate.alembic_config(conn), "-1")
+        migrate.upgrade(engine)
+        lock = lock_sqlite(url, Identity(name="test", host="localhost", pid=os.getpid()))
+    finally:
+        engine.dispose()
+    try:
+        left = sorted(p.name for p in tmp_path.iterdir() if p.name not in (".git", ".gitignore"))
+        assert any(name.endswith(".bak") for name in left), left
+        assert any(name.endswith(".db.lock") for name in left), left
+        result = subprocess.run(["git", "check-ignore", "--verbose", "--non-matching", *left],
+                                capture_output=True, text=True, cwd=tmp_path, check=False)
+        not_ignored = [line.split("\t")[1] for line in result.stdout.splitlines()
+                       if line.startswith("::")]
+        assert not_ignored == [], f"git would offer to commit {not_ignored}"
+    finally:
+        if lock is not None:
+            lock.release()
+    kept = subprocess.run(["git", "check-ignore", "uv.lock", "config.example.toml"],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert kept.stdout == "", "the lock file of the project itself must stay tracked"
