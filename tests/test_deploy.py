@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import yaml
 from alembic import command
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.config import AlertsConfig, parse_duration
 from monitor.core.identity import Identity
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store import migrate
@@ -545,6 +547,58 @@ def test_the_unit_is_hardened_and_keeps_sqlite_in_its_state_directory() -> None:
     guide = (DEPLOY / "systemd/README.md").read_text()
     assert "python3 -m venv /opt/reputation-monitor" in guide
     assert "useradd --system" in guide and "reputation-monitor" in guide
+
+
+# What a stop waits for besides the send in flight (monitor/service/daemon.py, Daemon.run):
+# the send itself may take delivery_timeout plus 5 s of grace, webhook events being applied
+# 5 s, the HTTP server 2 s; the leases' release and the engine's close are database calls.
+STOP_STEPS = timedelta(seconds=5 + 5 + 2)
+DATABASE_ROOM = timedelta(seconds=10)
+
+
+def shutdown_budget(delivery_timeout: timedelta) -> timedelta:
+    """The least time a supervisor must wait after SIGTERM before it kills the daemon."""
+    return delivery_timeout + STOP_STEPS + DATABASE_ROOM
+
+
+def systemd_timespan(text: str) -> timedelta:
+    """A systemd time span such as ``60s``, ``1min 30s`` or ``90`` (seconds)."""
+    units = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+    parts = re.findall(r"(\d+)\s*([a-z]*)", text)
+    assert parts and "".join(n + u for n, u in parts) == text.replace(" ", ""), text
+    return timedelta(seconds=sum(int(n) * units[u or "s"] for n, u in parts))
+
+
+def test_systemd_waits_for_a_send_in_flight_before_it_kills_the_daemon() -> None:
+    stop = systemd_timespan(unit_settings()["TimeoutStopSec"][-1])
+    assert stop >= shutdown_budget(AlertsConfig().delivery_timeout), (
+        f"TimeoutStopSec={stop} could kill a send in flight: the daemon may need "
+        f"delivery_timeout ({AlertsConfig().delivery_timeout}) + {STOP_STEPS} to stop")
+    example = tomllib.loads((ROOT / "config.example.toml").read_text())
+    assert parse_duration(example["alerts"]["delivery_timeout"]) <= (
+        AlertsConfig().delivery_timeout), "the config the guide installs sends for longer"
+    assert "delivery_timeout" in UNIT.read_text(), "the unit says why, and what to raise"
+
+
+def delivery_timeout_of(config_text: str) -> timedelta:
+    alerts = tomllib.loads(config_text).get("alerts", {})
+    return parse_duration(alerts.get("delivery_timeout", AlertsConfig().delivery_timeout))
+
+
+def test_kubernetes_and_compose_wait_for_a_send_in_flight_too() -> None:
+    configmap = k8s("configmap.yaml")["data"]["config.toml"]
+    grace = k8s("deployment.yaml")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert timedelta(seconds=grace) >= shutdown_budget(delivery_timeout_of(configmap))
+    # Compose (like `docker stop`) kills after 10 s unless the service says otherwise.
+    stop = parse_duration(compose()["services"]["monitor"].get("stop_grace_period", "10s"))
+    for config in ("monitor.toml", "monitor.demo.toml"):
+        timeout = delivery_timeout_of((COMPOSE_DIR / config).read_text())
+        assert stop >= shutdown_budget(timeout), config
+
+
+def test_the_unit_lifts_the_open_file_limit_for_connections() -> None:
+    (limit,) = unit_settings()["LimitNOFILE"]
+    assert int(limit.partition(":")[0]) >= 8192
 
 
 # -- Kubernetes ----------------------------------------------------------------------------
