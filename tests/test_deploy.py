@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,13 +29,20 @@ import yaml
 from alembic import command
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import AlertsConfig, parse_duration
+from monitor.config import (
+    DEFAULT_TOKEN_ENV,
+    DEFAULT_WEBHOOK_SECRET_ENV,
+    AlertsConfig,
+    Config,
+    parse_duration,
+)
 from monitor.core.identity import Identity
+from monitor.http.webhooks import PATH as WEBHOOK_PATH
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store import migrate
 from monitor.store.engine import make_engine
 from monitor.store.solo import lock_sqlite
-from tests.support.daemon import DaemonProcess, free_port, wait_until, write_config
+from tests.support.daemon import DaemonProcess, cli, free_port, wait_until, write_config
 from tests.support.prometheus import ROOT, require_tool
 from tests.support.receiver import Receiver
 
@@ -448,6 +456,36 @@ def test_the_simulator_runs_as_compose_starts_it_and_accepts_the_demo_token(
 
 # -- every shipped config loads with the environment its deployment gives it --------------
 
+# Variables a test run may have that say nothing about a config (the interpreter, pytest).
+_KEEP = ("PATH", "HOME", "TMPDIR", "LANG", "LC_", "PYTEST_", "PYTHON", "VIRTUAL_ENV", "COV_")
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a well-formed signing secret
+
+
+def check_config(config: Path, env: dict[str, str], *, cwd: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> subprocess.CompletedProcess[str]:
+    """``reputation-monitor check-config`` in-process, with exactly ``env`` (and the
+    interpreter's own variables): what the daemon would make of the config at start."""
+    with monkeypatch.context() as patch:
+        for name in list(os.environ):
+            if not name.startswith(_KEEP):
+                patch.delenv(name)
+        return cli("check-config", "--config", str(config), env=env, cwd=cwd)
+
+
+def secrets_read(config_text: str) -> set[str]:
+    """Every variable a config reads a secret from: the ones it names, and the token's and
+    webhook secret's default variables where it names none (the webhook secret is optional:
+    unset, webhooks are off)."""
+    config = Config.model_validate(tomllib.loads(config_text))
+    names: set[str] = set()
+    for account in config.accounts:
+        if account.token_file is None and account.token is None:
+            names.add(account.token_env or DEFAULT_TOKEN_ENV)
+        names.add(account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV)
+    names |= {c.url_env for c in config.alerts.channels if c.url_env is not None}
+    names |= {n for n in (config.database.url_env, config.server.api_token_env) if n}
+    return names
+
 
 def compose_env(*, secrets_file: Path | None) -> dict[str, str]:
     env = {k: with_defaults(str(v)) for k, v in
@@ -460,17 +498,120 @@ def compose_env(*, secrets_file: Path | None) -> dict[str, str]:
     return env
 
 
-def kubernetes_config(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def kubernetes_config(tmp_path: Path, *, extra_secrets: dict[str, str] | None = None
+                      ) -> tuple[Path, dict[str, str]]:
+    """The ConfigMap's config and the environment the Deployment makes of the example
+    Secret (plus ``extra_secrets``); an optional key missing from the Secret is unset."""
     config = tmp_path / "config.toml"
     config.write_text(k8s("configmap.yaml")["data"]["config.toml"])
     secret = k8s("secret.example.yaml")
-    (container,) = k8s("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    data = {**secret["stringData"], **(extra_secrets or {})}
     env = {}
-    for var in container["env"]:
+    for var in container()["env"]:
         ref = var["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"]
-        env[var["name"]] = secret["stringData"][ref["key"]]
+        if ref["key"] in data:
+            env[var["name"]] = data[ref["key"]]
+        else:
+            assert ref.get("optional") is True, f"the pod cannot start without {ref['key']}"
     return config, env
+
+
+# -- the documented `docker run` ------------------------------------------------------------
+
+
+class DockerExample:
+    """The container example of docs/deployment.md, read as a shell would: the exported
+    variables, the config file copied for it, and the `docker run` line's options."""
+
+    def __init__(self, text: str) -> None:
+        blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+        (block,) = [b for b in blocks if "docker run" in b]
+        self.exports: dict[str, str] = {}
+        self.copies: dict[str, str] = {}
+        self.run: list[str] = []
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["export"]:
+                self.exports.update(w.split("=", 1) for w in words[1:])
+            elif words[:1] == ["cp"]:
+                self.copies[words[2]] = words[1]
+            elif words[:2] == ["docker", "run"]:
+                self.run = words[2:]
+        assert self.run, "no docker run line"
+
+    def options(self, *names: str) -> list[str]:
+        return [self.run[i + 1] for i, word in enumerate(self.run[:-1]) if word in names]
+
+    @property
+    def passed(self) -> list[str]:
+        return [e.partition("=")[0] for e in self.options("-e", "--env")]
+
+    def mounted(self, target: str) -> Path:
+        """The repository file mounted at ``target`` ($PWD is the repository root)."""
+        (source,) = [v.split(":")[0] for v in self.options("-v", "--volume")
+                     if v.split(":")[1] == target]
+        relative = source.removeprefix("$PWD/")
+        return ROOT / self.copies.get(relative, relative)
+
+
+def docker_example() -> DockerExample:
+    return DockerExample((ROOT / "docs/deployment.md").read_text())
+
+
+def test_the_docker_run_example_passes_exactly_the_variables_its_config_reads() -> None:
+    example = docker_example()
+    config = example.mounted("/etc/reputation-monitor/config.toml")
+    assert config == DEPLOY / "docker/config.toml"
+    passed = example.passed
+    assert len(passed) == len(set(passed))
+    assert set(passed) == secrets_read(config.read_text())
+    assert set(example.exports) <= set(passed), "exported but not passed to the container"
+
+
+def test_the_docker_run_example_works_as_written(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    example = docker_example()
+    config = example.mounted("/etc/reputation-monitor/config.toml")
+    # The container gets what the line passes with -e, from what the block exports.
+    env = {k: v for k, v in example.exports.items() if k in example.passed}
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "config OK" in result.stdout
+    listen = tomllib.loads(config.read_text())["server"]["listen"]
+    assert f"server: http://{listen}/metrics" in result.stdout
+    assert listen.startswith("0.0.0.0:"), "reachable through the published port"
+    assert "webhooks off" in result.stdout  # LINQ_WEBHOOK_SECRET is not exported yet
+    # The published port is the one the config listens on, and the image's health check asks.
+    (published,) = example.options("-p", "--publish")
+    assert published.rpartition(":")[2] == listen.rpartition(":")[2]
+    assert f"HEALTHCHECK_URL=http://127.0.0.1:{listen.rpartition(':')[2]}/healthz" in (
+        DOCKERFILE.read_text())
+    # The SQLite file lands on the volume; docker stop waits for a send in flight.
+    database = example.exports["REPUTATION_MONITOR_DATABASE_URL"]
+    volumes = [v.split(":")[1] for v in example.options("-v", "--volume")]
+    assert database.startswith("sqlite:////") and str(Path(database[10:]).parent) in volumes
+    (stop,) = example.options("--stop-timeout")
+    assert timedelta(seconds=int(stop)) >= shutdown_budget(
+        delivery_timeout_of(config.read_text()))
+
+
+def test_the_docker_run_example_refuses_to_start_without_a_variable_it_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = docker_example()
+    config = example.mounted("/etc/reputation-monitor/config.toml")
+    for name in example.exports:
+        env = {k: v for k, v in example.exports.items() if k != name}
+        result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+        assert result.returncode == 2, name
+        assert f"{name} is not set" in result.stderr + result.stdout
+    with_webhooks = {**example.exports, "LINQ_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    result = check_config(config, with_webhooks, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert "webhooks on (secret from $LINQ_WEBHOOK_SECRET)" in result.stdout
+    assert WEBHOOK_SECRET not in result.stdout + result.stderr
+
+
+# -- compose and Kubernetes configs -----------------------------------------------------------
 
 
 def shipped_config(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -484,16 +625,35 @@ def shipped_config(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 @pytest.mark.parametrize("name", ["compose demo", "compose with a Linq account", "kubernetes"])
 def test_each_shipped_config_passes_check_config_with_the_environment_it_is_given(
-        name: str, tmp_path: Path) -> None:
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config, env = shipped_config(name, tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "monitor", "check-config", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env})
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "config OK" in result.stdout
     assert "server: http://0.0.0.0:9464/metrics" in result.stdout  # reachable from outside
     assert "database: postgresql+psycopg://" in result.stdout
+
+
+def test_the_compose_monitor_gets_the_variables_its_linq_config_reads() -> None:
+    """compose.yaml sets some (the database URL), monitor.env the secrets: together, every
+    variable monitor.toml reads, the webhook secret as a line to fill in."""
+    given = set(compose_env(secrets_file=COMPOSE_DIR / "monitor.env.example"))
+    example = (COMPOSE_DIR / "monitor.env.example").read_text()
+    offered = given | set(re.findall(r"^# (\w+)=", example, flags=re.M))
+    assert secrets_read((COMPOSE_DIR / "monitor.toml").read_text()) <= offered
+    assert "LINQ_WEBHOOK_SECRET" in offered
+
+
+def test_kubernetes_turns_webhooks_on_once_the_secret_has_the_signing_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, env = kubernetes_config(tmp_path)
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert "webhooks off" in result.stdout  # the example Secret has no webhook-secret yet
+    config, env = kubernetes_config(tmp_path, extra_secrets={"webhook-secret": WEBHOOK_SECRET})
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "webhooks on (secret from $LINQ_WEBHOOK_SECRET)" in result.stdout
+    assert {v["name"] for v in container()["env"]} == secrets_read(config.read_text())
 
 
 # -- systemd -------------------------------------------------------------------------------
@@ -603,7 +763,8 @@ def test_the_unit_lifts_the_open_file_limit_for_connections() -> None:
 
 # -- Kubernetes ----------------------------------------------------------------------------
 
-MANIFESTS = ["configmap.yaml", "deployment.yaml", "service.yaml", "secret.example.yaml"]
+MANIFESTS = ["configmap.yaml", "deployment.yaml", "service.yaml", "secret.example.yaml",
+             "ingress.yaml"]
 
 
 @pytest.mark.parametrize("name", MANIFESTS)
@@ -615,21 +776,51 @@ def test_the_kubernetes_manifest_matches_the_kubernetes_schema(name: str) -> Non
         pytest.fail(f"{name}: {exc.message}")
 
 
-def test_kustomize_applies_every_manifest_but_the_secret_example() -> None:
+def with_ingress(directory: Path) -> Path:
+    """A copy of deploy/kubernetes with ``- ingress.yaml`` uncommented, as the docs say."""
+    shutil.copytree(K8S, directory)
+    kustomization = directory / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "  # - ingress.yaml\n" in text
+    kustomization.write_text(text.replace("  # - ingress.yaml\n", "  - ingress.yaml\n"))
+    return directory
+
+
+def test_kustomize_applies_every_manifest_but_the_secret_example_and_the_opt_in_ingress(
+        tmp_path: Path) -> None:
     kustomization = k8s("kustomization.yaml")
     shipped = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == shipped - {"secret.example.yaml"}
+    assert set(kustomization["resources"]) == shipped - {"secret.example.yaml", "ingress.yaml"}
+    enabled = load_yaml(with_ingress(tmp_path / "k8s") / "kustomization.yaml")
+    assert set(enabled["resources"]) == shipped - {"secret.example.yaml"}
 
 
-def test_kubectl_kustomize_renders_the_manifests() -> None:
+@pytest.mark.parametrize("ingress", [False, True], ids=["as shipped", "with the ingress"])
+def test_kubectl_kustomize_renders_the_manifests(ingress: bool, tmp_path: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed on this machine")
-    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    directory = with_ingress(tmp_path / "k8s") if ingress else K8S
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True,
+                            text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(result.stdout))
-    assert kinds == ["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceMonitor"]
+    assert kinds == sorted(["ConfigMap", "Deployment", "PrometheusRule", "Service",
+                            "ServiceMonitor", *(["Ingress"] if ingress else [])])
+
+
+def test_the_ingress_exposes_the_webhook_endpoint_and_nothing_else() -> None:
+    ingress = k8s("ingress.yaml")["spec"]
+    assert "defaultBackend" not in ingress
+    (rule,) = ingress["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == (WEBHOOK_PATH, "Exact")
+    service = k8s("service.yaml")
+    (port,) = service["spec"]["ports"]
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"],
+                                          "port": {"name": port["name"]}}
+    (tls,) = ingress["tls"]
+    assert tls["hosts"] == [rule["host"]], "Linq delivers to https:// only"
 
 
 def container() -> dict[str, Any]:
@@ -725,3 +916,68 @@ def test_git_ignores_the_files_a_sqlite_database_leaves_beside_it(tmp_path: Path
     kept = subprocess.run(["git", "check-ignore", "uv.lock", "config.example.toml"],
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert kept.stdout == "", "the lock file of the project itself must stay tracked"
+
+
+# -- references from deploy/ to the docs -------------------------------------------------------
+
+MARKDOWN_PATH = r"(?<![\w/.:-])((?:\.\.?/)*(?:[\w.-]+/)*[\w.-]+\.md)"
+
+
+def slug(heading: str) -> str:
+    """The anchor mkdocs (Python-Markdown's toc) gives a heading."""
+    text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
+    return re.sub(r"[-\s]+", "-", text).strip("-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {slug(h) for h in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, flags=re.M)}
+
+
+def references(text: str) -> list[tuple[str, str | None]]:
+    """(markdown path, anchor or quoted heading) for every way deploy/ files point at a
+    page: `docs/x.md#anchor`, `[text](path.md#anchor)`, `docs/x.md, "Heading"` and
+    `"Heading" in path.md`."""
+    found: list[tuple[str, str | None]] = []
+    named_before = {}
+    for match in re.finditer(r"\"([^\"]+)\"\s+in\s+" + MARKDOWN_PATH, text):
+        named_before[match.start(2)] = slug(match.group(1))
+    for match in re.finditer(MARKDOWN_PATH + r"(#[\w-]+)?(?:,\s*\"([^\"]+)\")?", text):
+        path, anchor, heading = match.groups()
+        if match.start() in named_before:
+            found.append((path, named_before[match.start()]))
+        else:
+            found.append((path, anchor[1:] if anchor else slug(heading) if heading else None))
+    return found
+
+
+def deploy_text_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix != ".json")
+
+
+def test_every_page_and_heading_a_deploy_file_points_at_exists() -> None:
+    checked = 0
+    for file in deploy_text_files():
+        text = file.read_text()
+        for path, anchor in references(text):
+            target = next((base / path for base in (file.parent, ROOT)
+                           if (base / path).is_file()), None)
+            where = f"{file.relative_to(ROOT)} points at {path}"
+            assert target is not None, f"{where}, which does not exist"
+            if anchor is not None:
+                assert anchor in anchors(target), f"{where}#{anchor}: no such heading"
+            checked += 1
+        if file.suffix == ".md":  # relative links to files and directories exist too
+            for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+                if "://" not in link:
+                    assert (file.parent / link).exists(), f"{file}: broken link {link}"
+    assert checked >= 10, "the patterns no longer find the references"
+
+
+def test_a_reference_to_a_missing_heading_is_caught() -> None:
+    """The form compose.yaml used when it pointed at a README section that was gone."""
+    (reference,) = references('# against Linq: see "Real account" in ../README.md')
+    assert reference == ("../README.md", "real-account")
+    assert "real-account" not in anchors(DEPLOY / "README.md")
+    assert references('docs/deployment.md, "Compose with a Linq account"') == [
+        ("docs/deployment.md", "compose-with-a-linq-account")]
