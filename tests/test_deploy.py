@@ -533,7 +533,7 @@ class DockerExample:
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             if words[:1] == ["export"]:
-                self.exports.update(w.split("=", 1) for w in words[1:])
+                self.exports.update(w.partition("=")[::2] for w in words[1:])
             elif words[:1] == ["cp"]:
                 self.copies[words[2]] = words[1]
             elif words[:2] == ["docker", "run"]:
@@ -939,7 +939,7 @@ def references(text: str) -> list[tuple[str, str | None]]:
     page: `docs/x.md#anchor`, `[text](path.md#anchor)`, `docs/x.md, "Heading"` and
     `"Heading" in path.md`."""
     found: list[tuple[str, str | None]] = []
-    named_before = {}
+    named_before: dict[int, str] = {}
     for match in re.finditer(r"\"([^\"]+)\"\s+in\s+" + MARKDOWN_PATH, text):
         named_before[match.start(2)] = slug(match.group(1))
     for match in re.finditer(MARKDOWN_PATH + r"(#[\w-]+)?(?:,\s*\"([^\"]+)\")?", text):
