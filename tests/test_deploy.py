@@ -14,20 +14,35 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from alembic import command
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.config import (
+    DEFAULT_TOKEN_ENV,
+    DEFAULT_WEBHOOK_SECRET_ENV,
+    AlertsConfig,
+    Config,
+    parse_duration,
+)
+from monitor.core.identity import Identity
+from monitor.http.webhooks import PATH as WEBHOOK_PATH
 from monitor.simulator import Simulator, SimulatorServer
-from tests.support.daemon import DaemonProcess, free_port, wait_until, write_config
+from monitor.store import migrate
+from monitor.store.engine import make_engine
+from monitor.store.solo import lock_sqlite
+from tests.support.daemon import DaemonProcess, cli, free_port, wait_until, write_config
 from tests.support.prometheus import ROOT, require_tool
 from tests.support.receiver import Receiver
 
@@ -441,6 +456,36 @@ def test_the_simulator_runs_as_compose_starts_it_and_accepts_the_demo_token(
 
 # -- every shipped config loads with the environment its deployment gives it --------------
 
+# Variables a test run may have that say nothing about a config (the interpreter, pytest).
+_KEEP = ("PATH", "HOME", "TMPDIR", "LANG", "LC_", "PYTEST_", "PYTHON", "VIRTUAL_ENV", "COV_")
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a well-formed signing secret
+
+
+def check_config(config: Path, env: dict[str, str], *, cwd: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> subprocess.CompletedProcess[str]:
+    """``reputation-monitor check-config`` in-process, with exactly ``env`` (and the
+    interpreter's own variables): what the daemon would make of the config at start."""
+    with monkeypatch.context() as patch:
+        for name in list(os.environ):
+            if not name.startswith(_KEEP):
+                patch.delenv(name)
+        return cli("check-config", "--config", str(config), env=env, cwd=cwd)
+
+
+def secrets_read(config_text: str) -> set[str]:
+    """Every variable a config reads a secret from: the ones it names, and the token's and
+    webhook secret's default variables where it names none (the webhook secret is optional:
+    unset, webhooks are off)."""
+    config = Config.model_validate(tomllib.loads(config_text))
+    names: set[str] = set()
+    for account in config.accounts:
+        if account.token_file is None and account.token is None:
+            names.add(account.token_env or DEFAULT_TOKEN_ENV)
+        names.add(account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV)
+    names |= {c.url_env for c in config.alerts.channels if c.url_env is not None}
+    names |= {n for n in (config.database.url_env, config.server.api_token_env) if n}
+    return names
+
 
 def compose_env(*, secrets_file: Path | None) -> dict[str, str]:
     env = {k: with_defaults(str(v)) for k, v in
@@ -453,17 +498,120 @@ def compose_env(*, secrets_file: Path | None) -> dict[str, str]:
     return env
 
 
-def kubernetes_config(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def kubernetes_config(tmp_path: Path, *, extra_secrets: dict[str, str] | None = None
+                      ) -> tuple[Path, dict[str, str]]:
+    """The ConfigMap's config and the environment the Deployment makes of the example
+    Secret (plus ``extra_secrets``); an optional key missing from the Secret is unset."""
     config = tmp_path / "config.toml"
     config.write_text(k8s("configmap.yaml")["data"]["config.toml"])
     secret = k8s("secret.example.yaml")
-    (container,) = k8s("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    data = {**secret["stringData"], **(extra_secrets or {})}
     env = {}
-    for var in container["env"]:
+    for var in container()["env"]:
         ref = var["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"]
-        env[var["name"]] = secret["stringData"][ref["key"]]
+        if ref["key"] in data:
+            env[var["name"]] = data[ref["key"]]
+        else:
+            assert ref.get("optional") is True, f"the pod cannot start without {ref['key']}"
     return config, env
+
+
+# -- the documented `docker run` ------------------------------------------------------------
+
+
+class DockerExample:
+    """The container example of docs/deployment.md, read as a shell would: the exported
+    variables, the config file copied for it, and the `docker run` line's options."""
+
+    def __init__(self, text: str) -> None:
+        blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+        (block,) = [b for b in blocks if "docker run" in b]
+        self.exports: dict[str, str] = {}
+        self.copies: dict[str, str] = {}
+        self.run: list[str] = []
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["export"]:
+                self.exports.update(w.partition("=")[::2] for w in words[1:])
+            elif words[:1] == ["cp"]:
+                self.copies[words[2]] = words[1]
+            elif words[:2] == ["docker", "run"]:
+                self.run = words[2:]
+        assert self.run, "no docker run line"
+
+    def options(self, *names: str) -> list[str]:
+        return [self.run[i + 1] for i, word in enumerate(self.run[:-1]) if word in names]
+
+    @property
+    def passed(self) -> list[str]:
+        return [e.partition("=")[0] for e in self.options("-e", "--env")]
+
+    def mounted(self, target: str) -> Path:
+        """The repository file mounted at ``target`` ($PWD is the repository root)."""
+        (source,) = [v.split(":")[0] for v in self.options("-v", "--volume")
+                     if v.split(":")[1] == target]
+        relative = source.removeprefix("$PWD/")
+        return ROOT / self.copies.get(relative, relative)
+
+
+def docker_example() -> DockerExample:
+    return DockerExample((ROOT / "docs/deployment.md").read_text())
+
+
+def test_the_docker_run_example_passes_exactly_the_variables_its_config_reads() -> None:
+    example = docker_example()
+    config = example.mounted("/etc/reputation-monitor/config.toml")
+    assert config == DEPLOY / "docker/config.toml"
+    passed = example.passed
+    assert len(passed) == len(set(passed))
+    assert set(passed) == secrets_read(config.read_text())
+    assert set(example.exports) <= set(passed), "exported but not passed to the container"
+
+
+def test_the_docker_run_example_works_as_written(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    example = docker_example()
+    config = example.mounted("/etc/reputation-monitor/config.toml")
+    # The container gets what the line passes with -e, from what the block exports.
+    env = {k: v for k, v in example.exports.items() if k in example.passed}
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "config OK" in result.stdout
+    listen = tomllib.loads(config.read_text())["server"]["listen"]
+    assert f"server: http://{listen}/metrics" in result.stdout
+    assert listen.startswith("0.0.0.0:"), "reachable through the published port"
+    assert "webhooks off" in result.stdout  # LINQ_WEBHOOK_SECRET is not exported yet
+    # The published port is the one the config listens on, and the image's health check asks.
+    (published,) = example.options("-p", "--publish")
+    assert published.rpartition(":")[2] == listen.rpartition(":")[2]
+    assert f"HEALTHCHECK_URL=http://127.0.0.1:{listen.rpartition(':')[2]}/healthz" in (
+        DOCKERFILE.read_text())
+    # The SQLite file lands on the volume; docker stop waits for a send in flight.
+    database = example.exports["REPUTATION_MONITOR_DATABASE_URL"]
+    volumes = [v.split(":")[1] for v in example.options("-v", "--volume")]
+    assert database.startswith("sqlite:////") and str(Path(database[10:]).parent) in volumes
+    (stop,) = example.options("--stop-timeout")
+    assert timedelta(seconds=int(stop)) >= shutdown_budget(
+        delivery_timeout_of(config.read_text()))
+
+
+def test_the_docker_run_example_refuses_to_start_without_a_variable_it_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = docker_example()
+    config = example.mounted("/etc/reputation-monitor/config.toml")
+    for name in example.exports:
+        env = {k: v for k, v in example.exports.items() if k != name}
+        result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+        assert result.returncode == 2, name
+        assert f"{name} is not set" in result.stderr + result.stdout
+    with_webhooks = {**example.exports, "LINQ_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    result = check_config(config, with_webhooks, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert "webhooks on (secret from $LINQ_WEBHOOK_SECRET)" in result.stdout
+    assert WEBHOOK_SECRET not in result.stdout + result.stderr
+
+
+# -- compose and Kubernetes configs -----------------------------------------------------------
 
 
 def shipped_config(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -477,16 +625,35 @@ def shipped_config(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 @pytest.mark.parametrize("name", ["compose demo", "compose with a Linq account", "kubernetes"])
 def test_each_shipped_config_passes_check_config_with_the_environment_it_is_given(
-        name: str, tmp_path: Path) -> None:
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config, env = shipped_config(name, tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "monitor", "check-config", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env})
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "config OK" in result.stdout
     assert "server: http://0.0.0.0:9464/metrics" in result.stdout  # reachable from outside
     assert "database: postgresql+psycopg://" in result.stdout
+
+
+def test_the_compose_monitor_gets_the_variables_its_linq_config_reads() -> None:
+    """compose.yaml sets some (the database URL), monitor.env the secrets: together, every
+    variable monitor.toml reads, the webhook secret as a line to fill in."""
+    given = set(compose_env(secrets_file=COMPOSE_DIR / "monitor.env.example"))
+    example = (COMPOSE_DIR / "monitor.env.example").read_text()
+    offered = given | set(re.findall(r"^# (\w+)=", example, flags=re.M))
+    assert secrets_read((COMPOSE_DIR / "monitor.toml").read_text()) <= offered
+    assert "LINQ_WEBHOOK_SECRET" in offered
+
+
+def test_kubernetes_turns_webhooks_on_once_the_secret_has_the_signing_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, env = kubernetes_config(tmp_path)
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert "webhooks off" in result.stdout  # the example Secret has no webhook-secret yet
+    config, env = kubernetes_config(tmp_path, extra_secrets={"webhook-secret": WEBHOOK_SECRET})
+    result = check_config(config, env, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "webhooks on (secret from $LINQ_WEBHOOK_SECRET)" in result.stdout
+    assert {v["name"] for v in container()["env"]} == secrets_read(config.read_text())
 
 
 # -- systemd -------------------------------------------------------------------------------
@@ -542,9 +709,62 @@ def test_the_unit_is_hardened_and_keeps_sqlite_in_its_state_directory() -> None:
     assert "useradd --system" in guide and "reputation-monitor" in guide
 
 
+# What a stop waits for besides the send in flight (monitor/service/daemon.py, Daemon.run):
+# the send itself may take delivery_timeout plus 5 s of grace, webhook events being applied
+# 5 s, the HTTP server 2 s; the leases' release and the engine's close are database calls.
+STOP_STEPS = timedelta(seconds=5 + 5 + 2)
+DATABASE_ROOM = timedelta(seconds=10)
+
+
+def shutdown_budget(delivery_timeout: timedelta) -> timedelta:
+    """The least time a supervisor must wait after SIGTERM before it kills the daemon."""
+    return delivery_timeout + STOP_STEPS + DATABASE_ROOM
+
+
+def systemd_timespan(text: str) -> timedelta:
+    """A systemd time span such as ``60s``, ``1min 30s`` or ``90`` (seconds)."""
+    units = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+    parts = re.findall(r"(\d+)\s*([a-z]*)", text)
+    assert parts and "".join(n + u for n, u in parts) == text.replace(" ", ""), text
+    return timedelta(seconds=sum(int(n) * units[u or "s"] for n, u in parts))
+
+
+def test_systemd_waits_for_a_send_in_flight_before_it_kills_the_daemon() -> None:
+    stop = systemd_timespan(unit_settings()["TimeoutStopSec"][-1])
+    assert stop >= shutdown_budget(AlertsConfig().delivery_timeout), (
+        f"TimeoutStopSec={stop} could kill a send in flight: the daemon may need "
+        f"delivery_timeout ({AlertsConfig().delivery_timeout}) + {STOP_STEPS} to stop")
+    example = tomllib.loads((ROOT / "config.example.toml").read_text())
+    assert parse_duration(example["alerts"]["delivery_timeout"]) <= (
+        AlertsConfig().delivery_timeout), "the config the guide installs sends for longer"
+    assert "delivery_timeout" in UNIT.read_text(), "the unit says why, and what to raise"
+
+
+def delivery_timeout_of(config_text: str) -> timedelta:
+    alerts = tomllib.loads(config_text).get("alerts", {})
+    return parse_duration(alerts.get("delivery_timeout", AlertsConfig().delivery_timeout))
+
+
+def test_kubernetes_and_compose_wait_for_a_send_in_flight_too() -> None:
+    configmap = k8s("configmap.yaml")["data"]["config.toml"]
+    grace = k8s("deployment.yaml")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert timedelta(seconds=grace) >= shutdown_budget(delivery_timeout_of(configmap))
+    # Compose (like `docker stop`) kills after 10 s unless the service says otherwise.
+    stop = parse_duration(compose()["services"]["monitor"].get("stop_grace_period", "10s"))
+    for config in ("monitor.toml", "monitor.demo.toml"):
+        timeout = delivery_timeout_of((COMPOSE_DIR / config).read_text())
+        assert stop >= shutdown_budget(timeout), config
+
+
+def test_the_unit_lifts_the_open_file_limit_for_connections() -> None:
+    (limit,) = unit_settings()["LimitNOFILE"]
+    assert int(limit.partition(":")[0]) >= 8192
+
+
 # -- Kubernetes ----------------------------------------------------------------------------
 
-MANIFESTS = ["configmap.yaml", "deployment.yaml", "service.yaml", "secret.example.yaml"]
+MANIFESTS = ["configmap.yaml", "deployment.yaml", "service.yaml", "secret.example.yaml",
+             "ingress.yaml"]
 
 
 @pytest.mark.parametrize("name", MANIFESTS)
@@ -556,21 +776,51 @@ def test_the_kubernetes_manifest_matches_the_kubernetes_schema(name: str) -> Non
         pytest.fail(f"{name}: {exc.message}")
 
 
-def test_kustomize_applies_every_manifest_but_the_secret_example() -> None:
+def with_ingress(directory: Path) -> Path:
+    """A copy of deploy/kubernetes with ``- ingress.yaml`` uncommented, as the docs say."""
+    shutil.copytree(K8S, directory)
+    kustomization = directory / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "  # - ingress.yaml\n" in text
+    kustomization.write_text(text.replace("  # - ingress.yaml\n", "  - ingress.yaml\n"))
+    return directory
+
+
+def test_kustomize_applies_every_manifest_but_the_secret_example_and_the_opt_in_ingress(
+        tmp_path: Path) -> None:
     kustomization = k8s("kustomization.yaml")
     shipped = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == shipped - {"secret.example.yaml"}
+    assert set(kustomization["resources"]) == shipped - {"secret.example.yaml", "ingress.yaml"}
+    enabled = load_yaml(with_ingress(tmp_path / "k8s") / "kustomization.yaml")
+    assert set(enabled["resources"]) == shipped - {"secret.example.yaml"}
 
 
-def test_kubectl_kustomize_renders_the_manifests() -> None:
+@pytest.mark.parametrize("ingress", [False, True], ids=["as shipped", "with the ingress"])
+def test_kubectl_kustomize_renders_the_manifests(ingress: bool, tmp_path: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed on this machine")
-    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    directory = with_ingress(tmp_path / "k8s") if ingress else K8S
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True,
+                            text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(result.stdout))
-    assert kinds == ["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceMonitor"]
+    assert kinds == sorted(["ConfigMap", "Deployment", "PrometheusRule", "Service",
+                            "ServiceMonitor", *(["Ingress"] if ingress else [])])
+
+
+def test_the_ingress_exposes_the_webhook_endpoint_and_nothing_else() -> None:
+    ingress = k8s("ingress.yaml")["spec"]
+    assert "defaultBackend" not in ingress
+    (rule,) = ingress["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == (WEBHOOK_PATH, "Exact")
+    service = k8s("service.yaml")
+    (port,) = service["spec"]["ports"]
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"],
+                                          "port": {"name": port["name"]}}
+    (tls,) = ingress["tls"]
+    assert tls["hosts"] == [rule["host"]], "Linq delivers to https:// only"
 
 
 def container() -> dict[str, Any]:
@@ -629,3 +879,105 @@ def test_the_deployment_runs_several_non_root_replicas_with_a_read_only_root() -
                         "capabilities": {"drop": ["ALL"]}}
     assert container()["resources"]["limits"]["memory"]
     assert container()["resources"]["requests"]["cpu"]
+
+
+# -- git -----------------------------------------------------------------------------------
+
+
+def test_git_ignores_the_files_a_sqlite_database_leaves_beside_it(tmp_path: Path) -> None:
+    """A daemon or `db upgrade` run in a checkout leaves the database, its WAL, its
+    one-daemon lock and the copy taken before a migration: none of them may be committed."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed on this machine")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    url = f"sqlite:///{tmp_path / 'reputation-monitor.db'}"
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+        with engine.begin() as conn:  # one revision behind: the next upgrade backs it up
+            command.downgrade(migrate.alembic_config(conn), "-1")
+        migrate.upgrade(engine)
+        lock = lock_sqlite(url, Identity(name="test", host="localhost", pid=os.getpid()))
+    finally:
+        engine.dispose()
+    try:
+        left = sorted(p.name for p in tmp_path.iterdir() if p.name not in (".git", ".gitignore"))
+        assert any(name.endswith(".bak") for name in left), left
+        assert any(name.endswith(".db.lock") for name in left), left
+        result = subprocess.run(["git", "check-ignore", "--verbose", "--non-matching", *left],
+                                capture_output=True, text=True, cwd=tmp_path, check=False)
+        not_ignored = [line.split("\t")[1] for line in result.stdout.splitlines()
+                       if line.startswith("::")]
+        assert not_ignored == [], f"git would offer to commit {not_ignored}"
+    finally:
+        if lock is not None:
+            lock.release()
+    kept = subprocess.run(["git", "check-ignore", "uv.lock", "config.example.toml"],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert kept.stdout == "", "the lock file of the project itself must stay tracked"
+
+
+# -- references from deploy/ to the docs -------------------------------------------------------
+
+MARKDOWN_PATH = r"(?<![\w/.:-])((?:\.\.?/)*(?:[\w.-]+/)*[\w.-]+\.md)"
+
+
+def slug(heading: str) -> str:
+    """The anchor mkdocs (Python-Markdown's toc) gives a heading."""
+    text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
+    return re.sub(r"[-\s]+", "-", text).strip("-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {slug(h) for h in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, flags=re.M)}
+
+
+def references(text: str) -> list[tuple[str, str | None]]:
+    """(markdown path, anchor or quoted heading) for every way deploy/ files point at a
+    page: `docs/x.md#anchor`, `[text](path.md#anchor)`, `docs/x.md, "Heading"` and
+    `"Heading" in path.md`."""
+    found: list[tuple[str, str | None]] = []
+    named_before: dict[int, str] = {}
+    for match in re.finditer(r"\"([^\"]+)\"\s+in\s+" + MARKDOWN_PATH, text):
+        named_before[match.start(2)] = slug(match.group(1))
+    for match in re.finditer(MARKDOWN_PATH + r"(#[\w-]+)?(?:,\s*\"([^\"]+)\")?", text):
+        path, anchor, heading = match.groups()
+        if match.start() in named_before:
+            found.append((path, named_before[match.start()]))
+        else:
+            found.append((path, anchor[1:] if anchor else slug(heading) if heading else None))
+    return found
+
+
+def deploy_text_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix != ".json")
+
+
+def test_every_page_and_heading_a_deploy_file_points_at_exists() -> None:
+    checked = 0
+    for file in deploy_text_files():
+        text = file.read_text()
+        for path, anchor in references(text):
+            target = next((base / path for base in (file.parent, ROOT)
+                           if (base / path).is_file()), None)
+            where = f"{file.relative_to(ROOT)} points at {path}"
+            assert target is not None, f"{where}, which does not exist"
+            if anchor is not None:
+                assert anchor in anchors(target), f"{where}#{anchor}: no such heading"
+            checked += 1
+        if file.suffix == ".md":  # relative links to files and directories exist too
+            for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+                if "://" not in link:
+                    assert (file.parent / link).exists(), f"{file}: broken link {link}"
+    assert checked >= 10, "the patterns no longer find the references"
+
+
+def test_a_reference_to_a_missing_heading_is_caught() -> None:
+    """The form compose.yaml used when it pointed at a README section that was gone."""
+    (reference,) = references('# against Linq: see "Real account" in ../README.md')
+    assert reference == ("../README.md", "real-account")
+    assert "real-account" not in anchors(DEPLOY / "README.md")
+    assert references('docs/deployment.md, "Compose with a Linq account"') == [
+        ("docs/deployment.md", "compose-with-a-linq-account")]
