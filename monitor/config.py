@@ -211,8 +211,9 @@ def _optional_duration(value: object) -> object:
 
 class DatabaseConfig(_Section):
     url: str = DEFAULT_DATABASE_URL
-    """``sqlite:///FILE`` or ``postgresql+psycopg://user@host/db`` (``postgresql://`` is read
-    as ``postgresql+psycopg://``)."""
+    """``sqlite:///FILE`` (a relative FILE is beside the config file; ``sqlite:////abs/path``)
+    or ``postgresql+psycopg://user@host/db`` (``postgresql://`` is read as
+    ``postgresql+psycopg://``)."""
     url_env: str | None = None
     """Read the database URL (with its password) from this variable instead, which must be
     set."""
