@@ -259,7 +259,8 @@ class ServerConfig(_Section):
     @field_validator("protect_metrics")
     @classmethod
     def _protected_by_a_token(cls, value: bool, info: ValidationInfo) -> bool:
-        if value and info.data.get("api_token_env") is None:
+        # A bad api_token_env is missing from info.data: reported there, not here too.
+        if value and info.data.get("api_token_env", "bad") is None:
             raise ValueError("needs server.api_token_env")
         return value
 
@@ -401,7 +402,8 @@ class ChannelConfig(_Section):
     @field_validator("body_format")
     @classmethod
     def _format_needs_template(cls, value: str, info: ValidationInfo) -> str:
-        if value != "text" and info.data.get("body_template") is None:
+        # A template that does not compile is missing from info.data: reported there only.
+        if value != "text" and info.data.get("body_template", "bad") is None:
             raise ValueError(f"'{value}' needs a body_template (the default text is plain)")
         return value
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from monitor.alerts.checks import ALERT_CHECKS
 from monitor.config import parse_config
 from monitor.errors import ConfigError
 from tests.support.daemon import cli
@@ -94,3 +95,14 @@ def test_a_reference_to_a_malformed_account_is_not_called_unknown() -> None:
     raw = {"accounts": [{"name": "main"}, {"name": "eu", "timeout": "soon"}],
            "lines": [{"match": "*", "account": "eu"}]}
     assert [key for key, _ in problems_of(raw)] == ["accounts[1].timeout"]
+
+
+def test_a_bad_key_does_not_bring_a_false_second_problem() -> None:
+    channel = {"name": "ops", "url": "json://h", "body_template": "{% for e in entries %}",
+               "body_format": "markdown"}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"accounts": [{"name": "main", "token": "t"}],
+                      "server": {"api_token_env": 5, "protect_metrics": True},
+                      "alerts": {"channels": [channel]}}, environ={}, checks=ALERT_CHECKS)
+    assert [key for key, _ in info.value.problems] == ["server.api_token_env",
+                                                       "alerts.channels[0].body_template"]
