@@ -13,10 +13,11 @@ import re
 import ssl
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -43,26 +44,52 @@ DEFAULT_WEBHOOK_SECRET_ENV = "LINQ_WEBHOOK_SECRET"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_duration(value: object) -> timedelta:
-    """'30s', '5m', '1h30m', '7d', or a number of seconds."""
+    """A duration as the config and the command line write it: a number and a unit each
+    (``ms``, ``s``, ``m``, ``h``, ``d``), summed: "30s", "5m", "1h30m", "7d", "250ms".
+    Spaces between parts are allowed, so what ``format_duration`` prints ("3d 4h") reads
+    back. Raises ValueError for anything else: a negative duration, or a bare number (60
+    seconds or 60 minutes? the unit must be written)."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        raise _no_unit(str(value))
     if not isinstance(value, str):
-        raise ValueError("expected a duration such as '30s', '5m' or '1h'")
+        raise ValueError("expected a duration such as \"30s\", \"5m\" or \"1h\"")
     text = value.strip().replace(" ", "")
+    if text.startswith("-"):
+        raise ValueError("a duration cannot be negative")
+    if _NUMBER.fullmatch(text):
+        raise _no_unit(text)
     parts = _DURATION.findall(text)
     if not text or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"'{value}' is not a duration (use e.g. '30s', '5m', '1h30m', '7d')")
     return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
 
 
+def _no_unit(number: str) -> ValueError:
+    if number.startswith("-"):
+        return ValueError("a duration cannot be negative")
+    return ValueError(f'{number} has no unit: write "{number}s" (or ms, m, h, d)')
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _longer_than_zero(value: timedelta) -> timedelta:
+    """For a duration key where zero makes no sense (a deadline, an interval, a backoff)."""
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+def _not_read(what: str) -> RuntimeError:
+    # A programming mistake, not a bad config: a command that loads without secrets must
+    # not reach for one.
+    return RuntimeError(f"{what} was not read: the config was loaded with secrets=False")
 
 
 def _require_unique(names: list[str], what: str) -> None:
@@ -120,6 +147,7 @@ class AccountConfig(_Section):
     _resolved: SecretStr | None = PrivateAttr(default=None)
     _ca_path: Path | None = PrivateAttr(default=None)
     _webhook_secret: SecretStr | None = PrivateAttr(default=None)
+    _secrets_skipped: bool = PrivateAttr(default=False)
 
     @field_validator("base_url")
     @classmethod
@@ -135,6 +163,9 @@ class AccountConfig(_Section):
             raise ValueError("must be at least 1s")
         return value
 
+    # audit_wait may be 0s: alerts never wait, the diagnosis follows as its own message.
+    _timeout_not_zero = field_validator("timeout")(_longer_than_zero)
+
     @model_validator(mode="after")
     def _one_token_source(self) -> AccountConfig:
         given = [k for k in ("token_env", "token_file", "token") if getattr(self, k) is not None]
@@ -149,14 +180,29 @@ class AccountConfig(_Section):
 
     @property
     def api_token(self) -> SecretStr:
+        """The partner token. Raises RuntimeError on a config loaded with secrets=False."""
+        if self._secrets_skipped:
+            raise _not_read(f"the API token of account {self.name!r}")
         if self._resolved is None:
             raise RuntimeError("config secrets were not resolved; use load_config()")
         return self._resolved
 
     @property
     def webhook_secret(self) -> SecretStr | None:
-        """The Standard Webhooks signing secret, or None when webhooks are off."""
+        """The Standard Webhooks signing secret, or None when webhooks are off. Raises
+        RuntimeError on a config loaded with secrets=False."""
+        if self._secrets_skipped:
+            raise _not_read(f"the webhook secret of account {self.name!r}")
         return self._webhook_secret
+
+
+def _database_dialect(url: str) -> str:
+    """``url`` if it names a database we speak, ``postgresql://`` read as psycopg 3's."""
+    if not url.startswith(("sqlite:", "postgresql")):
+        raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
 
 
 def _optional_duration(value: object) -> object:
@@ -165,8 +211,9 @@ def _optional_duration(value: object) -> object:
 
 class DatabaseConfig(_Section):
     url: str = DEFAULT_DATABASE_URL
-    """``sqlite:///FILE`` or ``postgresql+psycopg://user@host/db`` (``postgresql://`` is read
-    as ``postgresql+psycopg://``)."""
+    """``sqlite:///FILE`` (a relative FILE is beside the config file; ``sqlite:////abs/path``)
+    or ``postgresql+psycopg://user@host/db`` (``postgresql://`` is read as
+    ``postgresql+psycopg://``)."""
     url_env: str | None = None
     """Read the database URL (with its password) from this variable instead, which must be
     set."""
@@ -176,14 +223,17 @@ class DatabaseConfig(_Section):
     """History older than this is condensed daily into summaries; ``"off"`` keeps
     everything."""
 
+    @field_validator("retention")
+    @classmethod
+    def _keeps_something(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError('must be longer than 0s (or "off" to keep everything)')
+        return value
+
     @field_validator("url")
     @classmethod
     def _known_dialect(cls, value: str) -> str:
-        if not value.startswith(("sqlite:", "postgresql")):
-            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
-        if value.startswith("postgresql://"):
-            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
-        return value
+        return _database_dialect(value)
 
 
 class ServerConfig(_Section):
@@ -202,9 +252,24 @@ class ServerConfig(_Section):
     """A request not answered by then gets 503."""
 
     _api_token: SecretStr | None = PrivateAttr(default=None)
+    _secrets_skipped: bool = PrivateAttr(default=False)
+
+    _timeout_not_zero = field_validator("request_timeout")(_longer_than_zero)
+
+    @field_validator("protect_metrics")
+    @classmethod
+    def _protected_by_a_token(cls, value: bool, info: ValidationInfo) -> bool:
+        # A bad api_token_env is missing from info.data: reported there, not here too.
+        if value and info.data.get("api_token_env", "bad") is None:
+            raise ValueError("needs server.api_token_env")
+        return value
 
     @property
     def api_token(self) -> SecretStr | None:
+        """The bearer token of ``/api/v1``, None without auth. Raises RuntimeError on a
+        config loaded with secrets=False."""
+        if self._secrets_skipped:
+            raise _not_read("the server's API token")
         return self._api_token
 
     @field_validator("listen")
@@ -324,6 +389,7 @@ class ChannelConfig(_Section):
     template filter."""
 
     _resolved: SecretStr | None = PrivateAttr(default=None)
+    _secrets_skipped: bool = PrivateAttr(default=False)
 
     @field_validator("title_template", "body_template")
     @classmethod
@@ -336,7 +402,8 @@ class ChannelConfig(_Section):
     @field_validator("body_format")
     @classmethod
     def _format_needs_template(cls, value: str, info: ValidationInfo) -> str:
-        if value != "text" and info.data.get("body_template") is None:
+        # A template that does not compile is missing from info.data: reported there only.
+        if value != "text" and info.data.get("body_template", "bad") is None:
             raise ValueError(f"'{value}' needs a body_template (the default text is plain)")
         return value
 
@@ -377,6 +444,9 @@ class ChannelConfig(_Section):
 
     @property
     def apprise_url(self) -> SecretStr:
+        """The Apprise URL. Raises RuntimeError on a config loaded with secrets=False."""
+        if self._secrets_skipped:
+            raise _not_read(f"the URL of channel {self.name!r}")
         if self._resolved is None:
             raise RuntimeError("config secrets were not resolved; use load_config()")
         return self._resolved
@@ -415,6 +485,16 @@ class AlertsConfig(_Section):
     monitor announces it once to the channels (and once when it clears)."""
     channels: list[ChannelConfig] = []
     """Where alerts go: one ``[[alerts.channels]]`` table per Apprise destination."""
+
+    _not_zero = field_validator("policy_interval", "delivery_timeout", "retry_initial",
+                                "retry_max", "give_up_after", "stale_after")(_longer_than_zero)
+
+    @field_validator("flap_window")
+    @classmethod
+    def _window_when_flapping(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        if info.data.get("flap_changes", 0) > 0 and value <= timedelta(0):
+            raise ValueError("must be longer than 0s when flap_changes is set")
+        return value
 
     @field_validator("channels")
     @classmethod
@@ -480,6 +560,7 @@ class Config(_Section):
     """``"json"`` for log pipelines (``--log-format`` overrides)."""
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
+    _database_url: str | None = PrivateAttr(default=None)
 
     @field_validator("accounts")
     @classmethod
@@ -487,23 +568,18 @@ class Config(_Section):
         _require_unique([a.name for a in value], "account")
         return value
 
-    @model_validator(mode="after")
-    def _channel_accounts_exist(self) -> Config:
-        known = {a.name for a in self.accounts}
-        for i, channel in enumerate(self.alerts.channels):
-            unknown = sorted(set(channel.accounts) - known)
-            if unknown:
-                raise ConfigError(f"alerts.channels[{i}].accounts",
-                                  f"unknown account(s): {', '.join(unknown)}")
-        return self
-
     @property
     def warnings(self) -> list[str]:
         """Things that are allowed but unwise, to be logged once at start."""
         return list(self._warnings)
 
     def database_url(self) -> str:
-        return os.environ[self.database.url_env] if self.database.url_env else self.database.url
+        """The URL to open: ``url``, or the value of ``url_env``; a relative SQLite path
+        taken from the config file's folder. Resolved when the config is loaded, with or
+        without secrets."""
+        if self._database_url is None:
+            raise RuntimeError("the database URL was not resolved; use load_config()")
+        return self._database_url
 
 
 class ConfigChecks(Protocol):
@@ -519,8 +595,10 @@ class ConfigChecks(Protocol):
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
-                checks: ConfigChecks | None = None) -> Config:
-    """Read, validate and resolve a TOML config. Raises ConfigError naming the key."""
+                checks: ConfigChecks | None = None, secrets: bool = True) -> Config:
+    """Read, validate and resolve a TOML config; the relative paths in it (``token_file``,
+    ``ca_bundle``, a SQLite file) are taken from the file's folder. Raises ConfigError
+    listing every problem found (see ``parse_config``)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -530,7 +608,8 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
-    config = parse_config(raw, environ=environ, base_dir=path.parent, checks=checks)
+    config = parse_config(raw, environ=environ, base_dir=path.parent, checks=checks,
+                          secrets=secrets)
     if any(a.token is not None for a in config.accounts) and _readable_by_others(path):
         config._warnings.append(
             f"{path} holds an inline API token and is readable by other users; "
@@ -541,52 +620,182 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
 
 def parse_config(
     raw: dict[str, Any], *, environ: Mapping[str, str] | None = None,
-    base_dir: Path | None = None, checks: ConfigChecks | None = None,
+    base_dir: Path | None = None, checks: ConfigChecks | None = None, secrets: bool = True,
 ) -> Config:
-    """Validate a config mapping and resolve its secrets. Raises ConfigError naming the key
-    of the first problem: the file's shape first (pydantic), then references between
-    sections, then secrets and files, section by section in file order."""
+    """Validate a config mapping and resolve what it refers to.
+
+    Raises ConfigError listing every problem found, in file order: each key of the wrong
+    shape (pydantic's errors), and, in the sections that are well formed, references
+    between sections and the secrets and files they name. So one run shows them all.
+
+    ``secrets=False`` neither reads nor requires a secret (API tokens, channel URLs,
+    webhook secrets, the server's API token): for commands that only read the database.
+    Asking such a config for one raises RuntimeError. The database URL (``url_env``
+    included) is resolved either way; relative paths are taken from ``base_dir``.
+    """
     env = os.environ if environ is None else environ
+    problems = _Problems()
     try:
-        config = Config.model_validate(raw, context={"checks": checks})
+        config: Config | None = Config.model_validate(raw, context={"checks": checks})
     except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        raise ConfigError(_key_path(first["loc"]), _reason(first)) from None
-    _check_line_accounts(config)
-    _resolve_accounts(config, env, base_dir)
-    _resolve_channels(config, env, checks)
-    _resolve_server(config, env)
-    if config.database.url_env and config.database.url_env not in env:
-        raise ConfigError("database.url_env",
-                          f"environment variable {config.database.url_env} is not set")
+        config = None
+        problems.found += [(_key_path(error["loc"]), _reason(error))
+                           for error in exc.errors(include_input=False, include_url=False)]
+    parts = _Parts.of(config) if config is not None else _Parts.salvage(raw, checks)
+    problems.found += _broken_references(parts)
+    for i, account in parts.accounts:
+        _resolve_account(account, f"accounts[{i}]", problems, env=env, base_dir=base_dir,
+                         secrets=secrets)
+    for i, channel in parts.channels:
+        _resolve_channel(channel, f"alerts.channels[{i}]", problems, env=env, checks=checks,
+                         secrets=secrets)
+    if parts.server is not None:
+        server = parts.server
+        if secrets:
+            server._api_token = problems.check(lambda: _resolve_server_token(server, env))
+        else:
+            server._secrets_skipped = True
+    database_url = None
+    if parts.database is not None:
+        database = parts.database
+        database_url = problems.check(lambda: _resolve_database_url(database, env, base_dir))
+    if problems.found:
+        raise ConfigError.of(_in_file_order(problems.found, raw))
+    assert config is not None and database_url is not None  # else a problem was recorded
+    config._database_url = database_url
+    _warn_of_unheard_channels(config)
     return config
 
 
-def _check_line_accounts(config: Config) -> None:
-    """Every ``[[lines]]`` entry that names an account names a configured one."""
-    accounts = [a.name for a in config.accounts]
-    for i, line in enumerate(config.lines):
-        if line.account is not None and line.account not in accounts:
-            raise ConfigError(f"lines[{i}].account", f"no account named {line.account!r} "
-                              f"(configured: {', '.join(accounts)})")
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
-def _resolve_accounts(config: Config, env: Mapping[str, str], base_dir: Path | None) -> None:
-    """Each account's API token, CA bundle and webhook secret, read and checked."""
-    for i, account in enumerate(config.accounts):
-        account._resolved = _resolve_token(account, f"accounts[{i}]", env, base_dir)
-        if account.ca_bundle is not None:
-            account._ca_path = _check_ca_bundle(account.ca_bundle, f"accounts[{i}].ca_bundle",
-                                                base_dir)
-        account._webhook_secret = _resolve_webhook_secret(account, f"accounts[{i}]", env)
+class _Problems:
+    """The ``(key, reason)`` problems found so far in one config."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def check(self, step: Callable[[], T]) -> T | None:
+        """``step()``, or None once its ConfigError is recorded."""
+        try:
+            return step()
+        except ConfigError as exc:
+            self.found += exc.problems
+            return None
 
 
-def _resolve_channels(config: Config, env: Mapping[str, str],
-                      checks: ConfigChecks | None) -> None:
-    """Each channel's URL, checked; a warning for a label selector no line can match."""
+@dataclass(frozen=True)
+class _Parts:
+    """The sections whose secrets and references get checked: those of a valid config, or,
+    when some key is bad, every section that is well formed on its own, so that a mistake
+    in one section does not hide a missing variable in another."""
+
+    accounts: list[tuple[int, AccountConfig]]
+    account_names: list[str] | None  # None: some account is malformed, its name unknown
+    lines: list[tuple[int, LineConfig]]
+    channels: list[tuple[int, ChannelConfig]]
+    server: ServerConfig | None
+    database: DatabaseConfig | None
+
+    @classmethod
+    def of(cls, config: Config) -> _Parts:
+        return cls(list(enumerate(config.accounts)), [a.name for a in config.accounts],
+                   list(enumerate(config.lines)), list(enumerate(config.alerts.channels)),
+                   config.server, config.database)
+
+    @classmethod
+    def salvage(cls, raw: Mapping[str, Any], checks: ConfigChecks | None) -> _Parts:
+        context = {"checks": checks}
+        raw_accounts, alerts = raw.get("accounts"), raw.get("alerts")
+        accounts = _well_formed(AccountConfig, raw_accounts, context)
+        complete = isinstance(raw_accounts, list) and 0 < len(accounts) == len(raw_accounts)
+        return cls(
+            accounts, [a.name for _, a in accounts] if complete else None,
+            _well_formed(LineConfig, raw.get("lines"), context),
+            _well_formed(ChannelConfig,
+                         alerts.get("channels") if isinstance(alerts, dict) else None, context),
+            _valid_or_none(ServerConfig, raw.get("server", {}), context),
+            _valid_or_none(DatabaseConfig, raw.get("database", {}), context))
+
+
+def _well_formed(model: type[M], items: object, context: dict[str, Any]) -> list[tuple[int, M]]:
+    if not isinstance(items, list):
+        return []
+    valid = ((i, _valid_or_none(model, item, context)) for i, item in enumerate(items))
+    return [(i, section) for i, section in valid if section is not None]
+
+
+def _valid_or_none(model: type[M], value: object, context: dict[str, Any]) -> M | None:
+    try:
+        return model.model_validate(value, context=context)
+    except ValidationError:
+        return None  # already reported by the validation of the whole config
+
+
+def _broken_references(parts: _Parts) -> list[tuple[str, str]]:
+    """Lines and channels naming an account that is not configured."""
+    names = parts.account_names
+    if names is None:
+        return []
+    found = []
+    for i, line in parts.lines:
+        if line.account is not None and line.account not in names:
+            found.append((f"lines[{i}].account", f"no account named {line.account!r} "
+                          f"(configured: {', '.join(names)})"))
+    for i, channel in parts.channels:
+        unknown = sorted(set(channel.accounts) - set(names))
+        if unknown:
+            found.append((f"alerts.channels[{i}].accounts",
+                          f"unknown account(s): {', '.join(unknown)}"))
+    return found
+
+
+def _in_file_order(problems: list[tuple[str, str]], raw: Mapping[str, Any]) -> list[
+        tuple[str, str]]:
+    """Sorted by the section's place in the file, then by the entry's index in an array of
+    tables; in the order found within one entry."""
+    place = {name: i for i, name in enumerate(raw)}
+
+    def position(problem: tuple[str, str]) -> tuple[int, int]:
+        key = problem[0]
+        index = re.search(r"\[(\d+)\]", key)
+        return (place.get(re.split(r"[.\[]", key, maxsplit=1)[0], len(place)),
+                int(index.group(1)) if index else -1)
+
+    return sorted(problems, key=position)
+
+
+def _resolve_account(account: AccountConfig, key: str, problems: _Problems, *,
+                     env: Mapping[str, str], base_dir: Path | None, secrets: bool) -> None:
+    """The account's CA bundle, and unless told not to its API token and webhook secret,
+    read and checked."""
+    if account.ca_bundle is not None:
+        bundle = account.ca_bundle
+        account._ca_path = problems.check(
+            lambda: _check_ca_bundle(bundle, f"{key}.ca_bundle", base_dir))
+    if not secrets:
+        account._secrets_skipped = True
+        return
+    account._resolved = problems.check(lambda: _resolve_token(account, key, env, base_dir))
+    account._webhook_secret = problems.check(
+        lambda: _resolve_webhook_secret(account, key, env))
+
+
+def _resolve_channel(channel: ChannelConfig, key: str, problems: _Problems, *,
+                     env: Mapping[str, str], checks: ConfigChecks | None, secrets: bool) -> None:
+    """The channel's Apprise URL, read and checked, unless told not to."""
+    if not secrets:
+        channel._secrets_skipped = True
+        return
+    channel._resolved = problems.check(lambda: _resolve_channel_url(channel, key, env, checks))
+
+
+def _warn_of_unheard_channels(config: Config) -> None:
+    """A warning for a channel's label selector that no line can match."""
     given = {(k, v) for line in config.lines for k, v in line.labels.items()}
     for i, channel in enumerate(config.alerts.channels):
-        channel._resolved = _resolve_channel_url(channel, f"alerts.channels[{i}]", env, checks)
         missing = [f"{k}={v}" for k, v in sorted(channel.labels.items()) if (k, v) not in given]
         if missing:
             config._warnings.append(
@@ -594,16 +803,47 @@ def _resolve_channels(config: Config, env: Mapping[str, str],
                 f"so channel {channel.name} hears of no line")
 
 
-def _resolve_server(config: Config, env: Mapping[str, str]) -> None:
-    """The API token of the gate (and of /metrics when protected)."""
-    if config.server.api_token_env is not None:
-        value = env.get(config.server.api_token_env, "").strip()
+def _resolve_server_token(server: ServerConfig, env: Mapping[str, str]) -> SecretStr | None:
+    """The API token of the gate (and of /metrics when protected), if one is asked for."""
+    if server.api_token_env is None:
+        return None
+    value = env.get(server.api_token_env, "").strip()
+    if not value:
+        raise ConfigError("server.api_token_env",
+                          f"environment variable {server.api_token_env} is not set")
+    return SecretStr(value)
+
+
+def _resolve_database_url(database: DatabaseConfig, env: Mapping[str, str],
+                          base_dir: Path | None) -> str:
+    """``url`` or the value of ``url_env``, a relative SQLite path taken from ``base_dir``."""
+    url = database.url
+    if database.url_env is not None:
+        name = database.url_env
+        value = env.get(name, "").strip()
         if not value:
-            raise ConfigError("server.api_token_env",
-                              f"environment variable {config.server.api_token_env} is not set")
-        config.server._api_token = SecretStr(value)
-    if config.server.protect_metrics and config.server.api_token_env is None:
-        raise ConfigError("server.protect_metrics", "needs server.api_token_env")
+            raise ConfigError("database.url_env", f"environment variable {name} is not set")
+        try:
+            url = _database_dialect(value)
+        except ValueError:
+            # Never echo the value: it usually carries the password.
+            raise ConfigError("database.url_env", f"{name} does not hold a sqlite:/// or "
+                              "postgresql+psycopg:// URL") from None
+    return _sqlite_beside(url, base_dir)
+
+
+def _sqlite_beside(url: str, base_dir: Path | None) -> str:
+    """A relative SQLite path (``sqlite:///monitor.db``) taken from ``base_dir``, like
+    ``token_file``, so every command finds the same file whatever the working directory.
+    An absolute path (``sqlite:////var/lib/x.db``), ``:memory:`` and other databases are
+    unchanged."""
+    scheme, sep, rest = url.partition(":///")
+    if base_dir is None or not sep or not scheme.startswith("sqlite"):
+        return url
+    path, query_sep, query = rest.partition("?")
+    if not path or path.startswith(("/", "file:")) or path == ":memory:":
+        return url
+    return f"{scheme}:///{os.path.abspath(base_dir / path)}{query_sep}{query}"
 
 
 def _resolve_token(

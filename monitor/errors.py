@@ -1,7 +1,7 @@
 """The one exception tree of the monitor.
 
     MonitorError
-    ├── ConfigError            bad configuration; names the key path
+    ├── ConfigError            bad configuration; names every bad key's path
     ├── ApiError               the Linq API answered badly or not at all
     │   ├── ApiAuthError       401/403: the token was rejected (permanent)
     │   ├── ApiRateLimited     429 after retries; carries retry_after
@@ -24,18 +24,39 @@ before they reach an exception.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class MonitorError(Exception):
     """Base of every error this package raises on purpose."""
 
 
 class ConfigError(MonitorError):
-    """The configuration is invalid. ``key`` is the dotted path of the offending key."""
+    """The configuration is invalid.
 
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}" if key else reason)
+    ``problems`` lists every ``(key, reason)`` found, ``key`` being the dotted path of the
+    offending key ("" for the file as a whole); ``key`` and ``reason`` are the first. One
+    problem reads ``key: reason``; several read ``N problems in the config:`` followed by
+    one indented ``key: reason`` line each.
+    """
+
+    def __init__(self, key: str, reason: str,
+                 *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = [(key, reason), *more]
         self.key = key
         self.reason = reason
+        lines = [f"{k}: {r}" if k else r for k, r in self.problems]
+        if len(lines) == 1:
+            super().__init__(lines[0])
+        else:
+            super().__init__(f"{len(lines)} problems in the config:\n"
+                             + "\n".join(f"  {line}" for line in lines))
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        """One error carrying every problem, in the order given (at least one)."""
+        (key, reason), *more = problems
+        return cls(key, reason, more=more)
 
 
 class ApiError(MonitorError):

@@ -46,8 +46,9 @@ def test_retention_defaults_to_400_days_and_can_be_turned_off() -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400),
-                                               ("7d", 604800), ("250ms", 0.25), (90, 90)])
-def test_it_reads_durations(text: str | int, seconds: float) -> None:
+                                               ("7d", 604800), ("250ms", 0.25), ("0s", 0),
+                                               ("1h 30m", 5400), (" 2m ", 120)])
+def test_it_reads_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
 
