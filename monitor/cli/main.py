@@ -1,7 +1,7 @@
 """Command line: argument parsing, output and exit codes only.
 
 Exit codes: 0 success; 1 the command ran but something failed (a poll, a delivery);
-2 bad usage or bad configuration.
+2 bad usage or bad configuration; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
@@ -28,8 +29,24 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for any tool whose reader went away
 CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Options whose value is a duration: `--for -5m` must reach the duration check (argparse
+# would take "-5m" for an unknown option and say "expected one argument").
+DURATION_OPTIONS = ("--for", "--since", "--duration")
+_NEGATIVE = re.compile(r"^-[\d.]")
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    the command ran but something failed (a poll, a delivery, a channel)
+  2    bad usage or bad configuration
+  130  interrupted (Ctrl-C)
+
+--config, --log-level and --log-format go before or after the command's name.
+Shell completion: `reputation-monitor completion bash|zsh|fish` (see docs/cli.md)."""
 
 
 def default_config_path() -> str:
@@ -40,87 +57,116 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reputation-monitor",
         description="Watch the reputation of Linq phone lines; alert when they degrade.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, *, config: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if config:
-            p.add_argument("--config", default=None, metavar="FILE",
-                           help=f"config file (default: ${CONFIG_ENV}, then ./config.toml)")
-        p.add_argument("--log-level", default=None,
-                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-        p.add_argument("--log-format", default=None, choices=["text", "json"],
-                       help="text for people (default), json for log pipelines")
-        return p
+    def command(name: str, help_text: str, *, config: str | None = None
+                ) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, help_text, config=config)
 
-    command("run", "run the daemon: poll, store, alert, serve /metrics")
+    command("run", "run the daemon: poll, store, alert, serve /metrics (SIGTERM, SIGINT "
+            "and SIGHUP stop it cleanly)")
     command("poll", "poll every account once (store, detect, alert, deliver) and exit")
-    p = command("status", "show every known line and its current status")
+    p = command("status", "show every known line and its current status, worst first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="include lines removed from the account")
+    p.add_argument("--status", dest="statuses", action="append", type=_statuses,
+                   metavar="STATUS[,STATUS]", help="only lines in these statuses (any case; "
+                   "repeatable); FLAGGED selects lines Linq flagged")
+    p.add_argument("--account", dest="accounts", action="append", type=_short_text,
+                   metavar="NAME", help="only lines of this account (repeatable)")
+    p.add_argument("--label", dest="labels", action="append", type=_label,
+                   metavar="KEY=VALUE", help="only lines with this label, from [[lines]] "
+                   "in the config (repeatable: all must match)")
     p = command("history", "show recorded changes, newest first")
     p.add_argument("line", nargs="?", metavar="PHONE_OR_ID")
-    p.add_argument("--since", default=None, help="only changes this recent, e.g. 7d, 12h")
-    p.add_argument("--json", action="store_true")
-    command("check-config", "validate the config and explain what it sets up")
-    command("test-alert", "send a test notification to every channel and report each")
-    p = command("db", "database maintenance")
-    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    up = dbsub.add_parser("upgrade", help="apply pending migrations")
-    # SUPPRESS: `db --config F upgrade` must keep the F the parent parser read.
-    up.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-    pr = dbsub.add_parser("prune", help="condense history older than [database] retention")
-    pr.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-    p = command("alerts", "alert messages")
-    alerts_sub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
-    pv = alerts_sub.add_parser("preview", help="print every kind of message with sample data, "
-                               "as each channel would get it; sends nothing")
-    pv.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
+    p.add_argument("--since", type=_positive_duration, default=None, metavar="DURATION",
+                   help="only changes this recent, e.g. 7d, 12h")
+    p.add_argument("--limit", type=_positive_int, default=50, metavar="N",
+                   help="show at most N changes (default 50); says how many more exist")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("check-config", "validate the config and explain what it sets up")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("test-alert", "send a test notification to every channel and report each")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    db = command("db", "database maintenance").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION")
+    _subcommand(db, "upgrade", "apply pending migrations")
+    _subcommand(db, "prune", "condense history older than [database] retention")
+    alerts = command("alerts", "alert messages").add_subparsers(
+        dest="alerts_command", required=True, metavar="ACTION")
+    pv = _subcommand(alerts, "preview", "print every kind of message with sample data, as "
+                     "each channel would get it; sends nothing")
     pv.add_argument("--channel", default=None, metavar="NAME", help="only this channel")
     p = command("report", "per line: time in each status, degradations, time to recover")
-    p.add_argument("--since", default="30d", help="the window, e.g. 30d (default), 7d, 12h")
-    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p.add_argument("--since", type=_positive_duration, default="30d", metavar="DURATION",
+                   help="the window, e.g. 30d (default), 7d, 12h")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     _add_silence_commands(command("silence", "silence alerts about a line, a label or an "
                                   "account for a while; list and expire silences"))
     p = command("audit", "run a reputation audit of a line now, or `audit show PHONE`")
     p.add_argument("words", nargs="+", metavar="[show] PHONE")
     p.add_argument("--account", default=None, help="needed when several accounts have it")
-    p = command("webhook", "manage Linq webhook subscriptions")
-    whsub = p.add_subparsers(dest="webhook_command", required=True, metavar="ACTION")
-    reg = whsub.add_parser("register", help="subscribe phone_number.status_updated to a URL")
+    webhook = command("webhook", "manage Linq webhook subscriptions").add_subparsers(
+        dest="webhook_command", required=True, metavar="ACTION")
+    reg = _subcommand(webhook, "register", "subscribe phone_number.status_updated to a URL")
     reg.add_argument("--url", required=True, help="the daemon's public https://.../webhooks/linq")
-    lst = whsub.add_parser("list", help="list the account's subscriptions")
-    rm = whsub.add_parser("delete", help="delete a subscription")
+    lst = _subcommand(webhook, "list", "list the account's subscriptions")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+    rm = _subcommand(webhook, "delete", "delete a subscription")
     rm.add_argument("subscription_id", metavar="ID")
     for action in (reg, lst, rm):
         action.add_argument("--account", default=None)
-        action.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-    p = command("demo", "run the real daemon against the built-in simulator", config=False)
-    p.add_argument("--config", default=None, metavar="FILE", help="ignored; the demo makes its own")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p = command("demo", "run the real daemon against the built-in simulator",
+                config="ignored; the demo makes its own")
+    p.add_argument("--duration", type=_positive_duration, default=None, metavar="DURATION",
+                   help="stop after this long, e.g. 30s, 2m")
     p.add_argument("--port", type=int, default=9464, help="port for /metrics (0: any free)")
     p.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
-    p = command("simulate", "serve a fake Linq API from a scenario file", config=False)
-    p.add_argument("--config", default=None, metavar="FILE", help="ignored")
+    p = command("simulate", "serve a fake Linq API from a scenario file", config="ignored")
     p.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--host", default="127.0.0.1")
+    p = command("completion", "print a shell completion script (source it, or install it "
+                "where your shell looks)", config="ignored")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
     return parser
+
+
+def _subcommand(parent: Any, name: str, help_text: str, *, config: str | None = None
+                ) -> argparse.ArgumentParser:
+    """A command (or an action of one) that accepts the global options too."""
+    p: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+    _global_options(p, top=False, config_help=config)
+    return p
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool,
+                    config_help: str | None = None) -> None:
+    """--config, --log-level and --log-format, accepted on every level of the command tree.
+
+    Only the top level has defaults: a level below sets the value only when it is given
+    there (SUPPRESS), so `--config F run` and `run --config F` both keep F.
+    """
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", default=default, metavar="FILE", help=config_help or (
+        f"config file (default: ${CONFIG_ENV}, then ./config.toml)"))
+    parser.add_argument("--log-level", default=default, type=str.upper, choices=LOG_LEVELS,
+                        metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR, in any case "
+                        "(default: log_level in the config, else INFO)")
+    parser.add_argument("--log-format", default=default, choices=["text", "json"],
+                        help="text for people (default), json for log pipelines")
 
 
 def _add_silence_commands(parent: argparse.ArgumentParser) -> None:
     actions = parent.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text)
-        # SUPPRESS: `silence --config F add ...` must keep the F the parent parser read.
-        p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-        p.add_argument("--log-level", default=argparse.SUPPRESS,
-                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-        p.add_argument("--log-format", default=argparse.SUPPRESS, choices=["text", "json"])
-        return p
+        return _subcommand(actions, name, help_text)
 
     add = action("add", "silence the lines one matcher selects, from now for a while")
     target = add.add_mutually_exclusive_group(required=True)
@@ -137,6 +183,7 @@ def _add_silence_commands(parent: argparse.ArgumentParser) -> None:
                      help="who is silencing (default: $USER@hostname)")
     listing = action("list", "show active and upcoming silences")
     listing.add_argument("--all", action="store_true", help="include ended and expired ones")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     expire = action("expire", "end a silence now")
     expire.add_argument("id", type=int, metavar="ID")
 
@@ -164,24 +211,74 @@ def _label(value: str) -> str:
     return _short_text(f"{key}={label_value}")
 
 
+def _statuses(value: str) -> list[str]:
+    found = [part.strip().upper() for part in value.split(",") if part.strip()]
+    if not found:
+        raise argparse.ArgumentTypeError("name a status, e.g. CRITICAL or critical,at_risk")
+    return found
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def _positive_duration(value: str) -> timedelta:
+    """A duration in the config's syntax ('30s', '5m', '1h30m', '7d', '250ms'), above zero."""
     from monitor.config import parse_duration
 
+    text = value.strip()
+    if text.startswith("-"):
+        try:
+            parse_duration(text[1:])
+        except ValueError:
+            pass
+        else:
+            raise argparse.ArgumentTypeError(f"must be longer than 0s (got {text})")
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        raise argparse.ArgumentTypeError(f"'{text}' has no unit: write e.g. {text}s or "
+                                         f"{text}m (units: ms, s, m, h, d)")
     try:
-        duration = parse_duration(value)
+        duration = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if duration <= timedelta(0):
-        raise argparse.ArgumentTypeError("must be longer than 0s")
+        raise argparse.ArgumentTypeError(f"must be longer than 0s (got {text})")
     return duration
 
 
+def attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--for -5m`` as ``--for=-5m``: argparse reads a value that starts with "-" as an
+    option, and the user would be told the option lacks its argument instead of what is
+    wrong with the value. Stops at ``--``."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            return out + args[i:]
+        if word in DURATION_OPTIONS and i + 1 < len(args) and _NEGATIVE.match(args[i + 1]):
+            out.append(f"{word}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level or "INFO", args.log_format or "text")
-    handler = _COMMANDS[args.command]
+    parser = build_parser()
     try:
-        return handler(args)
+        args = parser.parse_args(attach_negative_values(
+            sys.argv[1:] if argv is None else argv))
+        setup_logging(args.log_level or "INFO", args.log_format or "text")
+        return _COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -192,7 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return EXIT_OK
+        # The shell's convention for a command stopped by SIGINT (128 + 2): a script
+        # running `reputation-monitor poll && next` must not read Ctrl-C as success.
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `status | head`: the reader has what it wanted. Exit as a tool killed by SIGPIPE
+        # would, without a traceback; stdout goes to /dev/null so the flush at exit is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -231,43 +336,40 @@ def _poll(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from monitor.cli.commands import print_status
+    from monitor.cli.lines import LineFilter
 
-    return print_status(load(args), as_json=args.json, include_removed=args.all)
+    wanted = LineFilter.of(statuses=[s for group in args.statuses or [] for s in group],
+                           accounts=args.accounts or [], labels=args.labels or [])
+    return print_status(load(args), as_json=args.json, include_removed=args.all,
+                        wanted=wanted)
 
 
 def _history(args: argparse.Namespace) -> int:
     from monitor.cli.commands import print_history
-    from monitor.config import parse_duration
 
-    try:
-        since = parse_duration(args.since) if args.since else None
-    except ValueError as exc:
-        raise ConfigError("--since", str(exc)) from None
-    return print_history(load(args), line=args.line, since=since, as_json=args.json)
+    return print_history(load(args), line=args.line, since=args.since, as_json=args.json,
+                         limit=args.limit)
 
 
 def _check_config(args: argparse.Namespace) -> int:
     from monitor.cli.commands import explain_config
+    from monitor.cli.shapes import config_json, dump
 
-    print(explain_config(load(args)))
+    config = load(args)
+    print(dump(config_json(config)) if args.json else explain_config(config))
     return EXIT_OK
 
 
 def _test_alert(args: argparse.Namespace) -> int:
     from monitor.cli.commands import send_test_alerts
 
-    return EXIT_OK if run_async(send_test_alerts(load(args))) else EXIT_FAILED
+    return EXIT_OK if run_async(send_test_alerts(load(args), as_json=args.json)) else EXIT_FAILED
 
 
 def _report(args: argparse.Namespace) -> int:
     from monitor.cli.commands import print_report
-    from monitor.config import parse_duration
 
-    try:
-        since = parse_duration(args.since)
-    except ValueError as exc:
-        raise ConfigError("--since", str(exc)) from None
-    return print_report(load(args), since=since, fmt=args.format)
+    return print_report(load(args), since=args.since, fmt="json" if args.json else args.format)
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -294,13 +396,15 @@ def _alerts(args: argparse.Namespace) -> int:
     from monitor.cli.commands import preview_alerts
 
     return preview_alerts(load(args), channel=args.channel)
+
+
 def _silence(args: argparse.Namespace) -> int:
     from monitor.cli import commands
     from monitor.core.silence import MatcherKind
 
     config = load(args)
     if args.silence_command == "list":
-        return commands.print_silences(config, include_expired=args.all)
+        return commands.print_silences(config, include_expired=args.all, as_json=args.json)
     if args.silence_command == "expire":
         return commands.expire_silence(config, args.id)
     kind, value = next((k, getattr(args, k.value)) for k in MatcherKind
@@ -312,7 +416,15 @@ def _silence(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from monitor.cli.demo import run_demo
 
-    return run_demo(scenario=args.scenario, port=args.port, duration=args.duration)
+    duration = args.duration.total_seconds() if args.duration is not None else None
+    return run_demo(scenario=args.scenario, port=args.port, duration=duration)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from monitor.cli.completion import SCRIPTS
+
+    print(SCRIPTS[args.shell](build_parser()), end="")
+    return EXIT_OK
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -352,7 +464,8 @@ def _webhook(args: argparse.Namespace) -> int:
         text = run_async(subscriptions.register(config, account_name=args.account,
                                                 url=args.url))
     elif args.webhook_command == "list":
-        text = run_async(subscriptions.list_subscriptions(config, account_name=args.account))
+        text = run_async(subscriptions.list_subscriptions(config, account_name=args.account,
+                                                          as_json=args.json))
     else:
         text = run_async(subscriptions.delete(config, account_name=args.account,
                                               subscription_id=args.subscription_id))
@@ -375,4 +488,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": _simulate,
     "audit": _audit,
     "webhook": _webhook,
+    "completion": _completion,
 }
