@@ -136,9 +136,6 @@ def print_history(
             alerts = queries.alerts_for(session, [r.id for r in rows])
     finally:
         engine.dispose()
-    if total > len(rows):
-        print(f"({total - len(rows)} older changes not shown; --limit {total} shows all "
-              f"{total})", file=sys.stderr)
     if as_json:
         print(json.dumps([{
             "at": r.at.isoformat(), "account": r.account, "phone_number": r.phone_number,
@@ -146,13 +143,18 @@ def print_history(
             "to_status": r.to_status, "doc_url": r.doc_url, "source": r.source,
             "alerts": [{"channel": c, "state": s} for c, s in alerts.get(r.id, [])],
         } for r in rows], indent=2))
-        return 0
-    print(table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "ALERTS", "DOC URL"), [
-        (format_time(r.at), r.account, r.phone_number,
-         f"{r.from_status or '-'} → {r.to_status}", r.kind,
-         ", ".join(f"{c}:{s}" for c, s in alerts.get(r.id, [])) or "-", r.doc_url or "-")
-        for r in rows
-    ], width=terminal_width(), give_way=_HISTORY_GIVES_WAY))
+    else:
+        print(table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "ALERTS", "DOC URL"), [
+            (format_time(r.at), r.account, r.phone_number,
+             f"{r.from_status or '-'} → {r.to_status}", r.kind,
+             ", ".join(f"{c}:{s}" for c, s in alerts.get(r.id, [])) or "-", r.doc_url or "-")
+            for r in rows
+        ], width=terminal_width(), give_way=_HISTORY_GIVES_WAY))
+    if total > len(rows):
+        # On stderr: the table (or JSON) on stdout stays exactly what was asked for.
+        sys.stdout.flush()
+        print(f"({total - len(rows)} older changes not shown; --limit {total} shows all "
+              f"{total})", file=sys.stderr)
     return 0
 
 
