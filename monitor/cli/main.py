@@ -10,14 +10,13 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor import __version__
+from monitor.cli import arguments
 from monitor.errors import ConfigError, MonitorError, UsageError
 from monitor.logs import setup_logging
 
@@ -33,10 +32,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for any tool whose reader went away
 CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# Options whose value is a duration: `--for -5m` must reach the duration check (argparse
-# would take "-5m" for an unknown option and say "expected one argument").
-DURATION_OPTIONS = ("--for", "--since", "--duration")
-_NEGATIVE = re.compile(r"^-[\d.]")
 
 EXIT_CODES = """\
 exit codes:
@@ -73,19 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("status", "show every known line and its current status, worst first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="include lines removed from the account")
-    p.add_argument("--status", dest="statuses", action="append", type=_statuses,
+    p.add_argument("--status", dest="statuses", action="append", type=arguments.statuses,
                    metavar="STATUS[,STATUS]", help="only lines in these statuses (any case; "
                    "repeatable); FLAGGED selects lines Linq flagged")
-    p.add_argument("--account", dest="accounts", action="append", type=_short_text,
+    p.add_argument("--account", dest="accounts", action="append", type=arguments.short_text,
                    metavar="NAME", help="only lines of this account (repeatable)")
-    p.add_argument("--label", dest="labels", action="append", type=_label,
+    p.add_argument("--label", dest="labels", action="append", type=arguments.label,
                    metavar="KEY=VALUE", help="only lines with this label, from [[lines]] "
                    "in the config (repeatable: all must match)")
     p = command("history", "show recorded changes, newest first")
     p.add_argument("line", nargs="?", metavar="PHONE_OR_ID")
-    p.add_argument("--since", type=_positive_duration, default=None, metavar="DURATION",
+    p.add_argument("--since", type=arguments.positive_duration, default=None, metavar="DURATION",
                    help="only changes this recent, e.g. 7d, 12h")
-    p.add_argument("--limit", type=_positive_int, default=50, metavar="N",
+    p.add_argument("--limit", type=arguments.positive_int, default=50, metavar="N",
                    help="show at most N changes (default 50); says how many more exist")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("check-config", "validate the config and explain what it sets up")
@@ -102,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "each channel would get it; sends nothing")
     pv.add_argument("--channel", default=None, metavar="NAME", help="only this channel")
     p = command("report", "per line: time in each status, degradations, time to recover")
-    p.add_argument("--since", type=_positive_duration, default="30d", metavar="DURATION",
+    p.add_argument("--since", type=arguments.positive_duration, default="30d", metavar="DURATION",
                    help="the window, e.g. 30d (default), 7d, 12h")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.add_argument("--json", action="store_true", help="the same as --format json")
@@ -123,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--account", default=None)
     p = command("demo", "run the real daemon against the built-in simulator",
                 config="ignored; the demo makes its own")
-    p.add_argument("--duration", type=_positive_duration, default=None, metavar="DURATION",
+    p.add_argument("--duration", type=arguments.positive_duration, default=None, metavar="DURATION",
                    help="stop after this long, e.g. 30s, 2m")
     p.add_argument("--port", type=int, default=9464, help="port for /metrics (0: any free)")
     p.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
@@ -170,16 +165,17 @@ def _add_silence_commands(parent: argparse.ArgumentParser) -> None:
 
     add = action("add", "silence the lines one matcher selects, from now for a while")
     target = add.add_mutually_exclusive_group(required=True)
-    target.add_argument("--line", type=_short_text, metavar="PHONE_OR_ID",
+    target.add_argument("--line", type=arguments.short_text, metavar="PHONE_OR_ID",
                         help="one line, by phone number or line id")
-    target.add_argument("--label", type=_label, metavar="KEY=VALUE",
+    target.add_argument("--label", type=arguments.label, metavar="KEY=VALUE",
                         help="every line with this label (from [[lines]] in the config)")
-    target.add_argument("--account", type=_short_text, metavar="NAME",
+    target.add_argument("--account", type=arguments.short_text, metavar="NAME",
                         help="every line of a configured account")
-    add.add_argument("--for", dest="duration", type=_positive_duration, required=True,
+    add.add_argument("--for", dest="duration", type=arguments.positive_duration, required=True,
                      metavar="DURATION", help="how long, e.g. 30m, 4h, 2d")
-    add.add_argument("--reason", type=_text, required=True, help="why, for whoever looks later")
-    add.add_argument("--by", type=_short_text, default=None, metavar="WHO",
+    add.add_argument("--reason", type=arguments.text, required=True,
+                     help="why, for whoever looks later")
+    add.add_argument("--by", type=arguments.short_text, default=None, metavar="WHO",
                      help="who is silencing (default: $USER@hostname)")
     listing = action("list", "show active and upcoming silences")
     listing.add_argument("--all", action="store_true", help="include ended and expired ones")
@@ -188,94 +184,10 @@ def _add_silence_commands(parent: argparse.ArgumentParser) -> None:
     expire.add_argument("id", type=int, metavar="ID")
 
 
-def _text(value: str) -> str:
-    if not value.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return value.strip()
-
-
-def _short_text(value: str) -> str:
-    value = _text(value)
-    if len(value) > 200:
-        raise argparse.ArgumentTypeError("must be at most 200 characters")
-    return value
-
-
-def _label(value: str) -> str:
-    from monitor.core.silence import parse_label_matcher
-
-    try:
-        key, label_value = parse_label_matcher(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return _short_text(f"{key}={label_value}")
-
-
-def _statuses(value: str) -> list[str]:
-    found = [part.strip().upper() for part in value.split(",") if part.strip()]
-    if not found:
-        raise argparse.ArgumentTypeError("name a status, e.g. CRITICAL or critical,at_risk")
-    return found
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
-
-
-def _positive_duration(value: str) -> timedelta:
-    """A duration in the config's syntax ('30s', '5m', '1h30m', '7d', '250ms'), above zero."""
-    from monitor.config import parse_duration
-
-    text = value.strip()
-    if text.startswith("-"):
-        try:
-            parse_duration(text[1:])
-        except ValueError:
-            pass
-        else:
-            raise argparse.ArgumentTypeError(f"must be longer than 0s (got {text})")
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        raise argparse.ArgumentTypeError(f"'{text}' has no unit: write e.g. {text}s or "
-                                         f"{text}m (units: ms, s, m, h, d)")
-    try:
-        duration = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if duration <= timedelta(0):
-        raise argparse.ArgumentTypeError(f"must be longer than 0s (got {text})")
-    return duration
-
-
-def attach_negative_values(argv: Sequence[str]) -> list[str]:
-    """``--for -5m`` as ``--for=-5m``: argparse reads a value that starts with "-" as an
-    option, and the user would be told the option lacks its argument instead of what is
-    wrong with the value. Stops at ``--``."""
-    out: list[str] = []
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if word == "--":
-            return out + args[i:]
-        if word in DURATION_OPTIONS and i + 1 < len(args) and _NEGATIVE.match(args[i + 1]):
-            out.append(f"{word}={args[i + 1]}")
-            i += 2
-            continue
-        out.append(word)
-        i += 1
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(attach_negative_values(
+        args = parser.parse_args(arguments.attach_negative_values(
             sys.argv[1:] if argv is None else argv))
         setup_logging(args.log_level or "INFO", args.log_format or "text")
         return _COMMANDS[args.command](args)
