@@ -454,7 +454,7 @@ def test_it_accepts_config_after_every_subcommand_name(tmp_path: Path) -> None:
 # -- demo --------------------------------------------------------------------------------------
 
 def test_it_runs_a_demo_that_prints_alerts_and_says_where_the_metrics_are() -> None:
-    result = cli_subprocess("demo", "--duration", "8", "--port", "0", timeout=90)
+    result = cli_subprocess("demo", "--duration", "8s", "--port", "0", timeout=90)
 
     assert result.returncode == 0, output(result)
     assert "degraded" in result.stdout

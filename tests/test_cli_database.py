@@ -213,3 +213,30 @@ def test_read_only_postgres_sessions_refuse_writes(postgres_url: str, tmp_path: 
             connection.execute(text("DELETE FROM lines"))
     finally:
         engine.dispose()
+
+
+def test_commands_that_work_on_the_database_need_no_secrets(
+        tmp_path: Path, sim: Simulator, sim_server: SimulatorServer) -> None:
+    sim.add_line(PHONE)
+    config = configured(tmp_path, f"sqlite:///{tmp_path / 'monitor.db'}", sim_server.url)
+    assert cli("poll", "--config", str(config)).returncode == 0
+    # On-call's shell: neither the Linq token nor the pager's URL is in the environment.
+    text_ = config.read_text()
+    token_file = next(line for line in text_.splitlines() if line.startswith("token_file"))
+    config.write_text(text_.replace(token_file, 'token_env = "LINQ_TOKEN_NOT_HERE"') + """
+[[alerts.channels]]
+name = "pager"
+url_env = "PAGER_URL_NOT_HERE"
+""")
+    for args in (["status"], ["history", PHONE], ["report"], ["silence", "list"],
+                 ["silence", "add", "--line", PHONE, "--for", "1h", "--reason", "x"],
+                 ["audit", "show", PHONE], ["db", "prune"], ["alerts", "preview"]):
+        result = cli(*args, "--config", str(config))
+        assert result.returncode in (0, 1), (args, output(result))  # 1: no audit stored
+        assert "NOT_HERE" not in result.stderr, (args, output(result))
+    assert PHONE in cli("status", "--config", str(config)).stdout
+    # What talks to Linq or a channel still needs them, and says which.
+    poll = cli("poll", "--config", str(config))
+    assert poll.returncode == 2
+    assert "LINQ_TOKEN_NOT_HERE is not set" in poll.stderr
+    assert "PAGER_URL_NOT_HERE is not set" in poll.stderr

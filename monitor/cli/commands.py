@@ -9,10 +9,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, inspect
@@ -20,6 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
 from monitor.alerts.templates import Renderer
+from monitor.cli.lines import LineFilter, shown
+from monitor.cli.shapes import dump, line_json, silence_json, test_alert_json
+from monitor.cli.tables import GiveWay, table, terminal_width
 from monitor.config import (
     DEFAULT_TOKEN_ENV,
     DEFAULT_WEBHOOK_SECRET_ENV,
@@ -29,6 +30,7 @@ from monitor.config import (
     Config,
 )
 from monitor.core.digest import Digest
+from monitor.core.labels import Labeler
 from monitor.core.render import change_text, format_duration, format_time, status_after
 from monitor.core.silence import MatcherKind, Silence
 from monitor.core.trouble import Trouble
@@ -57,6 +59,10 @@ from monitor.store.engine import make_engine, safe_url
 _POLL_DELIVERY_ROUNDS = 3
 # How long `db prune` may hold the daemon's pruning lease if it dies before releasing it.
 _PRUNE_LEASE = timedelta(hours=1)
+# What gives way when a table is wider than the terminal: the doc URL first (--json has it).
+_STATUS_GIVES_WAY = (GiveWay("DOC URL", 24), GiveWay("LINE ID", 12), GiveWay("SERVICE", 7))
+_HISTORY_GIVES_WAY = (GiveWay("DOC URL", 24), GiveWay("ALERTS", 16))
+_SILENCES_GIVE_WAY = (GiveWay("REASON", 20), GiveWay("BY", 12))
 
 
 async def poll_once(config: Config) -> list[PollOutcome]:
@@ -103,7 +109,8 @@ async def _poll_claimed(config: Config, engine: Engine, sessions: sessionmaker[S
         return outcomes
 
 
-def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int:
+def print_status(config: Config, *, as_json: bool, include_removed: bool,
+                 wanted: LineFilter | None = None) -> int:
     engine, sessions = open_current(config, read_only=True)
     try:
         with sessions() as session:
@@ -114,9 +121,13 @@ def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int
     finally:
         engine.dispose()
     now = utcnow()
+    wanted = wanted or LineFilter()
+    labeler = Labeler.from_config(config.lines)
+    lines = shown(lines, wanted, lambda line: labeler.meta(line).labels)
     if as_json:
         print(json.dumps({
-            "lines": [_line_json(line) for line in lines],
+            "lines": [line_json(line, name=labeler.meta(line).name,
+                                labels=labeler.meta(line).labels) for line in lines],
             "polls": [{"account": p.account, "finished_at": p.finished_at.isoformat(),
                        "outcome": p.outcome, "line_count": p.line_count, "error": p.error,
                        "last_success_at": _iso(p.last_success_at)} for p in polls],
@@ -130,7 +141,11 @@ def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int
              else f"{line.status} (removed)", line.service_status or "-",
              f"{format_time(line.since)} ({format_duration(now - line.since)})",
              line.doc_url or "-") for line in lines]
-    print(_table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SERVICE", "SINCE", "DOC URL"), rows))
+    if rows or not wanted:
+        print(table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SERVICE", "SINCE", "DOC URL"),
+                    rows, width=terminal_width(), give_way=_STATUS_GIVES_WAY))
+    else:
+        print(f"no line matches {wanted.describe()}")
     print()
     for p in polls:
         last_ok = format_time(p.last_success_at) if p.last_success_at else "never"
@@ -147,13 +162,17 @@ def print_status(config: Config, *, as_json: bool, include_removed: bool) -> int
 
 
 def print_history(
-    config: Config, *, line: str | None, since: timedelta | None, as_json: bool
+    config: Config, *, line: str | None, since: timedelta | None, as_json: bool,
+    limit: int = 50,
 ) -> int:
+    """The newest ``limit`` changes; says on stderr how many older ones were left out."""
     engine, sessions = open_current(config, read_only=True)
     try:
         with sessions() as session:
-            rows = queries.history(session, line=line,
-                                   since=utcnow() - since if since else None)
+            start = utcnow() - since if since else None
+            rows = queries.history(session, line=line, since=start, limit=limit)
+            total = (queries.history_count(session, line=line, since=start)
+                     if len(rows) == limit else len(rows))
             alerts = queries.alerts_for(session, [r.id for r in rows])
     finally:
         engine.dispose()
@@ -165,13 +184,18 @@ def print_history(
             "source": r.source,
             "alerts": [{"channel": c, "state": s} for c, s in alerts.get(r.id, [])],
         } for r in rows], indent=2))
-        return 0
-    print(_table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "ALERTS", "DOC URL"), [
-        (format_time(r.at), r.account, r.phone_number,
-         change_text(r.kind, r.from_status, r.to_status), r.kind,
-         ", ".join(f"{c}:{s}" for c, s in alerts.get(r.id, [])) or "-", r.doc_url or "-")
-        for r in rows
-    ]))
+    else:
+        print(table(("WHEN", "ACCOUNT", "PHONE", "CHANGE", "KIND", "ALERTS", "DOC URL"), [
+            (format_time(r.at), r.account, r.phone_number,
+             change_text(r.kind, r.from_status, r.to_status), r.kind,
+             ", ".join(f"{c}:{s}" for c, s in alerts.get(r.id, [])) or "-", r.doc_url or "-")
+            for r in rows
+        ], width=terminal_width(), give_way=_HISTORY_GIVES_WAY))
+    if total > len(rows):
+        # On stderr: the table (or JSON) on stdout stays exactly what was asked for.
+        sys.stdout.flush()
+        print(f"({total - len(rows)} older changes not shown; --limit {total} shows all "
+              f"{total})", file=sys.stderr)
     return 0
 
 
@@ -266,18 +290,24 @@ def _explain_extras(account: AccountConfig) -> str:
     return f"  {hooks}; {audits}"
 
 
-async def send_test_alerts(config: Config) -> bool:
+async def send_test_alerts(config: Config, *, as_json: bool = False) -> bool:
+    """Send a test message to every channel at once; print how each went. True when
+    every channel took it (False too when there is no channel)."""
     channels = build_channels(config)
     if not channels:
-        print("no channels configured under [[alerts.channels]]")
+        print(dump(test_alert_json([])) if as_json
+              else "no channels configured under [[alerts.channels]]")
         return False
     renderers = {c.name: Renderer.for_channel(c) for c in config.alerts.channels}
     results = await asyncio.gather(*(
         _test_one(channel, renderers[name], config.alerts.delivery_timeout.total_seconds())
         for name, channel in channels.items()
     ))
-    for name, error in results:
-        print(f"{name}: delivered" if error is None else f"{name}: FAILED: {error}")
+    if as_json:
+        print(dump(test_alert_json(results)))
+    else:
+        for name, error in results:
+            print(f"{name}: delivered" if error is None else f"{name}: FAILED: {error}")
     return all(error is None for _, error in results)
 
 
@@ -290,23 +320,8 @@ async def _test_one(channel: Channel, renderer: Renderer, timeout: float
     return channel.name, None
 
 
-def _line_json(line: Any) -> dict[str, Any]:
-    return {"account": line.account, "phone_number": line.phone_number,
-            "line_id": line.line_id, "status": line.status, "since": line.since.isoformat(),
-            "doc_url": line.doc_url, "present": line.present,
-            "service_status": line.service_status}
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    if not rows:
-        return "(nothing recorded yet)"
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), *(fmt.format(*r) for r in rows)]).rstrip()
 
 
 def print_report(config: Config, *, since: timedelta, fmt: str) -> int:
@@ -318,11 +333,17 @@ def print_report(config: Config, *, since: timedelta, fmt: str) -> int:
     try:
         with sessions() as session:
             histories = queries.line_histories(session, start=start)
+            watched = queries.first_polls(session)
     finally:
         engine.dispose()
-    rows = reporting.build(histories, start=start, end=end)
-    print(reporting.to_csv(rows) if fmt == "csv" else reporting.to_markdown(
-        rows, start=start, end=end), end="" if fmt == "csv" else "\n")
+    window = reporting.Window.of(start=start, end=end, first_polls=watched)
+    rows = reporting.build(histories, window)
+    if fmt == "json":
+        print(dump(reporting.to_json(rows, window)))
+    elif fmt == "csv":
+        print(reporting.to_csv(rows, window), end="")
+    else:
+        print(reporting.to_markdown(rows, window))
     return 0
 
 
@@ -443,20 +464,23 @@ def add_silence(config: Config, *, kind: MatcherKind, value: str, duration: time
     return 0
 
 
-def print_silences(config: Config, *, include_expired: bool) -> int:
+def print_silences(config: Config, *, include_expired: bool, as_json: bool = False) -> int:
     now = utcnow()
     engine, sessions = open_current(config, read_only=True)
     try:
         found = silences.list_silences(sessions, now, include_expired=include_expired)
     finally:
         engine.dispose()
+    if as_json:
+        print(dump([silence_json(s, now) for s in found]))
+        return 0
     if not found:
         print("no silences" if include_expired else "no active or upcoming silences")
         return 0
-    print(_table(("ID", "MATCHER", "FROM", "UNTIL", "BY", "REASON", "STATE"), [
+    print(table(("ID", "MATCHER", "FROM", "UNTIL", "BY", "REASON", "STATE"), [
         (str(s.id), s.matcher, format_time(s.starts_at), format_time(s.until), s.created_by,
          s.reason, _silence_state(s, now)) for s in found
-    ]))
+    ], width=terminal_width(), give_way=_SILENCES_GIVE_WAY))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Command line: argument parsing, output and exit codes only.
 
 Exit codes: 0 success; 1 the command ran but something failed (a poll, a delivery);
-2 bad usage or bad configuration.
+2 bad usage or bad configuration; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor import __version__
+from monitor.cli import arguments
 from monitor.errors import ConfigError, MonitorError, SchemaMismatch, UsageError
 from monitor.logs import setup_logging
 
@@ -28,8 +28,20 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for any tool whose reader went away
 CONFIG_ENV = "REPUTATION_MONITOR_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    the command ran but something failed (a poll, a delivery, a channel)
+  2    bad usage or bad configuration
+  130  interrupted (Ctrl-C)
+
+--config, --log-level and --log-format go before or after the command's name.
+Shell completion: `reputation-monitor completion bash|zsh|fish` (see docs/cli.md)."""
 
 
 def default_config_path() -> str:
@@ -40,148 +52,145 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reputation-monitor",
         description="Watch the reputation of Linq phone lines; alert when they degrade.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, *, config: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if config:
-            p.add_argument("--config", default=None, metavar="FILE",
-                           help=f"config file (default: ${CONFIG_ENV}, then ./config.toml)")
-        p.add_argument("--log-level", default=None,
-                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-        p.add_argument("--log-format", default=None, choices=["text", "json"],
-                       help="text for people (default), json for log pipelines")
-        return p
+    def command(name: str, help_text: str, *, config: str | None = None
+                ) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, help_text, config=config)
 
-    command("run", "run the daemon: poll, store, alert, serve /metrics")
+    command("run", "run the daemon: poll, store, alert, serve /metrics (SIGTERM, SIGINT "
+            "and SIGHUP stop it cleanly)")
     command("poll", "poll every account once (store, detect, alert, deliver) and exit")
-    p = command("status", "show every known line and its current status")
+    p = command("status", "show every known line and its current status, worst first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="include lines removed from the account")
+    p.add_argument("--status", dest="statuses", action="append", type=arguments.statuses,
+                   metavar="STATUS[,STATUS]", help="only lines in these statuses (any case; "
+                   "repeatable); FLAGGED selects lines Linq flagged")
+    p.add_argument("--account", dest="accounts", action="append", type=arguments.short_text,
+                   metavar="NAME", help="only lines of this account (repeatable)")
+    p.add_argument("--label", dest="labels", action="append", type=arguments.label,
+                   metavar="KEY=VALUE", help="only lines with this label, from [[lines]] "
+                   "in the config (repeatable: all must match)")
     p = command("history", "show recorded changes, newest first")
     p.add_argument("line", nargs="?", metavar="PHONE_OR_ID")
-    p.add_argument("--since", default=None, help="only changes this recent, e.g. 7d, 12h")
-    p.add_argument("--json", action="store_true")
-    command("check-config", "validate the config and explain what it sets up")
-    command("test-alert", "send a test notification to every channel and report each")
-    p = command("db", "database maintenance")
-    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    up = dbsub.add_parser("upgrade", help="apply pending migrations")
-    # SUPPRESS: `db --config F upgrade` must keep the F the parent parser read.
-    up.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-    pr = dbsub.add_parser("prune", help="condense history older than [database] retention")
-    pr.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-    p = command("alerts", "alert messages")
-    alerts_sub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
-    pv = alerts_sub.add_parser("preview", help="print every kind of message with sample data, "
-                               "as each channel would get it; sends nothing")
-    pv.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
+    p.add_argument("--since", type=arguments.positive_duration, default=None, metavar="DURATION",
+                   help="only changes this recent, e.g. 7d, 12h")
+    p.add_argument("--limit", type=arguments.positive_int, default=50, metavar="N",
+                   help="show at most N changes (default 50); says how many more exist")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("check-config", "validate the config and explain what it sets up")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("test-alert", "send a test notification to every channel and report each")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    db = command("db", "database maintenance").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION")
+    _subcommand(db, "upgrade", "apply pending migrations")
+    _subcommand(db, "prune", "condense history older than [database] retention")
+    alerts = command("alerts", "alert messages").add_subparsers(
+        dest="alerts_command", required=True, metavar="ACTION")
+    pv = _subcommand(alerts, "preview", "print every kind of message with sample data, as "
+                     "each channel would get it; sends nothing")
     pv.add_argument("--channel", default=None, metavar="NAME", help="only this channel")
     p = command("report", "per line: time in each status, degradations, time to recover")
-    p.add_argument("--since", default="30d", help="the window, e.g. 30d (default), 7d, 12h")
-    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p.add_argument("--since", type=arguments.positive_duration, default="30d", metavar="DURATION",
+                   help="the window, e.g. 30d (default), 7d, 12h")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     _add_silence_commands(command("silence", "silence alerts about a line, a label or an "
                                   "account for a while; list and expire silences"))
     p = command("audit", "run a reputation audit of a line now, or `audit show PHONE`")
     p.add_argument("words", nargs="+", metavar="[show] PHONE")
     p.add_argument("--account", default=None, help="needed when several accounts have it")
-    p = command("webhook", "manage Linq webhook subscriptions")
-    whsub = p.add_subparsers(dest="webhook_command", required=True, metavar="ACTION")
-    reg = whsub.add_parser("register", help="subscribe phone_number.status_updated to a URL")
+    webhook = command("webhook", "manage Linq webhook subscriptions").add_subparsers(
+        dest="webhook_command", required=True, metavar="ACTION")
+    reg = _subcommand(webhook, "register", "subscribe phone_number.status_updated to a URL")
     reg.add_argument("--url", required=True, help="the daemon's public https://.../webhooks/linq")
-    lst = whsub.add_parser("list", help="list the account's subscriptions")
-    rm = whsub.add_parser("delete", help="delete a subscription")
+    lst = _subcommand(webhook, "list", "list the account's subscriptions")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+    rm = _subcommand(webhook, "delete", "delete a subscription")
     rm.add_argument("subscription_id", metavar="ID")
     for action in (reg, lst, rm):
         action.add_argument("--account", default=None)
-        action.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-    p = command("demo", "run the real daemon against the built-in simulator", config=False)
-    p.add_argument("--config", default=None, metavar="FILE", help="ignored; the demo makes its own")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p = command("demo", "run the real daemon against the built-in simulator",
+                config="ignored; the demo makes its own")
+    p.add_argument("--duration", type=arguments.positive_duration, default=None, metavar="DURATION",
+                   help="stop after this long, e.g. 30s, 2m")
     p.add_argument("--port", type=int, default=9464, help="port for /metrics (0: any free)")
     p.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
-    p = command("simulate", "serve a fake Linq API from a scenario file", config=False)
-    p.add_argument("--config", default=None, metavar="FILE", help="ignored")
+    p = command("simulate", "serve a fake Linq API from a scenario file", config="ignored")
     p.add_argument("--scenario", default="demo", help="built-in scenario name or TOML file")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--host", default="127.0.0.1")
+    p = command("completion", "print a shell completion script (source it, or install it "
+                "where your shell looks)", config="ignored")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
     return parser
+
+
+def _subcommand(parent: Any, name: str, help_text: str, *, config: str | None = None
+                ) -> argparse.ArgumentParser:
+    """A command (or an action of one) that accepts the global options too."""
+    p: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+    _global_options(p, top=False, config_help=config)
+    return p
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool,
+                    config_help: str | None = None) -> None:
+    """--config, --log-level and --log-format, accepted on every level of the command tree.
+
+    Only the top level has defaults: a level below sets the value only when it is given
+    there (SUPPRESS), so `--config F run` and `run --config F` both keep F.
+    """
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", default=default, metavar="FILE", help=config_help or (
+        f"config file (default: ${CONFIG_ENV}, then ./config.toml)"))
+    parser.add_argument("--log-level", default=default, type=str.upper, choices=LOG_LEVELS,
+                        metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR, in any case "
+                        "(default: log_level in the config, else INFO)")
+    parser.add_argument("--log-format", default=default, choices=["text", "json"],
+                        help="text for people (default), json for log pipelines")
 
 
 def _add_silence_commands(parent: argparse.ArgumentParser) -> None:
     actions = parent.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text)
-        # SUPPRESS: `silence --config F add ...` must keep the F the parent parser read.
-        p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE")
-        p.add_argument("--log-level", default=argparse.SUPPRESS,
-                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-        p.add_argument("--log-format", default=argparse.SUPPRESS, choices=["text", "json"])
-        return p
+        return _subcommand(actions, name, help_text)
 
     add = action("add", "silence the lines one matcher selects, from now for a while")
     target = add.add_mutually_exclusive_group(required=True)
-    target.add_argument("--line", type=_short_text, metavar="PHONE_OR_ID",
+    target.add_argument("--line", type=arguments.short_text, metavar="PHONE_OR_ID",
                         help="one line, by phone number or line id")
-    target.add_argument("--label", type=_label, metavar="KEY=VALUE",
+    target.add_argument("--label", type=arguments.label, metavar="KEY=VALUE",
                         help="every line with this label (from [[lines]] in the config)")
-    target.add_argument("--account", type=_short_text, metavar="NAME",
+    target.add_argument("--account", type=arguments.short_text, metavar="NAME",
                         help="every line of a configured account")
-    add.add_argument("--for", dest="duration", type=_positive_duration, required=True,
+    add.add_argument("--for", dest="duration", type=arguments.positive_duration, required=True,
                      metavar="DURATION", help="how long, e.g. 30m, 4h, 2d")
-    add.add_argument("--reason", type=_text, required=True, help="why, for whoever looks later")
-    add.add_argument("--by", type=_short_text, default=None, metavar="WHO",
+    add.add_argument("--reason", type=arguments.text, required=True,
+                     help="why, for whoever looks later")
+    add.add_argument("--by", type=arguments.short_text, default=None, metavar="WHO",
                      help="who is silencing (default: $USER@hostname)")
     listing = action("list", "show active and upcoming silences")
     listing.add_argument("--all", action="store_true", help="include ended and expired ones")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     expire = action("expire", "end a silence now")
     expire.add_argument("id", type=int, metavar="ID")
 
 
-def _text(value: str) -> str:
-    if not value.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return value.strip()
-
-
-def _short_text(value: str) -> str:
-    value = _text(value)
-    if len(value) > 200:
-        raise argparse.ArgumentTypeError("must be at most 200 characters")
-    return value
-
-
-def _label(value: str) -> str:
-    from monitor.core.silence import parse_label_matcher
-
-    try:
-        key, label_value = parse_label_matcher(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return _short_text(f"{key}={label_value}")
-
-
-def _positive_duration(value: str) -> timedelta:
-    from monitor.config import parse_duration
-
-    try:
-        duration = parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if duration <= timedelta(0):
-        raise argparse.ArgumentTypeError("must be longer than 0s")
-    return duration
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level or "INFO", args.log_format or "text")
-    handler = _COMMANDS[args.command]
+    parser = build_parser()
     try:
-        return handler(args)
+        args = parser.parse_args(arguments.attach_negative_values(
+            sys.argv[1:] if argv is None else argv))
+        setup_logging(args.log_level or "INFO", args.log_format or "text")
+        return _COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -192,7 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return EXIT_OK
+        # The shell's convention for a command stopped by SIGINT (128 + 2): a script
+        # running `reputation-monitor poll && next` must not read Ctrl-C as success.
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `status | head`: the reader has what it wanted. Exit as a tool killed by SIGPIPE
+        # would, without a traceback; stdout goes to /dev/null so the flush at exit is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -201,12 +218,15 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     return run(main)
 
 
-def load(args: argparse.Namespace) -> Config:
+def load(args: argparse.Namespace, *, secrets: bool = True) -> Config:
+    """The config the command names. ``secrets=False`` for the commands that only work on
+    the database (status, history, report, silence, db, audit show, alerts preview): on-call
+    can run them without the Linq token or any channel URL in the environment."""
     from monitor.alerts.checks import ALERT_CHECKS
     from monitor.config import load_config
 
     path = Path(args.config or default_config_path())
-    config = load_config(path, checks=ALERT_CHECKS)
+    config = load_config(path, checks=ALERT_CHECKS, secrets=secrets)
     setup_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     for warning in config.warnings:
         logging.getLogger("monitor").warning("%s", warning)
@@ -231,63 +251,65 @@ def _poll(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from monitor.cli.commands import print_status
+    from monitor.cli.lines import LineFilter
 
-    return print_status(load(args), as_json=args.json, include_removed=args.all)
+    wanted = LineFilter.of(statuses=[s for group in args.statuses or [] for s in group],
+                           accounts=args.accounts or [], labels=args.labels or [])
+    return print_status(load(args, secrets=False), as_json=args.json,
+                        include_removed=args.all,
+                        wanted=wanted)
 
 
 def _history(args: argparse.Namespace) -> int:
     from monitor.cli.commands import print_history
-    from monitor.config import parse_duration
 
-    try:
-        since = parse_duration(args.since) if args.since else None
-    except ValueError as exc:
-        raise ConfigError("--since", str(exc)) from None
-    return print_history(load(args), line=args.line, since=since, as_json=args.json)
+    return print_history(load(args, secrets=False), line=args.line, since=args.since,
+                         as_json=args.json,
+                         limit=args.limit)
 
 
 def _check_config(args: argparse.Namespace) -> int:
     from monitor.cli.commands import explain_config
+    from monitor.cli.shapes import config_json, dump
 
-    print(explain_config(load(args)))
+    config = load(args)
+    print(dump(config_json(config)) if args.json else explain_config(config))
     return EXIT_OK
 
 
 def _test_alert(args: argparse.Namespace) -> int:
     from monitor.cli.commands import send_test_alerts
 
-    return EXIT_OK if run_async(send_test_alerts(load(args))) else EXIT_FAILED
+    return EXIT_OK if run_async(send_test_alerts(load(args), as_json=args.json)) else EXIT_FAILED
 
 
 def _report(args: argparse.Namespace) -> int:
     from monitor.cli.commands import print_report
-    from monitor.config import parse_duration
 
-    try:
-        since = parse_duration(args.since)
-    except ValueError as exc:
-        raise ConfigError("--since", str(exc)) from None
-    return print_report(load(args), since=since, fmt=args.format)
+    return print_report(load(args, secrets=False), since=args.since,
+                        fmt="json" if args.json else args.format)
 
 
 def _db(args: argparse.Namespace) -> int:
     from monitor.cli.commands import prune_now, upgrade_now
 
-    config = load(args)
+    config = load(args, secrets=False)
     return prune_now(config) if args.db_command == "prune" else upgrade_now(config)
 
 
 def _alerts(args: argparse.Namespace) -> int:
     from monitor.cli.commands import preview_alerts
 
-    return preview_alerts(load(args), channel=args.channel)
+    return preview_alerts(load(args, secrets=False), channel=args.channel)
+
+
 def _silence(args: argparse.Namespace) -> int:
     from monitor.cli import commands
     from monitor.core.silence import MatcherKind
 
-    config = load(args)
+    config = load(args, secrets=False)
     if args.silence_command == "list":
-        return commands.print_silences(config, include_expired=args.all)
+        return commands.print_silences(config, include_expired=args.all, as_json=args.json)
     if args.silence_command == "expire":
         return commands.expire_silence(config, args.id)
     kind, value = next((k, getattr(args, k.value)) for k in MatcherKind
@@ -299,7 +321,15 @@ def _silence(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from monitor.cli.demo import run_demo
 
-    return run_demo(scenario=args.scenario, port=args.port, duration=args.duration)
+    duration = args.duration.total_seconds() if args.duration is not None else None
+    return run_demo(scenario=args.scenario, port=args.port, duration=duration)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from monitor.cli.completion import SCRIPTS
+
+    print(SCRIPTS[args.shell](build_parser()), end="")
+    return EXIT_OK
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -320,7 +350,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     show, phone = parse_words(args.words)
     if show:
-        text = show_audit(load(args), phone=phone)
+        text = show_audit(load(args, secrets=False), phone=phone)
         print(text or f"no audit of {phone} recorded")
         return EXIT_OK if text else EXIT_FAILED
     text, complete = run_async(run_audit(load(args), phone=phone,
@@ -337,7 +367,8 @@ def _webhook(args: argparse.Namespace) -> int:
         text = run_async(subscriptions.register(config, account_name=args.account,
                                                 url=args.url))
     elif args.webhook_command == "list":
-        text = run_async(subscriptions.list_subscriptions(config, account_name=args.account))
+        text = run_async(subscriptions.list_subscriptions(config, account_name=args.account,
+                                                          as_json=args.json))
     else:
         text = run_async(subscriptions.delete(config, account_name=args.account,
                                               subscription_id=args.subscription_id))
@@ -360,4 +391,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": _simulate,
     "audit": _audit,
     "webhook": _webhook,
+    "completion": _completion,
 }

@@ -210,19 +210,19 @@ class Coordinator:
                                 limit=take, ttl=self._lease)
         return live, kept, released, gained
 
-    def _drop(self, name: str, *, why: str) -> None:
+    def _drop(self, name: str, *, why: str, level: int = logging.WARNING) -> None:
         if self._held.pop(name, None) is None:
             return
         account = self._accounts[name]
         self._metrics.leader.remove(account, self._me.name)
-        log.warning("stopped polling account %s: %s", account, why)
+        log.log(level, "stopped polling account %s: %s", account, why)
         self._listener.lease_lost(account)
 
     async def close(self) -> None:
         """Give every lease back and leave, so the other replicas take over at once."""
         fences = [h.grant.fence for h in self._held.values()]
         for name in list(self._held):
-            self._drop(name, why="shutting down")
+            self._drop(name, why="shutting down", level=logging.INFO)  # asked for: normal
         try:
             await asyncio.to_thread(leases.release, self._sessions, fences)
             await asyncio.to_thread(leases.leave, self._sessions, replica=self._me.name)

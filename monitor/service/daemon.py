@@ -6,7 +6,9 @@ delivery loop woken right after a poll queues notifications, and the HTTP server
 one event loop. On SQLite the daemon first takes the one-daemon lock (monitor/store/solo.py).
 SIGTERM/SIGINT stop the scheduler, abandon an in-flight poll (its transaction either
 committed or did not; memory is reloaded from the database on the next start), let the
-delivery loop finish the message in hand, and exit 0.
+delivery loop finish the message in hand, and exit 0. SIGHUP does the same (a closed
+terminal must not kill the daemon mid-write); it does not reload the config, which is
+read once at start: the log says so, and a restart reloads it.
 """
 
 from __future__ import annotations
@@ -330,6 +332,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+# A normal stop: logged at INFO, exit 0 (a WARNING would page whoever watches the logs).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 async def run_daemon(
     config: Config,
     *,
@@ -363,12 +369,20 @@ async def _serve(config: Config, *, me: Identity, on_ready: Callable[[str], None
         await asyncio.to_thread(leases.free_all, sessions)
     daemon = Daemon(config, engine, sessions, me=me, alone=alone)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.stop)
+
+    def stop_on(sig: signal.Signals) -> None:
+        if sig is signal.SIGHUP:
+            log.info("SIGHUP: stopping; the config is read at start only, restart to reload")
+        else:
+            log.info("%s: stopping", sig.name)
+        daemon.stop()
+
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop_on, sig)
     if duration is not None:
         loop.call_later(duration, daemon.stop)
     try:
         await daemon.run(listen=listen, on_ready=on_ready)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)

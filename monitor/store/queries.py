@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from monitor.core.report import Change
-from monitor.store.schema import Line, Notification, Poll, TransitionRow, as_utc
+from monitor.store.schema import (
+    Line,
+    Notification,
+    Poll,
+    PollSummary,
+    TransitionRow,
+    as_utc,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +44,22 @@ def history(
 ) -> list[TransitionRow]:
     """Recorded changes, newest first. ``line`` matches a phone number or a line id."""
     query = select(TransitionRow).order_by(TransitionRow.id.desc()).limit(limit)
+    return list(session.scalars(_history_where(query, line=line, since=since)))
+
+
+def history_count(session: Session, *, line: str | None = None,
+                  since: datetime | None = None) -> int:
+    """How many changes ``history`` would return without a limit."""
+    query = select(func.count()).select_from(TransitionRow)
+    return int(session.scalar(_history_where(query, line=line, since=since)) or 0)
+
+
+def _history_where(query: Any, *, line: str | None, since: datetime | None) -> Any:
     if line:
         query = query.where(or_(TransitionRow.phone_number == line, TransitionRow.line_id == line))
     if since:
         query = query.where(TransitionRow.at >= since)
-    return list(session.scalars(query))
+    return query
 
 
 def alerts_for(session: Session, transition_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
@@ -143,3 +162,19 @@ def line_histories(session: Session, *, start: datetime) -> list[LineHistory]:
         for line in current_lines(session, include_removed=True)
         if (line.account, line.line_id) in initial or (line.account, line.line_id) in changes
     ]
+
+
+def first_polls(session: Session) -> dict[str, datetime]:
+    """Per account, when the monitor first watched it: the end of its first successful
+    poll (when its first statuses were recorded), or the UTC day of the oldest pruned
+    one (retention keeps only the day)."""
+    first = {account: as_utc(at) for account, at in session.execute(
+        select(Poll.account, func.min(Poll.finished_at))
+        .where(Poll.outcome == "success").group_by(Poll.account))}
+    for account, day in session.execute(
+            select(PollSummary.account, func.min(PollSummary.day))
+            .where(PollSummary.successes > 0).group_by(PollSummary.account)):
+        pruned = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+        at = first.get(account)
+        first[account] = pruned if at is None or pruned < at else at
+    return {account: at for account, at in first.items() if at is not None}

@@ -76,10 +76,20 @@ async def register(config: Config, *, account_name: str | None, url: str) -> str
     ])
 
 
-async def list_subscriptions(config: Config, *, account_name: str | None) -> str:
+async def list_subscriptions(config: Config, *, account_name: str | None,
+                             as_json: bool = False) -> str:
+    """The account's subscriptions, as lines for people or as JSON (docs/cli.md):
+    ``{"account": ..., "subscriptions": [{"id", "target_url", "subscribed_events",
+    "is_active"}]}``. Only those keys: a signing secret in the answer is never printed."""
     account = pick_account(config, account_name)
     found = await _call(account, "GET", PATH)
     items = _items(found)
+    if as_json:
+        return orjson.dumps({"account": account.name, "subscriptions": [{
+            "id": item.get("id"), "target_url": item.get("target_url"),
+            "subscribed_events": list(item.get("subscribed_events") or []),
+            "is_active": bool(item.get("is_active", True)),
+        } for item in items]}, option=orjson.OPT_INDENT_2).decode()
     if not items:
         return f"account {account.name}: no webhook subscriptions"
     lines = [f"account {account.name}:"]
