@@ -240,3 +240,23 @@ url_env = "PAGER_URL_NOT_HERE"
     assert poll.returncode == 2
     assert "LINQ_TOKEN_NOT_HERE is not set" in poll.stderr
     assert "PAGER_URL_NOT_HERE is not set" in poll.stderr
+
+
+def test_db_upgrade_refuses_to_migrate_under_a_live_replica(postgres_url: str,
+                                                           tmp_path: Path) -> None:
+    config = configured(tmp_path, postgres_url)
+    assert cli("db", "upgrade", "--config", str(config)).returncode == 0
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:  # a replica of the older version, alive
+        connection.execute(text(
+            "INSERT INTO replicas (replica, host, pid, started_at, heartbeat_at) "
+            "VALUES ('web-1', 'web', 1, now(), now())"))
+        command.downgrade(migrate.alembic_config(connection), "-1")
+        behind = migrate.current_revision(connection)
+
+    result = cli("db", "upgrade", "--config", str(config))
+    assert result.returncode == 1, output(result)
+    assert "`db upgrade` refused: replica(s) web-1 are running" in result.stderr
+    with engine.connect() as connection:
+        assert migrate.current_revision(connection) == behind  # not migrated
+    engine.dispose()

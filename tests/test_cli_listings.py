@@ -245,6 +245,7 @@ def test_the_report_counts_only_the_time_the_monitor_watched_and_says_so(
 def test_silence_list_json_gives_each_silence_with_its_matcher_and_state(
         tmp_path: Path, sim: Simulator, sim_server: SimulatorServer) -> None:
     config = polled_config(tmp_path, sim_server, extra=LABELS)
+    assert cli("db", "upgrade", "--config", str(config)).returncode == 0
     for matcher in (["--label", "team=sales"], ["--account", "main"]):
         added = cli("silence", "add", *matcher, "--for", "2h", "--reason", "maintenance",
                     "--by", "alice", "--config", str(config))

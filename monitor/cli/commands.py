@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.notifier import Channel
@@ -34,7 +35,7 @@ from monitor.core.labels import Labeler
 from monitor.core.render import change_text, format_duration, format_time, status_after
 from monitor.core.silence import MatcherKind, Silence
 from monitor.core.trouble import Trouble
-from monitor.errors import ConfigError, DeliveryError, UsageError
+from monitor.errors import ConfigError, DeliveryError, StoreError, UsageError
 from monitor.ha.replica import identity
 from monitor.service.exclusive import (
     AccountClaim,
@@ -53,7 +54,7 @@ from monitor.service.runtime import (
     utcnow,
 )
 from monitor.store import migrate, queries, silences
-from monitor.store.engine import make_engine, safe_url
+from monitor.store.engine import describe_failure, make_engine, safe_url
 
 # A one-shot poll delivers what it queued, but does not wait out a channel's backoff.
 _POLL_DELIVERY_ROUNDS = 3
@@ -373,13 +374,19 @@ def upgrade_now(config: Config) -> int:
     url = config.database_url()
     with sqlite_alone(config, me, "db upgrade") as alone:
         engine = make_engine(url)
+        head = migrate.head_revision()
         try:
-            if not alone and inspect(engine).has_table("replicas"):
+            with engine.connect() as connection:
+                current = migrate.current_revision(connection)
+                replicas = not alone and inspect(connection).has_table("replicas")
+            # At head there is nothing to do, and nothing a running daemon could mind.
+            if current != head and replicas:
                 refuse_beside_replicas(sessionmaker(engine), "db upgrade", config.ha.lease)
             before = migrate.upgrade(engine, where=f"the database {safe_url(url)}")
+        except SQLAlchemyError as exc:
+            raise StoreError(describe_failure(url, exc)) from exc
         finally:
             engine.dispose()
-    head = migrate.head_revision()
     was = "" if before == head else f" (was {before or 'empty'})"
     print(f"database at revision {head}{was}")
     return 0
