@@ -383,7 +383,8 @@ class ChannelConfig(_Section):
     template escapes what it interpolates)."""
     # A daily digest at this local time ("HH:MM") in `timezone` (quiet hours use it too).
     digest: str | None = None
-    """``"HH:MM"``: a daily digest at this time of day in ``timezone``."""
+    """``"HH:MM"`` (or ``"HH:MM:SS"``, as ``quiet_hours`` takes): a daily digest at this
+    time of day in ``timezone``."""
     timezone: str = "UTC"  # IANA zone of quiet_hours and digest
     """IANA name (``"Europe/Berlin"``) for ``quiet_hours``, ``digest`` and the ``time``
     template filter."""
@@ -410,7 +411,7 @@ class ChannelConfig(_Section):
     @field_validator("digest")
     @classmethod
     def _clock_time(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        if value is not None and not _CLOCK.match(value):
             raise ValueError(f"'{value}' is not a time of day (use \"HH:MM\", e.g. \"09:00\")")
         return value
 
@@ -433,8 +434,7 @@ class ChannelConfig(_Section):
         """When the daily digest is due, in ``zone``; None if the channel has none."""
         if self.digest is None:
             return None
-        hour, minute = self.digest.split(":")
-        return time(int(hour), int(minute))
+        return time(*(int(part) for part in self.digest.split(":")))
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChannelConfig:

@@ -326,17 +326,16 @@ def test_the_daily_digest_is_delivered_at_its_time_of_day_once(
     degraded, healthy = "+12025550155", "+12025550156"
     sim.add_line(degraded)
     sim.add_line(healthy)
-    now = datetime.now(UTC)
-    # The next whole minute that leaves the daemon time to start.
-    due = (now + timedelta(seconds=75)).replace(second=0, microsecond=0)
+    # A time of day (to the second) that leaves the daemon time to start and poll twice.
+    due = datetime.now(UTC) + timedelta(seconds=15)
     daemon = start(tmp_path, sim_server, database_url,
                    channels=[("ops", receiver.url("ops"), "CRITICAL")],
-                   channel_options=f'group_wait = "0s"\ndigest = "{due:%H:%M}"')
+                   channel_options=f'group_wait = "0s"\ndigest = "{due:%H:%M:%S}"')
     try:
         daemon.wait_for_polls(1)
         sim.set_status(degraded, "AT_RISK")  # below the channel's min_status: no alert
         daemon.wait_for_polls(daemon.polls("success") + 2)
-        (digest,) = receiver.wait_for(1, timeout=150)
+        (digest,) = receiver.wait_for(1, timeout=60)
         assert "digest" in digest.title.lower()
         assert degraded in digest.message and "AT_RISK" in digest.message
         assert "HEALTHY → AT_RISK" in digest.message  # the change in the last 24 h

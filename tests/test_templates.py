@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +204,8 @@ def test_the_example_config_ships_the_readme_template() -> None:
     (channel,) = documented["alerts"]["channels"]
     assert example["body_template"] == channel["body_template"]
     assert example["title_template"] == channel["title_template"]
+
+
+def test_a_digest_time_may_name_its_second() -> None:
+    config = parse_config(channel_config(digest="09:15:30"), environ=ENV)
+    assert config.alerts.channels[1].digest_time == time(9, 15, 30)

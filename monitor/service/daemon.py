@@ -99,7 +99,7 @@ class Daemon:
             if at is not None:
                 self._scheduler.add_job(
                     self._digest_job, CronTrigger(hour=at.hour, minute=at.minute,
-                                                  timezone=channel.zone),
+                                                  second=at.second, timezone=channel.zone),
                     args=[channel.name], id=f"digest:{channel.name}", max_instances=1,
                     coalesce=True, misfire_grace_time=3600)
         if self._config.database.retention is not None:
