@@ -699,7 +699,8 @@ def test_the_unit_is_hardened_and_keeps_sqlite_in_its_state_directory() -> None:
                        "StateDirectory": "reputation-monitor",
                        "WorkingDirectory": "/var/lib/reputation-monitor",
                        "EnvironmentFile": "-/etc/reputation-monitor/env",
-                       "Restart": "on-failure", "RestartPreventExitStatus": "2",
+                       # SIGHUP exits 0: always brings it back with the config re-read.
+                       "Restart": "always", "RestartPreventExitStatus": "2",
                        "CapabilityBoundingSet": ""}.items():
         assert settings.get(key) == value, key
     assert settings["ExecStart"] == ("/opt/reputation-monitor/bin/reputation-monitor run "
