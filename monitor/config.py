@@ -434,7 +434,8 @@ class ChannelConfig(_Section):
         """When the daily digest is due, in ``zone``; None if the channel has none."""
         if self.digest is None:
             return None
-        return time(*(int(part) for part in self.digest.split(":")))
+        hour, minute, second = (int(part) for part in f"{self.digest}:0".split(":")[:3])
+        return time(hour, minute, second)
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChannelConfig:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor.simulator import Simulator, SimulatorServer
-from tests.support.daemon import cli, write_config
+from tests.support.daemon import cli, migrated_config
 
 pytestmark = pytest.mark.timeout(180)
 LINE = "+12025550101"
@@ -16,11 +16,7 @@ LINE = "+12025550101"
 
 @pytest.fixture
 def config(tmp_path: Path, sim_server: SimulatorServer) -> Path:
-    path = write_config(tmp_path / "config.toml", base_url=sim_server.url,
-                        database_url=f"sqlite:///{tmp_path / 'monitor.db'}")
-    # The database as a daemon leaves it: only run, poll and db upgrade create one.
-    assert cli("db", "upgrade", "--config", str(path)).returncode == 0
-    return path
+    return migrated_config(tmp_path, base_url=sim_server.url)
 
 
 def test_webhook_register_prints_the_secret_once_and_list_and_delete_manage_it(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -76,14 +76,8 @@ def open_database(config: Config, *, upgrade: bool = True) -> tuple[Engine, sess
     url = config.database_url()
     engine = make_engine(url)
     if upgrade:
-        try:
+        with _closed_on_failure(engine, url):
             before = migrate.upgrade(engine, where=_where(url))
-        except SQLAlchemyError as exc:
-            engine.dispose()
-            raise StoreError(describe_failure(url, exc)) from exc
-        except StoreError:
-            engine.dispose()
-            raise
         log.debug("database %s ready (was at revision %s)", safe_url(url), before)
     return engine, make_sessionmaker(engine)
 
@@ -104,16 +98,23 @@ def open_current(config: Config, *, read_only: bool = False
             f"there is no database at {path.resolve()} ([database] url): the daemon has not "
             "run with this config yet, or the config points elsewhere")
     engine = make_engine(url, read_only=read_only)
+    with _closed_on_failure(engine, url), engine.connect() as connection:
+        migrate.check_readable(connection, _where(url))
+    return engine, make_sessionmaker(engine)
+
+
+@contextmanager
+def _closed_on_failure(engine: Engine, url: str) -> Iterator[None]:
+    """Dispose of ``engine`` if the block fails; a driver error becomes a StoreError that
+    says where the database is (never with its password)."""
     try:
-        with engine.connect() as connection:
-            migrate.check_readable(connection, _where(url))
+        yield
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StoreError(describe_failure(url, exc)) from exc
-    except StoreError:
+    except BaseException:
         engine.dispose()
         raise
-    return engine, make_sessionmaker(engine)
 
 
 def _where(url: str) -> str:

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -91,6 +91,15 @@ min_status = "{min_status}"
 """
     path.write_text(text + extra)
     path.chmod(0o600)
+    return path
+
+
+def migrated_config(tmp_path: Path, *, base_url: str, **options: Any) -> Path:
+    """``write_config`` with a SQLite database in ``tmp_path``, created as a daemon leaves
+    it: only ``run``, ``poll`` and ``db upgrade`` create one, the other commands refuse."""
+    path = write_config(tmp_path / "config.toml", base_url=base_url,
+                        database_url=f"sqlite:///{tmp_path / 'monitor.db'}", **options)
+    assert cli("db", "upgrade", "--config", str(path)).returncode == 0
     return path
 
 
