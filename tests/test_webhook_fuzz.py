@@ -4,6 +4,7 @@ crash it or get a 5xx; only a validly signed status update is ever recorded."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from tests.support.fuzzing import profiles
 SECRET = new_secret()
 HEADER_NAMES = ["webhook-id", "webhook-timestamp", "webhook-signature", "x-webhook-signature",
                 "x-webhook-timestamp", "content-type", "content-length"]
-header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+# Any bytes a header can carry on the wire (not CR, LF or NUL): non-ASCII ones included.
+header_values = printable | st.binary(max_size=80).filter(
+    lambda value: not any(c in value for c in b"\r\n\x00"))
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
     | st.text(max_size=30),
@@ -44,6 +48,11 @@ envelopes = st.fixed_dictionaries({
     }) | json_values,
 }).map(orjson.dumps)
 bodies = st.binary(max_size=2000) | envelopes
+async def _pieces(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
 STATUS_UPDATE = (Path(__file__).parent / "fixtures" / "status_updated.json").read_bytes()
 
 
@@ -65,22 +74,33 @@ def test_no_request_crashes_the_endpoint_or_gets_a_5xx(
         answered: list[int] = []
 
         # One request of each kind the endpoint must tell apart, whatever the draw.
-        @example(body=STATUS_UPDATE, headers={}, signed=True, webhook_id="w-fixture")
-        @example(body=STATUS_UPDATE, headers={}, signed=False, webhook_id="")
-        @example(body=b"{not json", headers={}, signed=True, webhook_id="w-garbage")
+        @example(body=STATUS_UPDATE, headers={}, signed=True, webhook_id="w-fixture",
+                 chunked=False)
+        @example(body=STATUS_UPDATE, headers={}, signed=False, webhook_id="", chunked=False)
+        @example(body=b"{not json", headers={}, signed=True, webhook_id="w-garbage",
+                 chunked=True)
+        @example(body=b"x" * 5000, headers={}, signed=False, webhook_id="", chunked=True)
+        @example(body=b"{}", headers={"x-webhook-signature": b"\xff\xfe",
+                                      "x-webhook-timestamp": b"1"}, signed=False,
+                 webhook_id="", chunked=False)
         @given(body=bodies, headers=st.dictionaries(st.sampled_from(HEADER_NAMES),
                                                     header_values, max_size=5),
-               signed=st.booleans(), webhook_id=header_values)
+               signed=st.booleans(), webhook_id=printable, chunked=st.booleans())
         @settings(max_examples=examples, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
-        def one_request(body: bytes, headers: dict[str, str], signed: bool,
-                        webhook_id: str) -> None:
+        def one_request(body: bytes, headers: dict[str, str | bytes], signed: bool,
+                        webhook_id: str, chunked: bool) -> None:
             if signed:
                 headers = {**headers, **sign(SECRET, webhook_id=webhook_id or "id",
                                              timestamp=int(datetime.now(UTC).timestamp()),
                                              body=body)}
+            content: bytes | AsyncIterator[bytes] = body
+            if signed or chunked:
                 headers.pop("content-length", None)
-            response = runner.run(client.post("/webhooks/linq", content=body, headers=headers))
+            if chunked:  # no Content-Length: the size is learnt as the pieces arrive
+                content = _pieces(body[:len(body) // 2], body[len(body) // 2:])
+            response = runner.run(client.post("/webhooks/linq", content=content,
+                                              headers=headers))
             runner.run(runtime.webhooks.drain())
             assert response.status_code in {200, 400, 401, 413}, response.text
             answered.append(response.status_code)

@@ -57,19 +57,25 @@ class Guard:
             await _plain(send, 413, b"request body too large\n")
             return
         started = False
+        too_large = False
         received = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    too_large = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if too_large:
+                # Starlette's error middleware answers the BodyTooLarge it saw with a 500
+                # before re-raising it: the client gets the 413 below instead.
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -78,12 +84,14 @@ class Guard:
             async with asyncio.timeout(self.timeout):
                 await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
-            self._on_too_large(path)
-            if not started:
-                await _plain(send, 413, b"request body too large\n")
+            pass
         except TimeoutError:
             if not started:
                 await _plain(send, 503, b"request timed out\n")
+        if too_large:  # raised through the app, or swallowed by it
+            self._on_too_large(path)
+            if not started:
+                await _plain(send, 413, b"request body too large\n")
 
     def _authorised(self, scope: Scope) -> bool:
         assert self._token is not None

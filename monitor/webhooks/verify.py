@@ -77,9 +77,12 @@ def verify(body: bytes, headers: Mapping[str, str], signers: Sequence[Signer],
     if legacy and signature and timestamp:
         _check_timestamp(timestamp, time.time() if now is None else now)
         signed = timestamp.encode() + b"." + body
+        # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError,
+        # which would answer a hostile header with a 500).
+        given = signature.strip().lower().encode("utf-8", "replace")
         for signer in legacy:
-            expected = hmac.new(signer.key, signed, hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected, signature.strip().lower()):
+            expected = hmac.new(signer.key, signed, hashlib.sha256).hexdigest().encode()
+            if hmac.compare_digest(expected, given):
                 return Verified(signer.account, None, "legacy")
         raise WebhookRejected("no configured secret matches the X-Webhook-Signature")
     raise WebhookRejected("missing webhook-id, webhook-timestamp or webhook-signature")
@@ -93,9 +96,9 @@ def _standard_ok(signer: Signer, body: bytes, headers: Mapping[str, str]) -> boo
             # The same for every secret: no point trying the others.
             raise WebhookRejected(f"signature check failed: {exc}") from None
         return False
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        # The reference library raises these for malformed signature entries or a body
-        # that is not UTF-8: not a valid signature either way.
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        # The reference library raises these for malformed signature entries, non-ASCII
+        # header values or a body that is not UTF-8: not a valid signature either way.
         return False
     return True
 
