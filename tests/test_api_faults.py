@@ -92,6 +92,9 @@ FAULTS: dict[str, Fault] = {
     "50_MB_body": raw(lambda sim: b'{"phone_numbers": "' + b"x" * 50_000_000 + b'"}',
                       timeout="120s"),
     "drift_wrong_shape": raw(lambda sim: (DRIFT / "wrong_shape.json").read_bytes()),
+    # Should the list ever page, the lines on later pages must not be taken as removed.
+    "one_page_of_several": raw(lambda sim: json.dumps(
+        {"phone_numbers": sim.lines()[:1], "next_cursor": "c2", "has_more": True}).encode()),
 }
 
 

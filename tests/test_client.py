@@ -156,3 +156,15 @@ async def test_a_chunked_answer_without_content_length_is_read_whole() -> None:
         result = await api.list_phone_numbers()
     assert [o.line_id for o in result.lines.observations] == [str(i) for i in range(500)]
     assert {o.status for o in result.lines.observations} == {"AT_RISK"}
+
+
+async def test_a_429_without_retry_after_header_follows_the_bodys_retry_after(
+        sim: Simulator, sim_server: SimulatorServer) -> None:
+    # A proxy dropped the header; Linq's error envelope still says how long to wait.
+    sim.queue_raw(b'{"error": {"status": 429, "code": 1429, "message": "slow down", '
+                  b'"retry_after": 120}}', status=429)
+    async with client(sim_server) as api:
+        with pytest.raises(ApiRateLimited) as info:
+            await api.list_phone_numbers()
+    assert info.value.retry_after == pytest.approx(120)
+    assert sim.request_count == 1  # handed to the scheduler, not retried at once

@@ -131,3 +131,23 @@ def test_it_tests_the_current_shared_fixtures() -> None:
     shared = {p.relative_to(SHARED): p.read_bytes() for p in SHARED.rglob("*.json")}
     copied = {p.relative_to(FIXTURES): p.read_bytes() for p in FIXTURES.rglob("*.json")}
     assert copied == shared, "tests/fixtures is out of date: copy ../shared/fixtures again"
+
+
+@pytest.mark.parametrize("envelope", [
+    b'"next_cursor": "c2", "has_more": true', b'"has_more": true', b'"next_cursor": "c2"'])
+@pytest.mark.parametrize("item", [
+    b'{"id": "a", "phone_number": "+12025551234", "reputation": {"status": "HEALTHY"}}',
+    b'{"id": "a", "phone_number": 12, "reputation": {"status": "HEALTHY"}}',  # drifted item
+    b'{"id": "a", "phone_number": "+1202\xff", "reputation": {"status": "HEALTHY"}}',  # not UTF-8
+])
+def test_one_page_of_several_is_refused_never_read_as_every_line(envelope: bytes,
+                                                                 item: bytes) -> None:
+    with pytest.raises(ApiPayloadError, match="one page of several"):
+        parse_phone_numbers(b'{"phone_numbers": [' + item + b"], " + envelope + b"}")
+
+
+def test_a_last_page_marker_is_the_whole_list() -> None:
+    parsed = parse_phone_numbers(
+        b'{"phone_numbers": [{"id": "a", "phone_number": "+12025551234", "reputation": '
+        b'{"status": "HEALTHY"}}], "next_cursor": null, "has_more": false}')
+    assert [o.phone_number for o in parsed.observations] == ["+12025551234"]

@@ -200,7 +200,7 @@ def _retry_after(response: httpx.Response) -> float | None:
             pass
     value = response.headers.get("retry-after")
     if not value:
-        return None
+        return _body_retry_after(response)
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -212,6 +212,22 @@ def _retry_after(response: httpx.Response) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _body_retry_after(response: httpx.Response) -> float | None:
+    """``error.retry_after`` (seconds) of Linq's error envelope: a 429 carries it, and it is
+    the only advice left when a proxy strips the Retry-After header."""
+    if response.status_code != 429:
+        return None
+    try:
+        envelope = orjson.loads(response.content)
+    except (orjson.JSONDecodeError, httpx.ResponseNotRead):
+        return None
+    error = envelope.get("error") if isinstance(envelope, dict) else None
+    seconds = error.get("retry_after") if isinstance(error, dict) else None
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(min(seconds, 86400))
+    return None
 
 
 def _backoff(attempt: int) -> float:

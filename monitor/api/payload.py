@@ -74,10 +74,16 @@ class _Item(msgspec.Struct, gc=False):
 
 class _Body(msgspec.Struct, gc=False):
     phone_numbers: list[_Item]
+    # Pagination, should the list ever grow it (Linq's list endpoints that page say so
+    # with these): Any, so that an odd value cannot make the whole body undecodable.
+    next_cursor: Any = None
+    has_more: Any = None
 
 
 class _RawBody(msgspec.Struct, gc=False):
     phone_numbers: list[msgspec.Raw]
+    next_cursor: Any = None
+    has_more: Any = None
 
 
 _BODY = msgspec.json.Decoder(_Body)
@@ -87,13 +93,17 @@ _ANY = msgspec.json.Decoder()
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_A_LIST = "response has no 'phone_numbers' list (shape changed?)"
+_A_PAGE = ("response is one page of several (it carries next_cursor or has_more): the "
+           "lines on the other pages would look removed, so this poll changes nothing")
 
 
 def parse_phone_numbers(
     body: bytes | bytearray, *, trace_id: str | None = None
 ) -> PhoneNumberList:
     try:
-        items: list[_Item] | list[msgspec.Raw] | list[Any] = _BODY.decode(body).phone_numbers
+        decoded = _BODY.decode(body)
+        items: list[_Item] | list[msgspec.Raw] | list[Any] = decoded.phone_numbers
+        _whole_list(decoded.next_cursor, decoded.has_more, trace_id)
     # ValidationError first: it is a DecodeError too.
     except msgspec.ValidationError:
         # Some item (or the envelope) is not the documented shape: go item by item, so one
@@ -113,13 +123,21 @@ def parse_phone_numbers(
 
 def _raw_items(body: bytes | bytearray, trace_id: str | None) -> list[msgspec.Raw]:
     try:
-        return _RAW_BODY.decode(body).phone_numbers
+        decoded = _RAW_BODY.decode(body)
     except msgspec.ValidationError:
         raise ApiPayloadError(_NOT_A_LIST, trace_id=trace_id) from None
     except msgspec.DecodeError as exc:
         raise _not_json(exc, trace_id) from None
     except RecursionError:
         raise _too_deep(trace_id) from None
+    _whole_list(decoded.next_cursor, decoded.has_more, trace_id)
+    return decoded.phone_numbers
+
+
+def _whole_list(next_cursor: Any, has_more: Any, trace_id: str | None) -> None:
+    """Raise ApiPayloadError if the answer says more lines follow on another page."""
+    if has_more is True or (isinstance(next_cursor, str) and next_cursor):
+        raise ApiPayloadError(_A_PAGE, trace_id=trace_id)
 
 
 def _lenient_items(body: bytes | bytearray, trace_id: str | None) -> list[Any]:
@@ -139,6 +157,7 @@ def _lenient_items(body: bytes | bytearray, trace_id: str | None) -> list[Any]:
     items = document.get("phone_numbers") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise ApiPayloadError(_NOT_A_LIST, trace_id=trace_id)
+    _whole_list(document.get("next_cursor"), document.get("has_more"), trace_id)
     return items
 
 
