@@ -114,16 +114,51 @@ async def test_a_slow_audit_follows_the_alert_as_a_diagnosis_message(
     assert "→ CRITICAL" in ops[0].title and ops[1].title.startswith("[DIAGNOSIS]")
 
 
-async def test_an_audit_already_running_is_attached_to_not_started_again(
+async def test_an_audit_already_running_is_followed_not_started_again(
         make_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver) -> None:
+    sim.audits.configure(delay=3600)
     status, _, _ = sim.audits.start(LINE)  # someone else started one a moment ago
     assert status == 202
     rt = await make_runtime()
     await degrade(rt, sim)
+    async with asyncio.timeout(10):
+        while sim.audits.joined < 1:  # Linq answered 202 with the running audit's id
+            await asyncio.sleep(0.02)
+    sim.audits.finish_running()
     await rt.audits.drain()
     message = (await deliver_until(rt, receiver, 1, "pager"))[0]
     assert "Primary driver: low_engagement" in message.message
     assert sim.audits.started == 1
+
+
+async def test_two_runners_following_one_audit_both_get_its_report(
+        make_runtime: RuntimeFactory, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The daemon audits a line that just went CRITICAL while on-call runs
+    # `reputation-monitor audit` on it: Linq runs one audit, and its report stays readable
+    # for both (24 h), whoever reads the finished audit first.
+    monkeypatch.setattr("monitor.service.audits.POLL_EVERY", 0.02)
+    sim.audits.configure(delay=3600)
+    rt = await make_runtime()
+    sim.add_line(LINE)
+    both = asyncio.gather(rt.audits.run("main", LINE, None), rt.audits.run("main", LINE, None))
+    async with asyncio.timeout(10):
+        while sim.audits.started + sim.audits.joined < 2:
+            await asyncio.sleep(0.02)
+    sim.audits.finish_running()
+    outcomes = await both
+    assert [o.state for o in outcomes] == ["complete", "complete"]
+    assert outcomes[0].audit_id == outcomes[1].audit_id and sim.audits.started == 1
+    assert outcomes[0].report == outcomes[1].report
+
+
+async def test_an_audit_linq_could_not_complete_says_why_in_the_alert(
+        make_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver) -> None:
+    sim.audits.configure(fail=True)
+    rt = await make_runtime(audit_wait="10m")
+    await degrade(rt, sim)
+    await rt.audits.drain()
+    message = (await deliver_until(rt, receiver, 1, "pager"))[0]
+    assert "Linq reported an error: The audit could not be completed" in message.message
 
 
 async def test_an_audit_in_cooldown_is_skipped_and_the_alert_says_so_without_waiting(

@@ -2,10 +2,14 @@
 
 ``POST /v3/phone_numbers/{phone}/reputation_audit`` starts an asynchronous audit (one per
 line at a time); ``GET .../reputation_audit/{audit_id}`` reads it until ``complete`` or
-``error``. No retries here: a 409 means an audit is already running (we attach to it), a
-429 means the line's cooldown (we skip, and say so), and the caller bounds the whole wait.
-Linq does not document where a 409 names the running audit; we look for ``audit_id`` at
-the top level and under ``error``.
+``error``. As linq-python 0.65.0 (generated from Linq's OpenAPI spec) documents them:
+- a start while an audit of the line is running answers ``202`` with *that* audit's
+  ``audit_id``, the same shape as a fresh start, so we simply follow the id we are given;
+- a start within the cooldown after an audit ended answers ``429`` with ``Retry-After``
+  (``AuditCooldown``; we skip, and say so);
+- an ``audit_id`` stays readable for 24 hours; after that, or for another line's id, the
+  GET answers ``404`` (``AuditNotFound``).
+No retries here; the caller bounds the whole wait.
 """
 
 from __future__ import annotations
@@ -30,12 +34,17 @@ from monitor.errors import ApiError, ApiRateLimited
 
 @dataclass(frozen=True, slots=True)
 class Started:
+    """A 202: the audit to follow, new or the one already running (Linq does not say which)."""
+
     audit_id: str
-    attached: bool  # True: an audit was already running (409) and this is that one
 
 
 class AuditCooldown(ApiRateLimited):
     """429: the line's audit cooldown; ``retry_after`` says for how long."""
+
+
+class AuditNotFound(ApiError):
+    """404 on an ``audit_id``: older than Linq keeps audits (24 h), or another line's."""
 
 
 class AuditClient:
@@ -53,30 +62,30 @@ class AuditClient:
         await self._http.aclose()
 
     async def start(self, phone_number: str) -> Started:
-        """Start an audit, or attach to the running one. Raises AuditCooldown, ApiError."""
+        """Start an audit, or get the running one's id. Raises AuditCooldown, ApiError."""
         response = await self._request("POST", _path(phone_number))
-        body = _json(response)
-        if response.status_code == 409:
-            audit_id = _audit_id(body) or _audit_id(body.get("error"))
-            if audit_id:
-                return Started(audit_id, attached=True)
-            raise ApiError("an audit of this line is already running, and Linq did not say "
-                           "which", status=409, trace_id=response.headers.get("x-trace-id"))
         if response.status_code == 429:
             error = _error_from_response(response)
             raise AuditCooldown(str(error), retry_after=_retry_after(response),
                                 trace_id=error.trace_id)
         if not response.is_success:
             raise _error_from_response(response)
-        audit_id = _audit_id(body)
+        audit_id = _audit_id(_json(response))
         if not audit_id:
             raise ApiError("the audit answer has no audit_id",
                            trace_id=response.headers.get("x-trace-id"))
-        return Started(audit_id, attached=False)
+        return Started(audit_id)
 
     async def get(self, phone_number: str, audit_id: str) -> dict[str, Any]:
-        """The audit as Linq shows it now (``status``: pending, complete or error)."""
+        """The audit as Linq shows it now (``status``: pending, complete or error).
+
+        Raises AuditNotFound when Linq no longer has it (24 h) or it is another line's."""
         response = await self._request("GET", f"{_path(phone_number)}/{quote(audit_id, '')}")
+        if response.status_code == 404:
+            raise AuditNotFound(
+                f"audit {audit_id} of {phone_number} not found (HTTP 404): Linq keeps an "
+                "audit readable for 24 hours, and only under the line it audited",
+                status=404, trace_id=response.headers.get("x-trace-id"), permanent=True)
         if not response.is_success:
             raise _error_from_response(response)
         return _json(response)

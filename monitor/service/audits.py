@@ -6,7 +6,7 @@ written held (``next_attempt_at`` = now + ``audit_wait``, see ``hold``) and an a
   notifications' entries (rendered when sent), which are released at once;
 - slower than ``audit_wait``: the hold expires and the alert goes out as it is; when the
   audit completes, a separate "diagnosis" notification goes to the same channels;
-- 409 (an audit already running): we attach to that audit;
+- an audit already running (Linq answers 202 with its ``audit_id``): we follow that one;
 - 429 (the line's cooldown): no audit; the alert says so and is released;
 - any failure: the alert is released as it is. An audit never blocks or loses an alert.
 Every audit is stored (``audit show``; the gate API shows the latest).
@@ -149,17 +149,17 @@ class AuditRunner:
         audit_id: str | None = None
         try:
             async with asyncio.timeout(MAX_AUDIT_TIME):
-                started = await client.start(phone)
-                audit_id = started.audit_id
-                if started.attached:
-                    log.info("audit of %s already running; attached to %s", phone, audit_id)
+                audit_id = (await client.start(phone)).audit_id  # new, or the running one
+                log.info("audit of %s: following %s", phone, audit_id)
                 while True:
                     found = await client.get(phone, audit_id)
                     if found.get("status") == "complete" and isinstance(found.get("report"),
                                                                        dict):
                         return Outcome("complete", audit_id, found["report"])
                     if found.get("status") == "error":
-                        return Outcome("error", audit_id, error="Linq reported an error")
+                        reason = found.get("error")  # "short, generic, safe to display"
+                        return Outcome("error", audit_id, error="Linq reported an error" + (
+                            f": {reason[:200]}" if isinstance(reason, str) and reason else ""))
                     await asyncio.sleep(POLL_EVERY)
         except AuditCooldown as exc:
             return Outcome("skipped", audit_id, retry_after=exc.retry_after, error=str(exc))
