@@ -8,10 +8,11 @@ in a read path cannot write beside a running daemon.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
@@ -79,9 +80,22 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# Query parameters that carry a credential (libpq's ``password``, ``sslpassword``, a
+# driver's ``token``); ``passfile`` names a file and stays readable.
+_SECRET_PARAMETER = re.compile(r"password|secret|token", re.IGNORECASE)
+
+
 def safe_url(url: str) -> str:
-    """The database URL with any password masked, for logs and errors."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The database URL with any password masked, for logs and errors: the one in the
+    userinfo and any query parameter named like a credential."""
+    parsed = make_url(url)
+    rendered = parsed.set(query={}).render_as_string(hide_password=True)
+    if not parsed.query:
+        return rendered
+    pairs = [(name, "***" if _SECRET_PARAMETER.search(name) else value)
+             for name, values in parsed.query.items()
+             for value in ((values,) if isinstance(values, str) else values)]
+    return f"{rendered}?{urlencode(pairs, safe='*/:,')}"
 
 
 def describe_failure(url: str | URL, exc: SQLAlchemyError) -> str:
