@@ -3,12 +3,18 @@ files it creates, a token sent over plain HTTP, secrets in a config file others 
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
+from alembic import command
+from sqlalchemy import create_engine
 
-from tests.support.daemon import cli
+from monitor.store import migrate
+from tests.support.daemon import cli, write_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,3 +73,56 @@ def test_check_config_still_shows_harmless_query_parameters(tmp_path: Path) -> N
     assert result.returncode == 0, output(result)
     assert "sslmode=require" in result.stdout
     assert "/etc/pgpass" in result.stdout
+
+
+# -- modes of the files the store creates ------------------------------------------------------
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a file is created world-readable unless asked otherwise."""
+    before = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_a_new_sqlite_database_and_its_wal_are_readable_by_the_owner_only(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "monitor.db"
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=f"sqlite:///{database}")
+
+    result = cli("db", "upgrade", "--config", str(config))
+
+    assert result.returncode == 0, output(result)
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("monitor.db")
+            and not p.name.endswith(".lock")]
+    assert database in made
+    assert {p.name: mode(p) for p in made} == {p.name: 0o600 for p in made}
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_the_backup_before_a_migration_is_readable_by_the_owner_only(tmp_path: Path) -> None:
+    database = tmp_path / "monitor.db"
+    config = write_config(tmp_path / "config.toml", base_url="http://127.0.0.1:9",
+                          database_url=f"sqlite:///{database}")
+    assert cli("db", "upgrade", "--config", str(config)).returncode == 0
+    engine = create_engine(f"sqlite:///{database}")
+    with engine.begin() as connection:  # one revision behind: the next upgrade backs it up
+        command.downgrade(migrate.alembic_config(connection), "-1")
+    engine.dispose()
+    database.chmod(0o644)  # a database made before files were created 0600
+
+    result = cli("db", "upgrade", "--config", str(config))
+
+    assert result.returncode == 0, output(result)
+    backups = list(tmp_path.glob("monitor.db.*.bak"))
+    assert len(backups) == 1, output(result)
+    assert mode(backups[0]) == 0o600

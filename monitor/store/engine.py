@@ -8,6 +8,8 @@ in a read path cannot write beside a running daemon.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -23,8 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if read_only and sqlite_path(url) is not None:
+        path = sqlite_path(url)
+        if read_only and path is not None:
             return _read_only_sqlite(parsed)
+        if path is not None and "uri" not in parsed.query:  # a URI filename is SQLite's
+            _create_private(path)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -39,6 +44,15 @@ def sqlite_path(url: str | URL) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing SQLite file empty with mode 0600, before SQLite would create it with
+    the umask (often world-readable); SQLite gives its -wal and -shm files the database's
+    mode. An existing file is left as it is; a folder that is missing or cannot be written
+    is left for SQLite to report when it connects."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _read_only_sqlite(parsed: URL) -> Engine:
