@@ -8,6 +8,7 @@ the key path, e.g. ``accounts[0].poll_interval: '5 minutes' is not a duration``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -665,6 +667,7 @@ def parse_config(
     assert config is not None and database_url is not None  # else a problem was recorded
     config._database_url = database_url
     _warn_of_unheard_channels(config)
+    _warn_of_plain_http(config)
     return config
 
 
@@ -802,6 +805,27 @@ def _warn_of_unheard_channels(config: Config) -> None:
             config._warnings.append(
                 f"alerts.channels[{i}].labels: no [[lines]] entry gives {', '.join(missing)}, "
                 f"so channel {channel.name} hears of no line")
+
+
+def _warn_of_plain_http(config: Config) -> None:
+    """A warning for an account whose partner token would cross the network unencrypted:
+    plain ``http://`` to a host other than this one. Loopback stays quiet (the simulator,
+    a local proxy that adds TLS)."""
+    for i, account in enumerate(config.accounts):
+        parts = urlsplit(account.base_url)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            config._warnings.append(
+                f"accounts[{i}].base_url is plain http:// to {parts.hostname}: the partner "
+                "token would travel unencrypted; use https://")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _resolve_server_token(server: ServerConfig, env: Mapping[str, str]) -> SecretStr | None:

@@ -13,6 +13,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine
 
+from monitor.config import parse_config
 from monitor.store import migrate
 from tests.support.daemon import cli, write_config
 
@@ -126,3 +127,46 @@ def test_the_backup_before_a_migration_is_readable_by_the_owner_only(tmp_path: P
     backups = list(tmp_path.glob("monitor.db.*.bak"))
     assert len(backups) == 1, output(result)
     assert mode(backups[0]) == 0o600
+
+
+# -- the partner token over plain HTTP ---------------------------------------------------------
+
+def account_warnings(base_url: str) -> list[str]:
+    raw = {"accounts": [{"name": "acme-prod", "base_url": "https://api.linqapp.com",
+                         "token_env": TOKEN_ENV},
+                        {"name": "acme-test", "base_url": base_url, "token_env": TOKEN_ENV}]}
+    return parse_config(raw, environ={TOKEN_ENV: SECRET_TOKEN}).warnings
+
+
+@pytest.mark.parametrize("base_url", [
+    "http://api.linqapp.com/api/partner", "http://10.0.0.7:8080", "http://[2001:db8::1]",
+    "http://localhost.example.com",
+])
+def test_a_token_sent_over_plain_http_beyond_this_host_is_warned_about(base_url: str) -> None:
+    warnings = account_warnings(base_url)
+
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("accounts[1].base_url")
+    assert "unencrypted" in warnings[0]
+    assert SECRET_TOKEN not in warnings[0]
+
+
+@pytest.mark.parametrize("base_url", [
+    "http://127.0.0.1:9", "http://127.1.2.3", "http://[::1]:8080", "http://localhost:8080",
+    "https://linq.internal",
+])
+def test_plain_http_to_this_host_or_https_anywhere_is_not_warned_about(base_url: str) -> None:
+    assert account_warnings(base_url) == []
+
+
+def test_check_config_shows_the_plain_http_warning(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(config_text("sqlite:///monitor.db", base_url="http://10.0.0.7:8080"))
+    config.chmod(0o600)
+
+    result = cli("check-config", "--config", str(config), env={TOKEN_ENV: SECRET_TOKEN})
+
+    assert result.returncode == 0, output(result)
+    assert "accounts[0].base_url" in output(result)
+    assert "unencrypted" in output(result)
+    assert SECRET_TOKEN not in output(result)
