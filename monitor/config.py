@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -613,12 +613,39 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
     config = parse_config(raw, environ=environ, base_dir=path.parent, checks=checks,
                           secrets=secrets)
-    if any(a.token is not None for a in config.accounts) and _readable_by_others(path):
-        config._warnings.append(
-            f"{path} holds an inline API token and is readable by other users; "
-            "use token_env or token_file, or chmod 600 the file"
-        )
+    if _readable_by_others(path):
+        config._warnings += [
+            f"{path} is readable by other users and holds {what} ({key}); {instead}, "
+            "or chmod 600 the file"
+            for key, what, instead in _inline_secrets(config)]
     return config
+
+
+# Query parameters of a database URL that carry a credential (as store.engine.safe_url
+# masks them): libpq's password and sslpassword, a driver's token.
+_CREDENTIAL_PARAMETER = re.compile(r"password|secret|token", re.IGNORECASE)
+
+
+def _inline_secrets(config: Config) -> list[tuple[str, str, str]]:
+    """The secrets written in the config file itself: key, what it is, where to keep it."""
+    found = [(f"accounts[{i}].token", "an inline API token", "use token_env or token_file")
+             for i, account in enumerate(config.accounts) if account.token is not None]
+    # An Apprise URL usually embeds a token or a password somewhere in it, so any inline one.
+    found += [(f"alerts.channels[{i}].url", "an inline channel URL", "use url_env")
+              for i, channel in enumerate(config.alerts.channels) if channel.url is not None]
+    if _has_password(config.database.url):
+        found.append(("[database] url", "a database password", "use [database] url_env"))
+    return found
+
+
+def _has_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # a malformed port or host: the database layer says so when it opens
+        return False
+    return bool(password) or any(_CREDENTIAL_PARAMETER.search(name)
+                                 for name, _ in parse_qsl(parts.query))
 
 
 def parse_config(

@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine
 
-from monitor.config import parse_config
+from monitor.config import load_config, parse_config
 from monitor.store import migrate
 from tests.support.daemon import cli, write_config
 
@@ -170,3 +170,58 @@ def test_check_config_shows_the_plain_http_warning(tmp_path: Path) -> None:
     assert "accounts[0].base_url" in output(result)
     assert "unencrypted" in output(result)
     assert SECRET_TOKEN not in output(result)
+
+
+# -- secrets in a config file others can read --------------------------------------------------
+
+CHANNEL_SECRET = "hooks-SECRET-456"
+INLINE_CHANNEL = f"""
+[[alerts.channels]]
+name = "ops-room"
+url = "json://127.0.0.1:9/{CHANNEL_SECRET}"
+"""
+CHANNEL_FROM_ENV = """
+[[alerts.channels]]
+name = "ops-room"
+url_env = "RM_TEST_CHANNEL_URL"
+"""
+
+
+@pytest.mark.parametrize(("db_url", "channel", "key", "held"), [
+    (f"postgresql+psycopg://monitor:{DB_SECRET}@127.0.0.1:9/monitor", CHANNEL_FROM_ENV,
+     "[database] url", "database password"),
+    (f"postgresql+psycopg://monitor@127.0.0.1:9/monitor?password={DB_SECRET}",
+     CHANNEL_FROM_ENV, "[database] url", "database password"),
+    ("sqlite:///monitor.db", INLINE_CHANNEL, "alerts.channels[0].url", "channel URL"),
+], ids=["database-userinfo", "database-query", "channel-url"])
+def test_it_warns_of_secrets_in_a_config_file_others_can_read(
+    tmp_path: Path, db_url: str, channel: str, key: str, held: str,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(db_url) + channel)
+    env = {TOKEN_ENV: SECRET_TOKEN, "RM_TEST_CHANNEL_URL": f"json://127.0.0.1:9/{CHANNEL_SECRET}"}
+    config.chmod(0o644)
+
+    warnings = load_config(config, environ=env).warnings
+    result = cli("check-config", "--config", str(config), env=env)
+
+    assert any(held in w and key in w and "readable by other users" in w for w in warnings), \
+        warnings
+    assert result.returncode == 0, output(result)
+    assert "readable by other users" in output(result)
+    for secret in (DB_SECRET, CHANNEL_SECRET, SECRET_TOKEN):
+        assert secret not in output(result)
+        assert all(secret not in w for w in warnings)
+
+    config.chmod(0o600)
+    assert load_config(config, environ=env).warnings == []
+
+
+def test_a_config_file_others_can_read_is_fine_without_secrets_in_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(config_text("postgresql+psycopg://monitor@127.0.0.1:9/monitor"
+                                  "?sslmode=require&passfile=/etc/pgpass") + CHANNEL_FROM_ENV)
+    config.chmod(0o644)
+    env = {TOKEN_ENV: SECRET_TOKEN, "RM_TEST_CHANNEL_URL": f"json://127.0.0.1:9/{CHANNEL_SECRET}"}
+
+    assert load_config(config, environ=env).warnings == []
