@@ -630,12 +630,20 @@ def _inline_secrets(config: Config) -> list[tuple[str, str, str]]:
     """The secrets written in the config file itself: key, what it is, where to keep it."""
     found = [(f"accounts[{i}].token", "an inline API token", "use token_env or token_file")
              for i, account in enumerate(config.accounts) if account.token is not None]
-    # An Apprise URL usually embeds a token or a password somewhere in it, so any inline one.
     found += [(f"alerts.channels[{i}].url", "an inline channel URL", "use url_env")
-              for i, channel in enumerate(config.alerts.channels) if channel.url is not None]
+              for i, channel in enumerate(config.alerts.channels)
+              if channel.url is not None and _may_hold_credentials(channel.url)]
     if _has_password(config.database.url):
         found.append(("[database] url", "a database password", "use [database] url_env"))
     return found
+
+
+def _may_hold_credentials(url: SecretStr) -> bool:
+    """Whether an Apprise URL has anything after its scheme: Apprise puts tokens in the
+    host (``tgram://BOT_TOKEN/...``), the userinfo, the path or the query, so any of them
+    may be one; only a bare ``console://`` or ``windows://`` holds nothing."""
+    _, _, rest = url.get_secret_value().partition("://")
+    return bool(rest.strip("/"))
 
 
 def _has_password(url: str) -> bool:

@@ -220,7 +220,8 @@ def test_it_warns_of_secrets_in_a_config_file_others_can_read(
 def test_a_config_file_others_can_read_is_fine_without_secrets_in_it(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(config_text("postgresql+psycopg://monitor@127.0.0.1:9/monitor"
-                                  "?sslmode=require&passfile=/etc/pgpass") + CHANNEL_FROM_ENV)
+                                  "?sslmode=require&passfile=/etc/pgpass") + CHANNEL_FROM_ENV
+                      + '[[alerts.channels]]\nname = "log"\nurl = "console://"\n')
     config.chmod(0o644)
     env = {TOKEN_ENV: SECRET_TOKEN, "RM_TEST_CHANNEL_URL": f"json://127.0.0.1:9/{CHANNEL_SECRET}"}
 
