@@ -8,6 +8,7 @@ the key path, e.g. ``accounts[0].poll_interval: '5 minutes' is not a duration``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -611,12 +613,47 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
     config = parse_config(raw, environ=environ, base_dir=path.parent, checks=checks,
                           secrets=secrets)
-    if any(a.token is not None for a in config.accounts) and _readable_by_others(path):
-        config._warnings.append(
-            f"{path} holds an inline API token and is readable by other users; "
-            "use token_env or token_file, or chmod 600 the file"
-        )
+    if _readable_by_others(path):
+        config._warnings += [
+            f"{path} is readable by other users and holds {what} ({key}); {instead}, "
+            "or chmod 600 the file"
+            for key, what, instead in _inline_secrets(config)]
     return config
+
+
+# Query parameters of a database URL that carry a credential (as store.engine.safe_url
+# masks them): libpq's password and sslpassword, a driver's token.
+_CREDENTIAL_PARAMETER = re.compile(r"password|secret|token", re.IGNORECASE)
+
+
+def _inline_secrets(config: Config) -> list[tuple[str, str, str]]:
+    """The secrets written in the config file itself: key, what it is, where to keep it."""
+    found = [(f"accounts[{i}].token", "an inline API token", "use token_env or token_file")
+             for i, account in enumerate(config.accounts) if account.token is not None]
+    found += [(f"alerts.channels[{i}].url", "an inline channel URL", "use url_env")
+              for i, channel in enumerate(config.alerts.channels)
+              if channel.url is not None and _may_hold_credentials(channel.url)]
+    if _has_password(config.database.url):
+        found.append(("[database] url", "a database password", "use [database] url_env"))
+    return found
+
+
+def _may_hold_credentials(url: SecretStr) -> bool:
+    """Whether an Apprise URL has anything after its scheme: Apprise puts tokens in the
+    host (``tgram://BOT_TOKEN/...``), the userinfo, the path or the query, so any of them
+    may be one; only a bare ``console://`` or ``windows://`` holds nothing."""
+    _, _, rest = url.get_secret_value().partition("://")
+    return bool(rest.strip("/"))
+
+
+def _has_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # a malformed port or host: the database layer says so when it opens
+        return False
+    return bool(password) or any(_CREDENTIAL_PARAMETER.search(name)
+                                 for name, _ in parse_qsl(parts.query))
 
 
 def parse_config(
@@ -665,6 +702,7 @@ def parse_config(
     assert config is not None and database_url is not None  # else a problem was recorded
     config._database_url = database_url
     _warn_of_unheard_channels(config)
+    _warn_of_plain_http(config)
     return config
 
 
@@ -802,6 +840,27 @@ def _warn_of_unheard_channels(config: Config) -> None:
             config._warnings.append(
                 f"alerts.channels[{i}].labels: no [[lines]] entry gives {', '.join(missing)}, "
                 f"so channel {channel.name} hears of no line")
+
+
+def _warn_of_plain_http(config: Config) -> None:
+    """A warning for an account whose partner token would cross the network unencrypted:
+    plain ``http://`` to a host other than this one. Loopback stays quiet (the simulator,
+    a local proxy that adds TLS)."""
+    for i, account in enumerate(config.accounts):
+        parts = urlsplit(account.base_url)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            config._warnings.append(
+                f"accounts[{i}].base_url is plain http:// to {parts.hostname}: the partner "
+                "token would travel unencrypted; use https://")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _resolve_server_token(server: ServerConfig, env: Mapping[str, str]) -> SecretStr | None:

@@ -8,10 +8,13 @@ in a read path cannot write beside a running daemon.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
@@ -22,8 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if read_only and sqlite_path(url) is not None:
+        path = sqlite_path(url)
+        if read_only and path is not None:
             return _read_only_sqlite(parsed)
+        if path is not None and "uri" not in parsed.query:  # a URI filename is SQLite's
+            _create_private(path)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -38,6 +44,15 @@ def sqlite_path(url: str | URL) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing SQLite file empty with mode 0600, before SQLite would create it with
+    the umask (often world-readable); SQLite gives its -wal and -shm files the database's
+    mode. An existing file is left as it is; a folder that is missing or cannot be written
+    is left for SQLite to report when it connects."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _read_only_sqlite(parsed: URL) -> Engine:
@@ -79,9 +94,22 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# Query parameters that carry a credential (libpq's ``password``, ``sslpassword``, a
+# driver's ``token``); ``passfile`` names a file and stays readable.
+_SECRET_PARAMETER = re.compile(r"password|secret|token", re.IGNORECASE)
+
+
 def safe_url(url: str) -> str:
-    """The database URL with any password masked, for logs and errors."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The database URL with any password masked, for logs and errors: the one in the
+    userinfo and any query parameter named like a credential."""
+    parsed = make_url(url)
+    rendered = parsed.set(query={}).render_as_string(hide_password=True)
+    if not parsed.query:
+        return rendered
+    pairs = [(name, "***" if _SECRET_PARAMETER.search(name) else value)
+             for name, values in parsed.query.items()
+             for value in ((values,) if isinstance(values, str) else values)]
+    return f"{rendered}?{urlencode(pairs, safe='*/:,')}"
 
 
 def describe_failure(url: str | URL, exc: SQLAlchemyError) -> str:

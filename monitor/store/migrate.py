@@ -7,6 +7,7 @@ source checkout they are the top-level ``migrations/`` folder.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -131,4 +132,7 @@ def _backup_sqlite(engine: Engine, revision: str) -> None:
     if source.exists() and source.stat().st_size > 0:
         target = source.with_name(f"{source.name}.{revision}.bak")
         shutil.copy2(source, target)
+        # copy2 copies the source's mode, which may predate the 0600 databases: the copy
+        # holds the same data and is kept by owner alone.
+        os.chmod(target, 0o600)
         log.info("backed up %s to %s before migrating", source, target)
