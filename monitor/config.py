@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from monitor.core.labels import LABEL_NAME, LABEL_NAME_RULE
-from monitor.core.secret import is_valid_secret
+from monitor.core.secret import is_credential_name, is_valid_secret
 from monitor.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.linqapp.com/api/partner"
@@ -623,7 +623,6 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
 
 # Query parameters of a database URL that carry a credential (as store.engine.safe_url
 # masks them): libpq's password and sslpassword, a driver's token.
-_CREDENTIAL_PARAMETER = re.compile(r"password|secret|token", re.IGNORECASE)
 
 
 def _inline_secrets(config: Config) -> list[tuple[str, str, str]]:
@@ -652,7 +651,7 @@ def _has_password(url: str) -> bool:
         password = parts.password
     except ValueError:  # a malformed port or host: the database layer says so when it opens
         return False
-    return bool(password) or any(_CREDENTIAL_PARAMETER.search(name)
+    return bool(password) or any(is_credential_name(name)
                                  for name, _ in parse_qsl(parts.query))
 
 

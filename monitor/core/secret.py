@@ -1,10 +1,21 @@
-"""The shape of a webhook signing secret: checked by the config, used by the verifier."""
+"""What a secret looks like: a webhook signing secret's shape (checked by the config, used by
+the verifier), and the names of URL parameters that carry credentials (masked by the store,
+warned about by the config)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
+
+
+def is_credential_name(name: str) -> bool:
+    """True for a URL query parameter that carries a credential (``password``,
+    ``sslpassword``, ``auth_token``, ``client_secret``, ...)."""
+    return _CREDENTIAL_NAME.search(name) is not None
+
+
+_CREDENTIAL_NAME = re.compile(r"password|secret|token", re.IGNORECASE)
 
 
 def is_valid_secret(secret: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.core.secret import is_credential_name
 
 
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -94,11 +95,6 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-# Query parameters that carry a credential (libpq's ``password``, ``sslpassword``, a
-# driver's ``token``); ``passfile`` names a file and stays readable.
-_SECRET_PARAMETER = re.compile(r"password|secret|token", re.IGNORECASE)
-
-
 def safe_url(url: str) -> str:
     """The database URL with any password masked, for logs and errors: the one in the
     userinfo and any query parameter named like a credential."""
@@ -106,7 +102,7 @@ def safe_url(url: str) -> str:
     rendered = parsed.set(query={}).render_as_string(hide_password=True)
     if not parsed.query:
         return rendered
-    pairs = [(name, "***" if _SECRET_PARAMETER.search(name) else value)
+    pairs = [(name, "***" if is_credential_name(name) else value)
              for name, values in parsed.query.items()
              for value in ((values,) if isinstance(values, str) else values)]
     return f"{rendered}?{urlencode(pairs, safe='*/:,')}"
