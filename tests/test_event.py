@@ -124,3 +124,14 @@ def test_a_reputation_of_flagged_is_an_undocumented_status_not_the_service_flag(
                                    ("pager", NoticeKind.RECOVERED, None)]
     text = render_entry(back.notices[0].entry, now=T0 + 3 * MINUTE)
     assert "Service status" not in text.body and "FLAGGED → HEALTHY" in text.title
+
+
+def test_a_webhook_change_links_the_lines_own_guide_page_or_the_guide_where_it_is_now(
+        ) -> None:
+    own = update(line("HEALTHY"), at=T0 + 10 * MINUTE, reputation="CRITICAL").state
+    assert own.doc_url == "https://docs.linqapp.com/x"  # the page it had, not its old section
+    never = update(replace(line("HEALTHY"), doc_url=None), at=T0 + 10 * MINUTE,
+                   reputation="CRITICAL").state
+    # Not the guide's old path (/guides/...), which Linq moved under /channel/imessage/.
+    assert never.doc_url == ("https://docs.linqapp.com/channel/imessage/guides/phone-numbers/"
+                             "phone-reputation")

@@ -24,8 +24,10 @@ from monitor.core.model import LineMeta, LineState, Notice, Observation, Transit
 from monitor.core.policy import NO_META, AlertPolicy, note_change, reconcile
 from monitor.core.service import detect_service
 
-# Webhooks carry no doc_url: until the next poll brings the exact one, point at the guide.
-GUIDE_URL = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"
+# Webhooks carry no doc_url: until the next poll brings the exact one, point at the page of
+# the one the line had (doc_url is opaque: Linq moves its guides), or, for a line that never
+# had one, at the guide where Linq's SDK documentation links it now.
+GUIDE_URL = "https://docs.linqapp.com/channel/imessage/guides/phone-numbers/phone-reputation"
 
 
 @dataclass(frozen=True, slots=True)
