@@ -202,10 +202,9 @@ class Daemon:
                 log.exception("policy round crashed; continuing")
 
     async def _policy_round(self) -> None:
-        try:
-            await self._runtime.refresh_silences()
-        except StoreError as exc:
-            log.error("cannot read silences (keeping the last known): %s", exc)
+        # Once for the round: every account's review decides with these (a failed read
+        # keeps the last known ones, logged by Silences.refresh).
+        await self._runtime.refresh_silences()
         queued = 0
         for account, poller in self._runtime.pollers.items():
             if not self._coordinator.holds(account):

@@ -318,7 +318,8 @@ class AccountPoller:
         async with self.lock:
             if self._known is None or not self._review:
                 return 0
-            await self._silences.refresh()
+            # The silences were re-read once for the whole round, by its caller (the
+            # daemon's policy round, a one-shot poll): not once per account.
             now = self._clock()
             changed, outgoing = await asyncio.to_thread(self._review_lines, now)
             if not changed:
