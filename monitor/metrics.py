@@ -5,9 +5,12 @@ per line) are kept pre-rendered in exposition format and re-rendered only where 
 changed: at 100k lines, rendering them through prometheus-client on every scrape would
 take seconds, while joining cached blocks takes milliseconds.
 
-``linq_reputation_line_severity``: 0 HEALTHY, 1 AT_RISK, 2 CRITICAL, 3 a status Linq did
-not document (kept verbatim in the state set's ``status`` label; ranked worst so that an
-alert rule on ``>= 2`` never misses it).
+``linq_reputation_line_severity``: 0 HEALTHY, 0.5 WATCH, 1 AT_RISK, 2 CRITICAL, 3 a status
+Linq did not document (kept verbatim in the state set's ``status`` label; ranked worst so
+that an alert rule on ``>= 2`` never misses it). WATCH, the monitor's early warning, is 0.5
+so that rules and thresholds on ``>= 1`` keep meaning "AT_RISK or worse"; like an
+undocumented status it gets a state-set series only while a line is in it, so the
+per-line series count stays flat.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ _LINE_FAMILIES = (
     ("linq_reputation_line_status",
      "Current reputation of a line as a state set: 1 for its status, 0 for the others."),
     ("linq_reputation_line_severity",
-     "Reputation severity: 0 HEALTHY, 1 AT_RISK, 2 CRITICAL, 3 undocumented status."),
+     "Reputation severity: 0 HEALTHY, 0.5 WATCH, 1 AT_RISK, 2 CRITICAL, "
+     "3 undocumented status."),
     ("linq_reputation_line_status_since_timestamp_seconds",
      "Unix time at which the line's current status was first observed."),
 )
@@ -106,8 +110,8 @@ class Metrics:
             for outcome in ("success", "error"):
                 self.polls.labels(account, outcome)
             self.skipped_items.labels(account)
-            for before in st.KNOWN_STATUSES:
-                for after in st.KNOWN_STATUSES:
+            for before in st.MONITOR_STATUSES:
+                for after in st.MONITOR_STATUSES:
                     if before != after:
                         self.transitions.labels(account, before, after)
         for channel in channels:
@@ -215,8 +219,8 @@ class LineSeries:
                 severity.append(
                     f"linq_reputation_line_severity{{{labels}}} {st.rank(state.status)}\n")
                 if full:
-                    statuses = st.KNOWN_STATUSES if st.is_known(state.status) else (
-                        *st.KNOWN_STATUSES, state.status)
+                    statuses = (st.KNOWN_STATUSES if state.status in st.KNOWN_STATUSES
+                                else (*st.KNOWN_STATUSES, state.status))
                     status_set.extend(
                         f'linq_reputation_line_status{{{labels},status="{_escape(s)}"}} '
                         f"{1 if s == state.status else 0}\n"

@@ -13,7 +13,9 @@ or many), ``render_digest``, ``render_trouble`` or ``render_test``. The template
 - ``kind``: ``single``, ``group``, ``digest``, ``trouble`` or ``test``
 - ``entries``: the lines, worst first, at most ``limit`` of them (a dict per line: every
   ``Entry`` field, plus ``change``, ``time_in_previous``, ``recommended_action``,
-  ``headline``, ``degraded_for``); ``entry``: the first, or None; ``more``: how many were left out
+  ``headline``, ``degraded_for``; for a WATCH line ``watch_reasons`` and ``chats``, each
+  chat a dict of ``chat_id``, ``status``, ``since``, ``doc_url``); ``entry``: the first, or
+  None; ``more``: how many were left out
 - ``summary``: one line saying what the message is about
 - ``held``: true when the entries waited out the channel's quiet hours (the summary sent
   when they end)
@@ -176,6 +178,9 @@ class Renderer:
             kind=entry.kind.value,
             labels=dict(entry.labels),
             sequence=[{"at": at, "status": status} for at, status in entry.sequence],
+            chats=[{"chat_id": c.chat_id, "status": c.status, "since": c.changed_at,
+                    "doc_url": c.doc_url} for c in entry.chats],
+            watch_reasons=list(entry.watch_reasons),
             time_in_previous=render.format_duration(previous) if previous is not None else None,
             time_in_previous_seconds=previous.total_seconds() if previous is not None else None,
             change=f"{entry.from_status or '(new line)'} → {entry.to_status}",

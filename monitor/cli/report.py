@@ -18,7 +18,7 @@ from monitor.core.render import format_duration, format_time
 from monitor.core.report import LineReport, account_line
 from monitor.store.queries import LineHistory
 
-_COLUMNS = (*st.KNOWN_STATUSES, "other")
+_COLUMNS = (*st.MONITOR_STATUSES, "other")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +62,9 @@ def to_markdown(rows: list[tuple[LineHistory, LineReport]], window: Window) -> s
                 f"not the {format_duration(window.end - window.start)} asked for.", ""]
     out += [f"{len(rows)} lines. Share of the watched window spent in each status "
             "(time the line was in the account).", "",
-           "| account | phone | now | HEALTHY | AT_RISK | CRITICAL | other | degradations "
-           "| mean time to recover |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| account | phone | now | HEALTHY | WATCH | AT_RISK | CRITICAL | other "
+           "| degradations | mean time to recover |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for history, report in rows:
         cells = [_share(_seconds(report, c), window.watched(history.account))
                  for c in _COLUMNS]
@@ -75,7 +75,7 @@ def to_markdown(rows: list[tuple[LineHistory, LineReport]], window: Window) -> s
             + f" | {report.degradations} | "
             + (format_duration(timedelta(seconds=mttr)) if mttr is not None else "-") + " |")
     if not rows:
-        out.append("| (no lines recorded in this window) | | | | | | | | |")
+        out.append("| (no lines recorded in this window) | | | | | | | | | |")
     return "\n".join(out)
 
 

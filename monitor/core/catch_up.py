@@ -30,7 +30,7 @@ class ChannelRule:
     """The part of a channel's config that decides whether and when it hears of a line."""
 
     name: str
-    min_rank: int
+    min_rank: float
     accounts: frozenset[str] = frozenset()  # empty: every account
     labels: Mapping[str, str] = field(default_factory=dict)  # all must match
     repeat_interval: timedelta | None = None

@@ -1,7 +1,8 @@
 """Chat health of a line, summarised: what the WATCH early warning is decided from."""
 from __future__ import annotations
+
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 CHAT_STATUSES = ("HEALTHY", "AT_RISK", "CRITICAL", "OPTED_OUT")
 
@@ -19,7 +20,8 @@ class ChatHealthSummary:
     phone_number: str                 # E.164, the line (the handle with is_me: true)
     counts: dict[str, int]            # status -> chats active in the window with that status
     active: int                       # chats active in the window (sum of counts)
-    worst: tuple[WorstChat, ...]      # up to 15: CRITICAL first, then AT_RISK, then OPTED_OUT; newest change first
+    # up to 15: CRITICAL first, then AT_RISK, then OPTED_OUT; newest change first
+    worst: tuple[WorstChat, ...]
     observed_at: datetime             # when this summary was computed (UTC)
 
     @property
@@ -29,3 +31,154 @@ class ChatHealthSummary:
     @property
     def opted_out(self) -> int:
         return self.counts.get("OPTED_OUT", 0)
+
+
+# ---------------------------------------------------------------------------------------
+# The WATCH early warning: thresholds and the pure assessment (owned by the decision side).
+#
+# Linq: a line's reputation follows "patterns across the conversations on the line", and
+# "many AT_RISK or CRITICAL chats on a single line increase the risk of line flagging".
+# WATCH says so before Linq's own status moves. It must not cry wolf: every signal needs
+# enough chats to mean something (``min_active``), and a line leaves WATCH only once every
+# signal is back below a lower exit level (hysteresis), so a share hovering at a threshold
+# does not flap.
+
+
+@dataclass(frozen=True, slots=True)
+class WatchThresholds:
+    """When a HEALTHY line goes on WATCH, and when it leaves it (see docs/early-warning.md).
+
+    Defaults, for a line with a few dozen active chats (Linq's guidance names no number):
+    - ``min_active`` 10: below ten chats active in the window, one or two bad chats swing
+      the share by 10-50 points; the share and fast-rise signals wait for ten.
+    - ``enter_share`` 0.20 / ``exit_share`` 0.10: one conversation in five unhealthy is
+      well above what a line with ordinary traffic shows (a few percent), yet early enough
+      to act on before Linq's status moves; it clears only at half that, so noise around
+      20 % does not flap.
+    - ``enter_unhealthy`` 10 / ``exit_unhealthy`` 5: "many AT_RISK or CRITICAL chats",
+      whatever the share: on a line with hundreds of chats 10 unhealthy ones are a small
+      share but already a pattern Linq can see.
+    - ``enter_opted_out`` 5 / ``exit_opted_out`` 2: recipients opting out (STOP) are the
+      clearest complaint signal carriers act on; five within the window is a pattern.
+    - ``rise_share`` 0.15 within ``rise_within`` 24h: a jump of 15 points in a day (e.g.
+      from 2 % to 17 %) warns even below ``enter_share``: the slope is the early signal.
+      ``rise_share`` 0 turns it off.
+    """
+
+    min_active: int = 10
+    enter_share: float = 0.20
+    exit_share: float = 0.10
+    enter_unhealthy: int = 10
+    exit_unhealthy: int = 5
+    enter_opted_out: int = 5
+    exit_opted_out: int = 2
+    rise_share: float = 0.15
+    rise_within: timedelta = timedelta(hours=24)
+
+
+DEFAULT_THRESHOLDS = WatchThresholds()
+# Share samples kept per line for the fast-rise signal: summaries come only when a line's
+# chats change, so a day rarely has more; past that the oldest go (fewer warnings, never more).
+_HISTORY_LIMIT = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A line's chats judged against its thresholds (``assess``)."""
+
+    watch: bool
+    reasons: tuple[str, ...] = ()  # why it is (still) on WATCH; empty when it is not
+    # The summary judged; None for a line found on WATCH in the database after a restart,
+    # before its chats are summarised again.
+    summary: ChatHealthSummary | None = None
+    # (observed_at, unhealthy share) of the summaries inside rise_within, plus the last one
+    # before it (the share in force when the window began), oldest first; this one last.
+    history: tuple[tuple[datetime, float], ...] = ()
+
+    @property
+    def worst(self) -> tuple[WorstChat, ...]:
+        return self.summary.worst if self.summary is not None else ()
+
+
+def share_of(summary: ChatHealthSummary) -> float:
+    """AT_RISK + CRITICAL among the chats active in the window (0 with none active)."""
+    return summary.unhealthy / summary.active if summary.active > 0 else 0.0
+
+
+def assess(summary: ChatHealthSummary, thresholds: WatchThresholds = DEFAULT_THRESHOLDS,
+           previous: Assessment | None = None) -> Assessment:
+    """Whether the line's chats put it on WATCH, given what the last assessment said.
+
+    Enters when any signal reaches its enter level; stays while any signal is at or above
+    its exit level; leaves when all are below. Pure: the summary's ``observed_at`` is the
+    clock.
+    """
+    t = thresholds
+    now = summary.observed_at
+    share = share_of(summary)
+    enough = summary.active >= t.min_active
+    history = _history(previous, now, t.rise_within)
+    enter: list[str] = []
+    if enough and share >= t.enter_share:
+        enter.append(_share_text(summary, share, t.enter_share))
+    if summary.unhealthy >= t.enter_unhealthy:
+        enter.append(f"{summary.unhealthy} chats AT_RISK or CRITICAL "
+                     f"(WATCH from {t.enter_unhealthy})")
+    if summary.opted_out >= t.enter_opted_out:
+        enter.append(f"{summary.opted_out} chats opted out (WATCH from {t.enter_opted_out})")
+    if enough and t.rise_share > 0 and history:
+        low = min(s for _, s in history)
+        if share - low >= t.rise_share - 1e-9:
+            enter.append(f"unhealthy share rose from {low:.0%} to {share:.0%} within "
+                         f"{_hours(t.rise_within)} (WATCH on a rise of {t.rise_share:.0%})")
+    watch = bool(enter)
+    reasons = enter
+    if not watch and previous is not None and previous.watch:
+        hold: list[str] = []
+        if enough and share >= t.exit_share:
+            hold.append(_share_text(summary, share, t.exit_share, clears=True))
+        if summary.unhealthy >= t.exit_unhealthy:
+            hold.append(f"{summary.unhealthy} chats AT_RISK or CRITICAL "
+                        f"(clears below {t.exit_unhealthy})")
+        if summary.opted_out >= t.exit_opted_out:
+            hold.append(f"{summary.opted_out} chats opted out "
+                        f"(clears below {t.exit_opted_out})")
+        watch, reasons = bool(hold), hold
+    return Assessment(watch, tuple(reasons), summary, (*history, (now, share)))
+
+
+def _history(previous: Assessment | None, now: datetime, within: timedelta
+             ) -> tuple[tuple[datetime, float], ...]:
+    """Earlier share samples that still matter at ``now`` for the fast-rise signal."""
+    if previous is None:
+        return ()
+    samples = [s for s in previous.history if s[0] <= now]
+    start = now - within
+    inside = [s for s in samples if s[0] > start]
+    before = [s for s in samples if s[0] <= start]
+    # The last sample before the window is the share that held when the window began.
+    kept = ([before[-1]] if before else []) + inside
+    return tuple(kept[-_HISTORY_LIMIT:])
+
+
+def _share_text(summary: ChatHealthSummary, share: float, level: float, *,
+                clears: bool = False) -> str:
+    where = f"clears below {level:.0%}" if clears else f"WATCH from {level:.0%}"
+    return (f"{summary.unhealthy} of {summary.active} active chats AT_RISK or CRITICAL "
+            f"({share:.0%}; {where})")
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:g}h" if hours >= 1 else f"{span.total_seconds() / 60:g}m"
+
+
+def chat_lines(chats: tuple[WorstChat, ...], reasons: tuple[str, ...]) -> list[str]:
+    """The part of a WATCH message about the chats: why, then the worst chats."""
+    lines = [f"Why: {'; '.join(reasons)}."] if reasons else []
+    if chats:
+        lines.append(f"Worst chats ({len(chats)}):")
+        lines += [f"  {c.status:<9} chat {c.chat_id} since "
+                  f"{c.changed_at.strftime('%Y-%m-%d %H:%M UTC')}"
+                  + (f"  {c.doc_url}" if c.doc_url else "") for c in chats]
+    return lines

@@ -60,7 +60,7 @@ def detect_line(
             status=observation.status,
             doc_url=observation.doc_url,
             since=now,
-            degraded_since=None if observation.status == st.HEALTHY else now,
+            degraded_since=now if st.is_degraded(observation.status) else None,
         )
         return state, _transition(None, state, TransitionKind.FIRST_SEEN, now)
 
@@ -102,9 +102,12 @@ def detect_line(
 
 
 def _episode_start(previous: LineState, status: str, at: datetime) -> datetime | None:
-    if status == st.HEALTHY:
+    # A degradation episode is AT_RISK or worse: WATCH (an early warning) neither starts
+    # one nor belongs to one, so an AT_RISK channel's escalate_after and a reminder's
+    # "degraded since" count from when Linq itself reported trouble.
+    if not st.is_degraded(status):
         return None
-    if previous.status == st.HEALTHY or previous.degraded_since is None:
+    if not st.is_degraded(previous.status) or previous.degraded_since is None:
         return at
     return previous.degraded_since
 

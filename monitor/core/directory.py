@@ -31,10 +31,10 @@ class AuditSummary:
 
 
 def advice(state: LineState) -> str:
-    """What a sender should do: ``send``, ``slow_down`` or ``pause``."""
+    """What a sender should do: ``send``, ``slow_down`` (WATCH, AT_RISK) or ``pause``."""
     if is_flagged(state.service_status) or st.rank(state.status) >= st.rank(st.CRITICAL):
         return "pause"
-    if st.rank(state.status) == st.rank(st.AT_RISK):
+    if st.rank(state.status) >= st.rank(st.WATCH):
         return "slow_down"
     return "send"
 

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from monitor.core import status as st
+from monitor.core.chats import WorstChat
 
 # Nearly every line has heard nothing: they all share one immutable empty mapping instead
 # of carrying an empty dict each (at 100k lines, per-line empties cost tens of MB).
@@ -223,6 +224,10 @@ class Entry:
     # A line that is not HEALTHY (CRITICAL → AT_RISK to a CRITICAL channel) has not
     # recovered: it is "no longer CRITICAL". None on other kinds.
     below: str | None = None
+    # A notice about a WATCH line: why its chats put it there and its worst chats
+    # (monitor/core/chats.py), added by the poller when the notice is queued.
+    watch_reasons: tuple[str, ...] = ()
+    chats: tuple[WorstChat, ...] = ()
 
     @property
     def still_degraded(self) -> bool:
@@ -255,6 +260,10 @@ class Entry:
             "sequence": [[_iso(at), status] for at, status in self.sequence],
             "source": self.source, "service": self.service,
             "diagnosis": list(self.diagnosis), "below": self.below,
+            "watch_reasons": list(self.watch_reasons),
+            "chats": [{"chat_id": c.chat_id, "status": c.status,
+                       "changed_at": _iso(c.changed_at), "doc_url": c.doc_url}
+                      for c in self.chats],
         }
 
     @classmethod
@@ -270,6 +279,9 @@ class Entry:
             sequence=tuple((_parse(at), status) for at, status in data.get("sequence") or ()),
             source=data.get("source", "poll"), service=data.get("service"),
             diagnosis=tuple(data.get("diagnosis") or ()), below=data.get("below"),
+            watch_reasons=tuple(data.get("watch_reasons") or ()),
+            chats=tuple(WorstChat(c["chat_id"], c["status"], _parse(c["changed_at"]),
+                                  c.get("doc_url")) for c in data.get("chats") or ()),
         )
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from monitor.core import service as sv
 from monitor.core import status as st
+from monitor.core.chats import chat_lines
 from monitor.core.model import Entry, Message, NoticeKind, Transition
 
 # Slack shows about this much of a title in a notification; PagerDuty allows 1024.
@@ -117,7 +118,7 @@ def sort_entries(entries: Sequence[Entry]) -> list[Entry]:
     for e in entries:
         latest[(e.account, e.line_id)] = e
 
-    def line_key(e: Entry) -> tuple[int, int, str, str]:
+    def line_key(e: Entry) -> tuple[int, float, str, str]:
         last = latest[(e.account, e.line_id)]
         return (_KIND_ORDER.index(last.kind), -st.rank(badge(last)), e.account,
                 e.phone_number)
@@ -167,7 +168,8 @@ def compact_entry(entry: Entry, *, now: datetime, with_account: bool = False) ->
     account = f" [{entry.account}]" if with_account else ""
     return [f"- {_who(entry)}{account} {what}{after}, at {_short_time(entry.at, now)}",
             f"  {entry.doc_url or '(no doc_url)'}",
-            *(f"  {line}" for line in entry.diagnosis)]
+            *(f"  {line}" for line in entry.diagnosis),
+            *(f"  {line}" for line in chat_lines((), entry.watch_reasons))]
 
 
 def degraded_for(entry: Entry, *, now: datetime) -> timedelta:
@@ -197,6 +199,7 @@ def _entry_body(entry: Entry, *, now: datetime, flap_window: timedelta | None) -
     lines += _kind_lines(entry, now=now, flap_window=flap_window)
     if entry.reason:
         lines.append(f"Reason: {entry.reason}")
+    lines += chat_lines(entry.chats, entry.watch_reasons)
     lines.append(f"Recommended action: {recommended_action(entry)}")
     lines.append(f"Guide: {entry.doc_url or '(the API sent no doc_url)'}")
     lines += entry.diagnosis

@@ -37,12 +37,13 @@ def account_line(
     """Account for one line between ``start`` and ``end``.
 
     ``initial`` is its status at ``start`` (None: not yet seen or not in the account).
-    A degradation episode runs from leaving HEALTHY to returning to it; one that began
-    before ``start`` counts from ``start``.
+    A degradation episode runs from reaching AT_RISK or worse to returning below it
+    (HEALTHY, or the WATCH early warning, which is no degradation); one that began before
+    ``start`` counts from ``start``.
     """
     seconds: dict[str, float] = {}
     status, since = initial, start
-    degraded_since = start if initial is not None and st.rank(initial) > 0 else None
+    degraded_since = start if initial is not None and st.is_degraded(initial) else None
     count = degradations = 0
     recoveries: list[float] = []
     for change in changes:
@@ -55,11 +56,12 @@ def account_line(
         if change.to_status is not None:
             before = st.rank(status) if status is not None else 0
             after = st.rank(change.to_status)
-            if after > before:
+            degraded = st.is_degraded(change.to_status)
+            if after > before and degraded:
                 degradations += 1
-            if after > 0 and degraded_since is None:
+            if degraded and degraded_since is None:
                 degraded_since = change.at
-            elif after == 0 and degraded_since is not None:
+            elif not degraded and degraded_since is not None:
                 recoveries.append((change.at - degraded_since).total_seconds())
                 degraded_since = None
         status, since = change.to_status, change.at

@@ -22,9 +22,11 @@ _LINE = {
         "line_id": {"type": "string"},
         "phone_number": {"type": "string", "description": "E.164"},
         "status": {"type": "string", "description":
-                   "Reputation: HEALTHY, AT_RISK, CRITICAL, or an undocumented value verbatim"},
-        "severity": {"type": "integer", "minimum": 0, "maximum": 3, "description":
-                     "0 HEALTHY, 1 AT_RISK, 2 CRITICAL, 3 undocumented status"},
+                   "Reputation: HEALTHY, WATCH (the monitor's early warning: HEALTHY per "
+                   "Linq, chats souring), AT_RISK, CRITICAL, or an undocumented value "
+                   "verbatim"},
+        "severity": {"type": "number", "minimum": 0, "maximum": 3, "description":
+                     "0 HEALTHY, 0.5 WATCH, 1 AT_RISK, 2 CRITICAL, 3 undocumented status"},
         "since": {"type": "string", "format": "date-time",
                   "description": "When the current status was first observed"},
         "doc_url": {**_NULLABLE_STRING, "description": "Linq's guide link, as the API gave it"},
@@ -34,7 +36,8 @@ _LINE = {
         "flapping": {"type": "boolean"},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "advice": {"type": "string", "enum": ["send", "slow_down", "pause"], "description":
-                   "send: HEALTHY; slow_down: AT_RISK; pause: CRITICAL, FLAGGED or unknown"},
+                   "send: HEALTHY; slow_down: WATCH or AT_RISK; pause: CRITICAL, FLAGGED or "
+                   "unknown"},
         "last_audit": {
             "type": "object", "nullable": True, "additionalProperties": False,
             "required": ["state", "started_at", "severity", "primary_driver", "top_action"],
@@ -60,7 +63,7 @@ _CHANGE = {
         "from_status": _NULLABLE_STRING,
         "to_status": {"type": "string"},
         "doc_url": _NULLABLE_STRING,
-        "source": {"type": "string", "enum": ["poll", "webhook"]},
+        "source": {"type": "string", "enum": ["poll", "webhook", "chats"]},
     },
 }
 

@@ -132,7 +132,7 @@ class AccountPoller:
         if self._known is None:
             loaded = await asyncio.to_thread(load_lines, self._sessions, self.account)
             if self._known is None:
-                self._known, self._counts = {}, Counter(dict.fromkeys(st.KNOWN_STATUSES, 0))
+                self._known, self._counts = {}, Counter(dict.fromkeys(st.MONITOR_STATUSES, 0))
                 self._remember(loaded.values())
 
     def find(self, phone_or_id: str) -> LineState | None:
@@ -386,7 +386,7 @@ class AccountPoller:
         for observe in self._observers:
             observe(states)
         for status, count in list(counts.items()):
-            if count or status in st.KNOWN_STATUSES:
+            if count or status in st.MONITOR_STATUSES:
                 self._metrics.lines.labels(self.account, status).set(count)
             else:  # an undocumented status no line has any more: drop its series
                 self._metrics.lines.remove(self.account, status)
