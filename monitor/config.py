@@ -35,8 +35,10 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.core.chats import DEFAULT_THRESHOLDS, WatchThresholds
 from monitor.core.labels import LABEL_NAME, LABEL_NAME_RULE
 from monitor.core.secret import is_credential_name, is_valid_secret
+from monitor.core.watch import WatchOverride, WatchRules
 from monitor.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.linqapp.com/api/partner"
@@ -329,8 +331,9 @@ class ChannelConfig(_Section):
     ``url_env``."""
     url_env: str | None = None
     """Variable holding the Apprise URL, instead of ``url``."""
-    min_status: Literal["AT_RISK", "CRITICAL"] = "AT_RISK"
-    """``AT_RISK``: every degradation; ``CRITICAL``: only lines that reach CRITICAL."""
+    min_status: Literal["WATCH", "AT_RISK", "CRITICAL"] = "AT_RISK"
+    """``AT_RISK``: every degradation; ``CRITICAL``: only lines that reach CRITICAL;
+    ``WATCH``: also the early warning from chat health (``[chats.watch]``)."""
     # Routing: only these accounts / only lines carrying all these labels ([[lines]]).
     accounts: list[str] = []
     """Only lines of these accounts (empty: all)."""
@@ -542,6 +545,116 @@ class LineConfig(_Section):
         return value
 
 
+# --- [chats.watch]: the WATCH early warning's thresholds (monitor/core/chats.py) -------
+
+_W = DEFAULT_THRESHOLDS
+_WATCH_PAIRS = (("enter_share", "exit_share"), ("enter_unhealthy", "exit_unhealthy"),
+                ("enter_opted_out", "exit_opted_out"))
+
+
+def _exit_not_above_enter(values: Mapping[str, Any]) -> str | None:
+    """What is wrong with a set of thresholds whose exit level is above its enter level
+    (the warning could never clear), or None."""
+    for enter, leave in _WATCH_PAIRS:
+        if values.get(leave) is not None and values.get(enter) is not None \
+                and values[leave] > values[enter]:
+            return (f"{leave} ({values[leave]:g}) must not be above {enter} "
+                    f"({values[enter]:g}): WATCH would never clear")
+    return None
+
+
+class ChatWatchOverride(_Section):
+    """A ``[[chats.watch.overrides]]`` entry: other thresholds for some lines."""
+
+    accounts: list[str] = []
+    """Only lines of these accounts (empty: all)."""
+    labels: dict[str, str] = {}
+    """Only lines carrying all these labels (from ``[[lines]]``)."""
+    min_active: int | None = Field(default=None, ge=1)
+    """As in ``[chats.watch]``, for the lines selected."""
+    enter_share: float | None = Field(default=None, gt=0, le=1)
+    """As in ``[chats.watch]``, for the lines selected."""
+    exit_share: float | None = Field(default=None, ge=0, le=1)
+    """As in ``[chats.watch]``, for the lines selected."""
+    enter_unhealthy: int | None = Field(default=None, ge=1)
+    """As in ``[chats.watch]``, for the lines selected."""
+    exit_unhealthy: int | None = Field(default=None, ge=0)
+    """As in ``[chats.watch]``, for the lines selected."""
+    enter_opted_out: int | None = Field(default=None, ge=1)
+    """As in ``[chats.watch]``, for the lines selected."""
+    exit_opted_out: int | None = Field(default=None, ge=0)
+    """As in ``[chats.watch]``, for the lines selected."""
+    rise_share: float | None = Field(default=None, ge=0, le=1)
+    """As in ``[chats.watch]``, for the lines selected."""
+    rise_within: Duration | None = None
+    """As in ``[chats.watch]``, for the lines selected."""
+
+    _rise_not_zero = field_validator("rise_within")(
+        lambda value: None if value is None else _longer_than_zero(value))
+
+    def thresholds(self) -> dict[str, Any]:
+        """The threshold keys this entry sets."""
+        return {k: v for k, v in self.model_dump(exclude={"accounts", "labels"}).items()
+                if v is not None}
+
+
+class ChatWatchConfig(_Section):
+    """When a HEALTHY line becomes WATCH from its chats' health; every default is argued in
+    docs/early-warning.md. Shares count AT_RISK + CRITICAL chats among those active in the
+    window; a line leaves WATCH once every signal is below its ``exit_*`` level."""
+
+    min_active: int = Field(default=_W.min_active, ge=1)
+    """Chats active in the window a line needs before its share or a rise counts."""
+    enter_share: float = Field(default=_W.enter_share, gt=0, le=1)
+    """Share of unhealthy chats (0-1) that puts a line on WATCH."""
+    exit_share: float = Field(default=_W.exit_share, ge=0, le=1)
+    """The share below which that signal clears."""
+    enter_unhealthy: int = Field(default=_W.enter_unhealthy, ge=1)
+    """Unhealthy chats that put a line on WATCH, whatever the share."""
+    exit_unhealthy: int = Field(default=_W.exit_unhealthy, ge=0)
+    """The count below which that signal clears."""
+    enter_opted_out: int = Field(default=_W.enter_opted_out, ge=1)
+    """Opted-out chats in the window that put a line on WATCH."""
+    exit_opted_out: int = Field(default=_W.exit_opted_out, ge=0)
+    """The count below which that signal clears."""
+    rise_share: float = Field(default=_W.rise_share, ge=0, le=1)
+    """A rise of the unhealthy share by this much within ``rise_within`` puts a line on
+    WATCH (``0``: off)."""
+    rise_within: Duration = _W.rise_within
+    """The window of ``rise_share``."""
+    overrides: list[ChatWatchOverride] = []
+    """Other thresholds by account and labels; entries apply in file order."""
+
+    _rise_not_zero = field_validator("rise_within")(_longer_than_zero)
+
+    @model_validator(mode="after")
+    def _clears(self) -> ChatWatchConfig:
+        problem = _exit_not_above_enter(self.model_dump())
+        if problem:
+            raise ValueError(problem)
+        base = self.model_dump(exclude={"overrides"})
+        for i, override in enumerate(self.overrides):
+            problem = _exit_not_above_enter({**base, **override.thresholds()})
+            if problem:
+                raise ValueError(f"overrides[{i}]: {problem}")
+        return self
+
+    def rules(self) -> WatchRules:
+        """The core's view: base thresholds and the overrides, in order."""
+        base = WatchThresholds(**self.model_dump(exclude={"overrides"}))
+        return WatchRules(base, tuple(
+            WatchOverride(o.thresholds(), frozenset(o.accounts), dict(o.labels))
+            for o in self.overrides))
+
+
+class ChatsConfig(_Section):
+    """Chat health: the sweep of every chat (and chat webhook events), and the WATCH
+    early warning derived from it."""
+
+    watch: ChatWatchConfig = ChatWatchConfig()
+    """When chat health puts a line on WATCH."""
+
+
 class Config(_Section):
     accounts: list[AccountConfig] = Field(min_length=1)
     """The Linq partner accounts to poll: one ``[[accounts]]`` table each, at least one."""
@@ -557,6 +670,8 @@ class Config(_Section):
     """Alert delivery and policy, and the channels alerts go to."""
     ha: HaConfig = HaConfig()
     """Several replicas sharing one PostgreSQL database."""
+    chats: ChatsConfig = ChatsConfig()
+    """Chat health and the WATCH early warning."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Lowest level logged; ``--log-level`` overrides."""
     log_format: Literal["text", "json"] = "text"
@@ -680,6 +795,8 @@ def parse_config(
                            for error in exc.errors(include_input=False, include_url=False)]
     parts = _Parts.of(config) if config is not None else _Parts.salvage(raw, checks)
     problems.found += _broken_references(parts)
+    if config is not None:
+        problems.found += _unknown_watch_accounts(config)
     for i, account in parts.accounts:
         _resolve_account(account, f"accounts[{i}]", problems, env=env, base_dir=base_dir,
                          secrets=secrets)
@@ -788,6 +905,14 @@ def _broken_references(parts: _Parts) -> list[tuple[str, str]]:
             found.append((f"alerts.channels[{i}].accounts",
                           f"unknown account(s): {', '.join(unknown)}"))
     return found
+
+
+def _unknown_watch_accounts(config: Config) -> list[tuple[str, str]]:
+    """``[[chats.watch.overrides]]`` entries naming an account that is not configured."""
+    names = {a.name for a in config.accounts}
+    return [(f"chats.watch.overrides[{i}].accounts",
+             f"unknown account(s): {', '.join(sorted(set(o.accounts) - names))}")
+            for i, o in enumerate(config.chats.watch.overrides) if set(o.accounts) - names]
 
 
 def _in_file_order(problems: list[tuple[str, str]], raw: Mapping[str, Any]) -> list[
