@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -22,19 +22,30 @@ from monitor.api.client import LinqClient, ListResult
 from monitor.api.gcpause import gc_paused
 from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
+from monitor.core.chats import Assessment, ChatHealthSummary
 from monitor.core.detect import NO_DEBOUNCE, AccountDiff, Debounce, detect_account
 from monitor.core.event import EventPlan, plan_status_update
 from monitor.core.model import LineMeta, LineRef, LineState, Notice, Transition, TransitionKind
 from monitor.core.policy import NO_META, AlertPolicy, needs_review, note_change, reconcile, settle
 from monitor.core.render import describe, render_entry
 from monitor.core.service import FLAGGED
+from monitor.core.watch import (
+    DEFAULT_RULES,
+    SOURCE,
+    WatchRules,
+    effective_status,
+    overlay,
+    plan_watch,
+)
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, LeaseLost, StoreError
 from monitor.logs import log_context
 from monitor.metrics import Metrics
+from monitor.service.watch import ChatWatch
 from monitor.store.leases import Fence
 from monitor.store.state import (
     Outgoing,
     PollRecord,
+    commit_changes,
     commit_notices,
     commit_poll,
     load_lines,
@@ -90,6 +101,8 @@ class AccountPoller:
         observers: Sequence[Callable[[Iterable[LineState]], None]] = (),
         transition_observers: Sequence[Callable[[Sequence[Transition]], None]] = (),
         hold: Callable[[Transition], timedelta | None] = lambda transition: None,
+        watch: WatchRules = DEFAULT_RULES,
+        fence: Callable[[], Fence | None] = lambda: None,
     ) -> None:
         self.account = account
         self._client = client
@@ -118,6 +131,11 @@ class AccountPoller:
         # a transition's notifications wait before their first attempt (audit_wait).
         self._transition_observers = tuple(transition_observers)
         self._hold = hold
+        # The WATCH early warning (apply_chat_health): each line's thresholds, the latest
+        # assessment of its chats, and the lines on WATCH, which polls and webhooks see as
+        # WATCH where Linq says HEALTHY. ``fence``: the account's lease for those writes.
+        self._chats = ChatWatch(watch)
+        self._fence = fence
 
     async def poll(self, *, fence: Fence | None = None) -> PollOutcome:
         """One poll; with ``fence`` its commit happens only while that lease is ours.
@@ -134,6 +152,7 @@ class AccountPoller:
             if self._known is None:
                 self._known, self._counts = {}, Counter(dict.fromkeys(st.MONITOR_STATUSES, 0))
                 self._remember(loaded.values())
+                self._chats.seed(loaded.values())
 
     def find(self, phone_or_id: str) -> LineState | None:
         """A present line with this id or phone number (call ``ensure_loaded`` first)."""
@@ -148,8 +167,12 @@ class AccountPoller:
                    now: datetime) -> tuple[EventPlan, list[Outgoing]]:
         """What a webhook's status update does to a line: the same policy as a poll's."""
         meta = self._meta(previous)
+        reputation = update.new_reputation
+        if reputation is not None:  # HEALTHY per Linq is WATCH while the chats say so
+            reputation = effective_status(reputation,
+                                          watching=self._chats.watching(previous.line_id))
         plan = plan_status_update(
-            previous, new_reputation=update.new_reputation, new_status=update.new_status,
+            previous, new_reputation=reputation, new_status=update.new_status,
             changed_at=update.changed_at, received_at=received_at, now=now,
             policy=self._policy, meta=meta,
             silenced=self._silences.silenced(previous, meta, now),
@@ -171,6 +194,67 @@ class AccountPoller:
             log.info("transition %s (webhook)", describe(t))
         self._announce(transitions)
 
+    async def apply_chat_health(self, summaries: Sequence[ChatHealthSummary],
+                                now: datetime) -> None:
+        """Re-assess the lines these chat summaries are about (the sweep's and the chat
+        webhook events', for lines whose chats changed) and record their HEALTHY <-> WATCH
+        changes with source "chats": state, transitions and notifications in one
+        transaction, under the account's lease, through the same policy as a poll.
+
+        A summary of a line this account does not know is skipped. Raises StoreError
+        (nothing written: the next poll sees the line as WATCH and records it) or LeaseLost
+        (nothing written, memory dropped).
+        """
+        with log_context(account=self.account):
+            async with self.lock:
+                await self.ensure_loaded()
+                await self._silences.refresh()
+                await self._apply_chats(summaries, now)
+
+    async def _apply_chats(self, summaries: Sequence[ChatHealthSummary],
+                           now: datetime) -> None:
+        assert self._known is not None
+        self._chats.index(self._known)
+        judged: dict[str, Assessment] = {}
+        for summary in summaries:
+            line_id = self._chats.line_of(summary)
+            if summary.account != self.account or line_id is None:
+                log.debug("chat summary for unknown line %s skipped", summary.phone_number)
+                continue
+            state = self._known[line_id]
+            judged[line_id] = self._chats.assess(state, summary, self._meta(state))
+        changed: list[LineState] = []
+        transitions: list[Transition] = []
+        outgoing: list[Outgoing] = []
+        for line_id, assessment in judged.items():
+            state = self._known[line_id]
+            meta = self._meta(state)
+            plan = plan_watch(state, watching=assessment.watch, now=now, policy=self._policy,
+                              meta=meta, silenced=self._silences.silenced(state, meta, now))
+            if plan.state is not state:
+                changed.append(plan.state)
+            transitions += plan.transitions
+            outgoing += self._queue(plan.notices, now, judged)
+        # Derived, not stored: kept whatever the commit does, so a failed one is made
+        # good by the next poll (which sees these lines as WATCH) rather than forgotten.
+        for line_id, assessment in judged.items():
+            self._chats.keep(line_id, assessment)
+        if not changed:
+            return
+        try:
+            await asyncio.to_thread(commit_changes, self._sessions, changed_lines=changed,
+                                    transitions=transitions, outgoing=outgoing, now=now,
+                                    source=SOURCE, fence=self._fence())
+        except LeaseLost:
+            self._known = None
+            raise
+        self._remember(changed)
+        for t in transitions:
+            self._metrics.transitions.labels(self.account, t.from_status or "-",
+                                             t.to_status).inc()
+            log.info("transition %s (chats)", describe(t))
+        self._announce(transitions)
+
     def _announce(self, transitions: Sequence[Transition]) -> None:
         if transitions:
             for observe in self._transition_observers:
@@ -190,6 +274,7 @@ class AccountPoller:
             self._metrics.update_service_status(gone)
         self._review.clear()
         self._event_applied_at.clear()
+        self._chats.clear()
         for status in list(self._counts):
             self._metrics.lines.remove(self.account, status)
         self._metrics.up.remove(self.account)
@@ -290,6 +375,9 @@ class AccountPoller:
         observations = parsed.observations
         if fresh:
             observations = [o for o in observations if o.line_id not in fresh]
+        if self._chats:
+            observations = [overlay(o, watching=self._chats.watching(o.line_id))
+                            for o in observations]
         with gc_paused():
             diff = detect_account(self._known, observations, account=self.account,
                                   now=now, protected=parsed.protected() | fresh,
@@ -352,11 +440,15 @@ class AccountPoller:
                 outgoing += self._queue(settled + notices, now)
         return changed, outgoing
 
-    def _queue(self, notices: Sequence[Notice], now: datetime) -> list[Outgoing]:
+    def _queue(self, notices: Sequence[Notice], now: datetime,
+               chats: Mapping[str, Assessment] | None = None) -> list[Outgoing]:
         """Outbox rows for ``notices``. Those announcing a change the account audits are
-        held up to ``audit_wait`` so the diagnosis can join them (monitor/service/audits.py)."""
+        held up to ``audit_wait`` so the diagnosis can join them (monitor/service/audits.py).
+        A notice about a WATCH line carries why and its worst chats (from ``chats``, else
+        the latest assessment)."""
         outgoing = []
         for n in notices:
+            n = self._chats.annotate(n, chats or {})
             # A page about a FLAGGED line does not wait: its diagnosis may follow it.
             hold = (self._hold(n.transition) if n.transition is not None and not n.silenced
                     and n.entry.service != FLAGGED else None)
@@ -369,6 +461,7 @@ class AccountPoller:
         assert self._known is not None
         counts = self._counts
         for state in states:
+            self._chats.follow(state)
             before = self._known.get(state.line_id)
             if before is not None and before.present:
                 counts[before.status] -= 1
@@ -439,3 +532,4 @@ _NO_SILENCES = _NoSilences()
 
 def _is_flapping(state: LineState) -> bool:
     return state.flapping
+

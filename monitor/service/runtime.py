@@ -7,6 +7,7 @@ Shared by the daemon and the one-shot CLI commands, so ``poll`` runs the same co
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
@@ -199,6 +200,7 @@ class Runtime:
                  leases: Leases = ALONE, labeler: Labeler | None = None,
                  metrics: Metrics | None = None) -> None:
         self.config = config
+        self._leases = leases
         self.engine = engine
         self.sessions = sessions
         # Names and labels from [[lines]], computed once.
@@ -260,6 +262,7 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         policy = alert_policy(self.config)
         debounce = Debounce(self.config.alerts.confirm_polls, self.config.alerts.recover_polls)
+        watch = self.config.chats.watch.rules()
         for account in self.config.accounts:
             client = LinqClient(
                 base_url=account.base_url,
@@ -280,7 +283,8 @@ class Runtime:
                 debounce=debounce, clock=utcnow, meta=self.line_meta, silences=self.silences,
                 observers=[self.directory.update],
                 transition_observers=[self.audits.observer(account.name)],
-                hold=self.audits.hold(account.name),
+                hold=self.audits.hold(account.name), watch=watch,
+                fence=functools.partial(self._leases.fence, account.name),
             )
         await self.refresh_silences()
         await self.audits.load()

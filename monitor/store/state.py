@@ -174,6 +174,31 @@ def commit_notices(
                           outgoing=outgoing, poll_id=None, source="policy")
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot record notices: {exc}") from exc
+
+
+def commit_changes(
+    sessions: sessionmaker[Session],
+    *,
+    changed_lines: Sequence[LineState],
+    transitions: Sequence[Transition],
+    outgoing: Sequence[Outgoing],
+    now: datetime,
+    source: str,
+    fence: Fence | None = None,
+) -> None:
+    """Write changes no poll or webhook brought (``source`` "chats": the WATCH early
+    warning): lines, their transitions and notifications in one transaction; with
+    ``fence``, only while that lease is ours (else LeaseLost, nothing written). Raises
+    StoreError (nothing written) if the database fails."""
+    try:
+        with sessions.begin() as session:
+            if fence is not None:
+                check_fence(session, fence)
+            write_changes(session, now=now, changed_lines=changed_lines,
+                          transitions=transitions, outgoing=outgoing, poll_id=None,
+                          source=source)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot record {source} changes: {exc}") from exc
 def write_changes(
     session: Session,
     *,

@@ -1,0 +1,93 @@
+"""What an account's poller knows of its lines' chats: the WATCH early warning's memory.
+
+The chat summaries (monitor/core/chats.py) come from the chat sweep and chat webhook
+events, for lines whose chats changed. For each line this keeps the latest assessment
+(the hysteresis needs the previous one), the set of lines on WATCH, which polls and
+webhooks then see as WATCH where Linq reports HEALTHY, and a phone-number index built on
+the first summary (a fleet without chat health pays nothing for it).
+
+Assessments are derived data, not stored: after a restart a line the database holds as
+WATCH is taken to be on WATCH (so a poll does not clear it) until its chats are
+summarised again. The poller owns the lock and the writes (service/poller.py
+``apply_chat_health``); this holds no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from monitor.core import status as st
+from monitor.core.chats import Assessment, ChatHealthSummary, assess
+from monitor.core.model import LineMeta, LineState, Notice, NoticeKind
+from monitor.core.watch import SOURCE, WatchRules
+
+CLEARED = "Its chats recovered: every WATCH signal is below its exit level."
+
+
+class ChatWatch:
+    def __init__(self, rules: WatchRules) -> None:
+        self._rules = rules
+        self._assessments: dict[str, Assessment] = {}  # by line id
+        self._watching: set[str] = set()
+        self._by_phone: dict[str, str] | None = None
+
+    def watching(self, line_id: str) -> bool:
+        return line_id in self._watching
+
+    def __bool__(self) -> bool:
+        """Whether any line is on WATCH (a poll skips the overlay otherwise)."""
+        return bool(self._watching)
+
+    def seed(self, states: Iterable[LineState]) -> None:
+        """Lines loaded from the database: one stored as WATCH stays on WATCH until its
+        chats say otherwise."""
+        for state in states:
+            if state.present and state.status == st.WATCH \
+                    and state.line_id not in self._assessments:
+                self.keep(state.line_id, Assessment(watch=True))
+
+    def index(self, known: Mapping[str, LineState]) -> None:
+        """Build the phone-number index once; ``follow`` keeps it current after."""
+        if self._by_phone is None:
+            self._by_phone = {s.phone_number: s.line_id for s in known.values() if s.present}
+
+    def follow(self, state: LineState) -> None:
+        if self._by_phone is not None and state.present:
+            self._by_phone[state.phone_number] = state.line_id
+
+    def line_of(self, summary: ChatHealthSummary) -> str | None:
+        return None if self._by_phone is None else self._by_phone.get(summary.phone_number)
+
+    def assess(self, state: LineState, summary: ChatHealthSummary, meta: LineMeta
+               ) -> Assessment:
+        """The line's chats judged with its thresholds and its previous assessment."""
+        thresholds = self._rules.for_line(state.account, meta)
+        return assess(summary, thresholds, self._assessments.get(state.line_id))
+
+    def keep(self, line_id: str, assessment: Assessment) -> None:
+        self._assessments[line_id] = assessment
+        if assessment.watch:
+            self._watching.add(line_id)
+        else:
+            self._watching.discard(line_id)
+
+    def annotate(self, notice: Notice, pending: Mapping[str, Assessment]) -> Notice:
+        """``notice`` with what the chats say: why a WATCH line is on WATCH and its worst
+        chats; for a line leaving WATCH because its chats recovered, that reason."""
+        entry = notice.entry
+        if entry.to_status == st.WATCH:
+            found = pending.get(entry.line_id) or self._assessments.get(entry.line_id)
+            if found is None:
+                return notice
+            return replace(notice, entry=replace(entry, watch_reasons=found.reasons,
+                                                 chats=found.worst))
+        if (entry.kind is NoticeKind.RECOVERED and entry.source == SOURCE
+                and entry.reason is None):
+            return replace(notice, entry=replace(entry, reason=CLEARED))
+        return notice
+
+    def clear(self) -> None:
+        self._assessments.clear()
+        self._watching.clear()
+        self._by_phone = None
