@@ -1,0 +1,250 @@
+"""The WATCH early warning in the pure core: assessing chat health, hysteresis, fast rise,
+per-line thresholds, and the HEALTHY <-> WATCH change through the alert policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from monitor.core import status as st
+from monitor.core.chats import (
+    Assessment,
+    ChatHealthSummary,
+    WatchThresholds,
+    WorstChat,
+    assess,
+)
+from monitor.core.directory import advice
+from monitor.core.model import Entry, LineMeta, LineState, NoticeKind, Observation
+from monitor.core.policy import AlertPolicy, ChannelRule
+from monitor.core.render import render_entry
+from monitor.core.watch import WatchOverride, WatchRules, effective_status, overlay, plan_watch
+
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+PHONE = "+12025550101"
+
+
+def summary(unhealthy: int = 0, active: int = 40, *, opted_out: int = 0, at: datetime = T0,
+            critical: int = 0, worst: tuple[WorstChat, ...] = ()) -> ChatHealthSummary:
+    counts = {"AT_RISK": unhealthy - critical, "CRITICAL": critical, "OPTED_OUT": opted_out,
+              "HEALTHY": active - unhealthy - opted_out}
+    return ChatHealthSummary("main", PHONE, counts, active, worst, at)
+
+
+def step(assessment: Assessment | None, *shares: tuple[int, int],
+         thresholds: WatchThresholds = WatchThresholds(),
+         every: timedelta = timedelta(hours=1)) -> list[bool]:
+    """Feed (unhealthy, active) summaries one after another; whether each left it on WATCH."""
+    seen = []
+    at = T0 if assessment is None or assessment.summary is None else (
+        assessment.summary.observed_at + every)
+    for unhealthy, active in shares:
+        assessment = assess(summary(unhealthy, active, at=at), thresholds, assessment)
+        seen.append(assessment.watch)
+        at += every
+    return seen
+
+
+# -- thresholds ---------------------------------------------------------------------------
+
+def test_a_healthy_share_of_chats_does_not_warn() -> None:
+    assert assess(summary(3, 40)).watch is False  # 7.5 %
+
+
+def test_it_warns_once_a_fifth_of_the_active_chats_are_unhealthy() -> None:
+    assessment = assess(summary(8, 40))
+    assert assessment.watch is True
+    assert assessment.reasons == (
+        "8 of 40 active chats AT_RISK or CRITICAL (20%; WATCH from 20%)",)
+
+
+def test_one_bad_chat_of_two_does_not_warn() -> None:
+    assert assess(summary(1, 2)).watch is False  # 50 %, but two chats say nothing
+    assert assess(summary(5, 9)).watch is False  # still below min_active
+    assert assess(summary(5, 10)).watch is True
+
+
+def test_many_unhealthy_chats_warn_whatever_the_share() -> None:
+    assessment = assess(summary(10, 500))  # 2 %
+    assert assessment.watch is True
+    assert assessment.reasons == ("10 chats AT_RISK or CRITICAL (WATCH from 10)",)
+    assert assess(summary(9, 500)).watch is False
+
+
+def test_opted_out_chats_warn() -> None:
+    assessment = assess(summary(0, 100, opted_out=5))
+    assert assessment.watch is True
+    assert assessment.reasons == ("5 chats opted out (WATCH from 5)",)
+    assert assess(summary(0, 100, opted_out=4)).watch is False
+
+
+# -- hysteresis ---------------------------------------------------------------------------
+
+def test_it_stays_on_watch_until_every_signal_is_below_its_exit_level() -> None:
+    # 20 % enters; 15 % and 10 % hold it (the share clears below 10 %, the count below 5
+    # chats); 7.5 % and 3 chats clear it; 15 % is not enough to come back.
+    assert step(None, (8, 40), (6, 40), (4, 40), (3, 40), (6, 40)) == [
+        True, True, True, False, False]
+    # Every signal must be below its exit level: 2 % of 400 is 8 chats, still >= 5.
+    assert step(None, (8, 40), (8, 400), (4, 400)) == [True, True, False]
+
+
+def test_a_line_held_by_its_share_says_when_it_clears() -> None:
+    held = assess(summary(4, 40, at=T0 + timedelta(hours=1)),
+                  previous=assess(summary(8, 40)))
+    assert held.watch is True
+    assert held.reasons == ("4 of 40 active chats AT_RISK or CRITICAL (10%; clears below 10%)",)
+
+
+def test_a_share_hovering_around_the_threshold_does_not_flap() -> None:
+    hovering = [(7, 40), (8, 40), (7, 40), (8, 40), (7, 40), (9, 40), (7, 40)]
+    seen = step(None, *hovering)
+    assert seen == [False, True, True, True, True, True, True]
+
+
+def test_a_count_that_entered_holds_down_to_its_exit_level() -> None:
+    # 10 unhealthy of 500 enters; 5 holds; 4 clears.
+    assert step(None, (10, 500), (5, 500), (4, 500)) == [True, True, False]
+
+
+def test_too_few_active_chats_no_longer_hold_a_share() -> None:
+    # The line went quiet: 3 of 5 active chats are bad, but 5 chats are no evidence.
+    assert step(None, (8, 40), (3, 5)) == [True, False]
+
+
+def test_a_line_found_on_watch_after_a_restart_clears_only_below_the_exit_levels() -> None:
+    restarted = Assessment(watch=True)
+    assert assess(summary(5, 40), previous=restarted).watch is True
+    assert assess(summary(3, 40), previous=restarted).watch is False
+
+
+# -- fast rise ----------------------------------------------------------------------------
+
+def test_a_fast_rise_warns_below_the_enter_share() -> None:
+    # 2 % to 18 % within a day: below the 20 % level, but the slope is the early signal.
+    first = assess(summary(1, 50))
+    risen = assess(summary(9, 50, at=T0 + timedelta(hours=6)), previous=first)
+    assert risen.watch is True
+    assert risen.reasons == (
+        "unhealthy share rose from 2% to 18% within 24h (WATCH on a rise of 15%)",)
+
+
+def test_a_slow_rise_does_not_warn() -> None:
+    seen = step(None, (1, 50), (4, 50), (7, 50), (9, 53), every=timedelta(hours=13))
+    assert seen == [False, False, False, False]
+
+
+def test_the_share_in_force_when_the_window_began_is_the_baseline() -> None:
+    # No summary for 30 hours: the share was 2 % all along, so 18 % now is a rise.
+    first = assess(summary(1, 50))
+    assert assess(summary(9, 50, at=T0 + timedelta(hours=30)), previous=first).watch is True
+
+
+def test_a_rise_needs_enough_active_chats() -> None:
+    first = assess(summary(0, 6))
+    assert assess(summary(1, 6, at=T0 + timedelta(hours=1)), previous=first).watch is False
+
+
+def test_rise_share_zero_turns_the_rise_off() -> None:
+    off = WatchThresholds(rise_share=0)
+    assert step(None, (1, 50), (9, 53), thresholds=off) == [False, False]
+
+
+# -- thresholds per line ------------------------------------------------------------------
+
+def test_overrides_apply_by_account_and_label_in_order() -> None:
+    rules = WatchRules(WatchThresholds(), (
+        WatchOverride({"min_active": 30}, accounts=frozenset({"big"})),
+        WatchOverride({"enter_share": 0.5, "exit_share": 0.3}, labels={"team": "support"}),
+        WatchOverride({"min_active": 3}, accounts=frozenset({"big"}),
+                      labels={"team": "support"}),
+    ))
+    support = LineMeta(labels={"team": "support", "site": "sf"})
+    assert rules.for_line("main", LineMeta()) == WatchThresholds()
+    assert rules.for_line("big", LineMeta()).min_active == 30
+    assert rules.for_line("main", support).enter_share == 0.5
+    big_support = rules.for_line("big", support)
+    assert (big_support.min_active, big_support.enter_share) == (3, 0.5)
+    # The same summary: a WATCH for one line, nothing for a support line.
+    assert assess(summary(8, 40), rules.for_line("main", LineMeta())).watch is True
+    assert assess(summary(8, 40), rules.for_line("main", support)).watch is False
+
+
+# -- the status and the line --------------------------------------------------------------
+
+def test_watch_ranks_between_healthy_and_at_risk_without_moving_the_others() -> None:
+    assert [st.rank(s) for s in st.MONITOR_STATUSES] == [0, 0.5, 1, 2]
+    assert st.rank("FLAGGED") == 3
+    assert st.status_for_rank(st.rank(st.WATCH)) == "WATCH"
+    assert st.is_known(st.WATCH) and not st.is_degraded(st.WATCH)
+    assert "Slow outbound on these chats; check reply rate." in st.recommended_action(st.WATCH)
+
+
+def test_the_gate_says_slow_down_for_a_watch_line() -> None:
+    assert advice(line(st.WATCH)) == "slow_down"
+    assert advice(line(st.HEALTHY)) == "send"
+    assert advice(line(st.AT_RISK)) == "slow_down"
+
+
+def test_linq_s_own_status_wins_over_the_chats() -> None:
+    assert effective_status("HEALTHY", watching=True) == "WATCH"
+    assert effective_status("AT_RISK", watching=True) == "AT_RISK"
+    assert effective_status("CRITICAL", watching=True) == "CRITICAL"
+    assert effective_status("HEALTHY", watching=False) == "HEALTHY"
+    seen = Observation("l1", PHONE, "HEALTHY", None)
+    assert overlay(seen, watching=False) is seen
+    assert overlay(seen, watching=True).status == "WATCH"
+
+
+POLICY = AlertPolicy(channels=(ChannelRule("early", st.rank(st.WATCH)),
+                               ChannelRule("ops", st.rank(st.AT_RISK))))
+
+
+def line(status: str, **more: object) -> LineState:
+    return LineState(account="main", line_id="l1", phone_number=PHONE, status=status,
+                     doc_url="https://docs/x#healthy", since=T0 - timedelta(days=3),
+                     **more)  # type: ignore[arg-type]
+
+
+def test_a_healthy_line_goes_on_watch_and_only_a_watch_channel_hears_it() -> None:
+    plan = plan_watch(line(st.HEALTHY), watching=True, now=T0, policy=POLICY)
+    assert [(t.from_status, t.to_status) for t in plan.transitions] == [("HEALTHY", "WATCH")]
+    assert plan.state.status == st.WATCH and plan.state.degraded_since is None
+    assert [(n.channel, n.kind, n.entry.source) for n in plan.notices] == [
+        ("early", NoticeKind.DEGRADED, "chats")]
+
+
+def test_a_line_leaving_watch_clears_with_a_recovery_to_who_heard_it() -> None:
+    watched = plan_watch(line(st.HEALTHY), watching=True, now=T0, policy=POLICY).state
+    plan = plan_watch(watched, watching=False, now=T0 + timedelta(hours=5), policy=POLICY)
+    assert plan.state.status == st.HEALTHY
+    assert [(n.channel, n.kind, n.entry.below) for n in plan.notices] == [
+        ("early", NoticeKind.RECOVERED, "WATCH")]
+
+
+def test_a_line_already_at_risk_does_not_go_on_watch() -> None:
+    at_risk = line(st.AT_RISK)
+    plan = plan_watch(at_risk, watching=True, now=T0, policy=POLICY)
+    assert plan.state is at_risk and not plan.transitions and not plan.notices
+
+
+def test_a_silenced_line_records_watch_as_silenced() -> None:
+    plan = plan_watch(line(st.HEALTHY), watching=True, now=T0, policy=POLICY, silenced=True)
+    assert [(n.channel, n.silenced) for n in plan.notices] == [("early", True)]
+
+
+def test_the_watch_message_lists_the_worst_chats_and_the_action() -> None:
+    chats = (WorstChat("chat-9", "CRITICAL", T0 - timedelta(hours=2), "https://docs/c#critical"),
+             WorstChat("chat-4", "AT_RISK", T0 - timedelta(days=1), None))
+    entry = Entry(kind=NoticeKind.DEGRADED, account="main", line_id="l1", phone_number=PHONE,
+                  from_status="HEALTHY", to_status="WATCH", at=T0,
+                  previous_since=T0 - timedelta(days=3), doc_url=None, source="chats",
+                  watch_reasons=("8 of 40 active chats AT_RISK or CRITICAL (20%; WATCH from "
+                                 "20%)",), chats=chats)
+    message = render_entry(entry, now=T0)
+    assert message.title.startswith(f"[WATCH] {PHONE} degraded: HEALTHY → WATCH")
+    assert "Why: 8 of 40 active chats AT_RISK or CRITICAL (20%; WATCH from 20%)." in message.body
+    assert "  CRITICAL  chat chat-9 since 2026-11-30 07:00 UTC  https://docs/c#critical" \
+        in message.body
+    assert "  AT_RISK   chat chat-4 since 2026-11-29 09:00 UTC" in message.body
+    assert "Recommended action: Slow outbound on these chats; check reply rate." in message.body
+    assert Entry.from_json(entry.to_json()) == entry  # survives the outbox row
