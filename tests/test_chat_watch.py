@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from monitor.core import status as st
 from monitor.core.chats import (
+    DEFAULT_THRESHOLDS,
     Assessment,
     ChatHealthSummary,
     WatchThresholds,
@@ -31,7 +32,7 @@ def summary(unhealthy: int = 0, active: int = 40, *, opted_out: int = 0, at: dat
 
 
 def step(assessment: Assessment | None, *shares: tuple[int, int],
-         thresholds: WatchThresholds = WatchThresholds(),
+         thresholds: WatchThresholds = DEFAULT_THRESHOLDS,
          every: timedelta = timedelta(hours=1)) -> list[bool]:
     """Feed (unhealthy, active) summaries one after another; whether each left it on WATCH."""
     seen = []
