@@ -5,14 +5,16 @@ kept consistent with the polls of the simulated Linq API."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from monitor.config import parse_config
+from monitor.config import load_config, parse_config
 from monitor.core.chats import ChatHealthSummary, WorstChat
 from monitor.core.silence import MatcherKind
 from monitor.http.server import build_app
@@ -20,6 +22,7 @@ from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store.schema import Line, Notification, TransitionRow
 from monitor.store.silences import add_silence
+from tests.support.daemon import cli, write_config
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.both_databases
@@ -118,7 +121,9 @@ async def test_souring_chats_warn_a_watch_channel_and_clear_with_a_notice(
     history = (await api.get(f"/api/v1/lines/{LINE}/history")).json()
     assert history["changes"][0]["source"] == "chats"
     exposed = (await api.get("/metrics")).text
-    assert f'linq_reputation_line_severity{{account="main",line_id=' in exposed
+    severity = next(x for x in exposed.splitlines()
+                    if x.startswith("linq_reputation_line_severity{") and LINE in x)
+    assert severity.endswith(" 0.5")
     assert f'phone_number="{LINE}",status="WATCH"}} 1' in exposed
     assert 'linq_reputation_lines{account="main",status="WATCH"} 1.0' in exposed
     assert 'from_status="HEALTHY",to_status="WATCH"} 1.0' in exposed
@@ -194,3 +199,26 @@ async def test_a_restart_keeps_the_line_on_watch_until_its_chats_clear(
         assert stored_status(rt) == "WATCH"  # 10 %: not below the exit level yet
         await rt.pollers["main"].apply_chat_health([chats(LINE, 3)], datetime.now(UTC))
         assert stored_status(rt) == "HEALTHY"
+
+
+async def test_status_and_history_show_watch(
+        database_url: str, sim_server: SimulatorServer, sim: Simulator, receiver: Receiver,
+        tmp_path: Path) -> None:
+    sim.add_line(LINE)
+    path = write_config(tmp_path / "config.toml", base_url=sim_server.url,
+                        database_url=database_url,
+                        channels=[("early", receiver.url("early"), "WATCH")])
+    cfg = load_config(path)
+    engine, sessions = open_database(cfg)
+    async with Runtime(cfg, engine, sessions) as rt:
+        await poll(rt)
+        await rt.pollers["main"].apply_chat_health([chats(LINE, 8)], datetime.now(UTC))
+    status = cli("status", "--status", "watch", "--json", "--config", str(path))
+    assert status.returncode == 0, status.stderr
+    assert [(line["phone_number"], line["status"]) for line in json.loads(status.stdout)[
+        "lines"]] == [(LINE, "WATCH")]
+    history = cli("history", LINE, "--config", str(path))
+    assert history.returncode == 0, history.stderr
+    assert "HEALTHY → WATCH  changed     early:pending" in history.stdout
+    recorded = json.loads(cli("history", LINE, "--json", "--config", str(path)).stdout)
+    assert (recorded[0]["to_status"], recorded[0]["source"]) == ("WATCH", "chats")

@@ -68,7 +68,7 @@ class LineFilter:
 
 
 def worst_first(lines: Sequence[L]) -> list[L]:
-    """FLAGGED lines first, then by status (undocumented, CRITICAL, AT_RISK, HEALTHY),
+    """FLAGGED lines first, then by status (undocumented, CRITICAL, AT_RISK, WATCH, HEALTHY),
     then the longest in that status first; account and phone number break ties."""
     return sorted(lines, key=lambda line: (
         line.service_status != FLAGGED, -st.rank(line.status), line.since,
