@@ -214,7 +214,7 @@ def test_promtool_accepts_a_live_scrape_of_the_daemon(live_scrape: str) -> None:
 def test_promtool_accepts_the_alert_rules() -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_the_alert_rules_pass_their_unit_tests() -> None:
@@ -244,7 +244,8 @@ def test_the_dashboard_has_the_panels_and_variables_an_operator_needs() -> None:
     for title in ("Lines per status", "Status changes", "Time AT_RISK or worse (selected range)",
                   "Time CRITICAL (selected range)", "Last poll", "Since the last successful poll",
                   "Poll duration", "Polls by outcome", "Waiting in the outbox",
-                  "Sends by channel and outcome", "Given up since the monitor started"):
+                  "Sends by channel and outcome", "Given up since the monitor started",
+                  "Lines on WATCH (chat health early warning)"):
         assert title in titles
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert {"datasource", "account", "line"} <= set(variables)
@@ -254,8 +255,8 @@ def test_the_dashboard_has_the_panels_and_variables_an_operator_needs() -> None:
     # The timeline colours each status the way the table and the docs name it.
     mapping = titles["Line status"]["fieldConfig"]["defaults"]["mappings"][0]["options"]
     assert {k: (v["text"], v["color"]) for k, v in mapping.items()} == {
-        "0": ("HEALTHY", "green"), "1": ("AT_RISK", "orange"), "2": ("CRITICAL", "red"),
-        "3": ("UNDOCUMENTED", "purple")}
+        "0": ("HEALTHY", "green"), "0.5": ("WATCH", "yellow"), "1": ("AT_RISK", "orange"),
+        "2": ("CRITICAL", "red"), "3": ("UNDOCUMENTED", "purple")}
 
 
 def test_grafana_provisioning_finds_the_dashboard_and_prometheus_where_compose_puts_them(
