@@ -223,7 +223,7 @@ def test_the_report_counts_only_the_time_the_monitor_watched_and_says_so(
     assert "Account main was first polled" in markdown.stdout
     assert "not the 30d asked for" in markdown.stdout
     row = next(line for line in markdown.stdout.splitlines() if "+12020000001" in line)
-    cells = dict(zip(("account", "phone", "now", "HEALTHY", "AT_RISK", "CRITICAL"),
+    cells = dict(zip(("account", "phone", "now", "HEALTHY", "WATCH", "AT_RISK", "CRITICAL"),
                      (cell.strip() for cell in row.split("|")[1:]), strict=False))
     # CRITICAL for (nearly) all the watched time: not 0.0 % of thirty days.
     assert float(cells["CRITICAL"].split(" %")[0]) >= 90, row
