@@ -20,6 +20,7 @@ from monitor.core.silence import MatcherKind
 from monitor.http.server import build_app
 from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
+from monitor.simulator.webhooks import WebhookSender, new_secret
 from monitor.store.schema import Line, Notification, TransitionRow
 from monitor.store.silences import add_silence
 from tests.support.daemon import cli, write_config
@@ -222,3 +223,30 @@ async def test_status_and_history_show_watch(
     assert "HEALTHY → WATCH  changed     early:pending" in history.stdout
     recorded = json.loads(cli("history", LINE, "--json", "--config", str(path)).stdout)
     assert (recorded[0]["to_status"], recorded[0]["source"]) == ("WATCH", "chats")
+
+
+async def test_a_webhook_lifting_a_line_whose_chats_are_bad_leaves_it_on_watch(
+        database_url: str, sim_server: SimulatorServer, sim: Simulator,
+        receiver: Receiver) -> None:
+    secret = new_secret()
+    raw = config(database_url, sim_server, receiver)
+    raw["accounts"][0]["webhook_secret_env"] = "TEST_WEBHOOK_SECRET"
+    cfg = parse_config(raw, environ={"TEST_WEBHOOK_SECRET": secret})
+    sender = WebhookSender(secret)
+    sim.add_line(LINE, status="AT_RISK")
+    engine, sessions = open_database(cfg)
+    async with Runtime(cfg, engine, sessions) as rt:
+        app = build_app(rt, started_at=datetime.now(UTC))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://monitor") as client:
+            await poll(rt)
+            await rt.pollers["main"].apply_chat_health([chats(LINE, 12)], datetime.now(UTC))
+            for _ in range(2):  # Linq says HEALTHY, twice: WATCH once, then nothing new
+                delivery = sender.status_updated(LINE, previous_reputation="AT_RISK",
+                                                 new_reputation="HEALTHY")
+                response = await client.post("/webhooks/linq", content=delivery.body,
+                                             headers=sender.headers(delivery))
+                assert response.status_code == 200
+                await rt.webhooks.drain()
+            assert stored_status(rt) == "WATCH"
+            assert changes(rt) == [("AT_RISK", "WATCH", "webhook")]
