@@ -16,9 +16,10 @@ from monitor.core.chats import (
 )
 from monitor.core.directory import advice
 from monitor.core.model import Entry, LineMeta, LineState, NoticeKind, Observation
-from monitor.core.policy import AlertPolicy, ChannelRule
+from monitor.core.policy import AlertPolicy, ChannelRule, reconcile
 from monitor.core.render import render_entry
 from monitor.core.watch import WatchOverride, WatchRules, effective_status, overlay, plan_watch
+from monitor.service.watch import ChatWatch
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 PHONE = "+12025550101"
@@ -249,3 +250,32 @@ def test_the_watch_message_lists_the_worst_chats_and_the_action() -> None:
     assert "  AT_RISK   chat chat-4 since 2026-11-29 09:00 UTC" in message.body
     assert "Recommended action: Slow outbound on these chats; check reply rate." in message.body
     assert Entry.from_json(entry.to_json()) == entry  # survives the outbox row
+
+
+def test_a_watch_channel_is_reminded_with_the_chats_as_they_are_now() -> None:
+    policy = AlertPolicy(channels=(ChannelRule("early", st.rank(st.WATCH),
+                                               repeat_interval=timedelta(hours=24)),))
+    watched = plan_watch(line(st.HEALTHY), watching=True, now=T0, policy=policy).state
+    assert reconcile(watched, policy, now=T0 + timedelta(hours=23))[0] == []
+    (reminder,), _ = reconcile(watched, policy, now=T0 + timedelta(hours=24))
+    assert (reminder.kind, reminder.entry.to_status) == (NoticeKind.REMINDER, "WATCH")
+    memory = ChatWatch(WatchRules())
+    worst = (WorstChat("chat-1", "CRITICAL", T0, None),)
+    memory.keep("l1", assess(summary(9, 40, worst=worst)))
+    told = memory.annotate(reminder, {})
+    assert told.entry.chats == worst
+    assert told.entry.watch_reasons == (
+        "9 of 40 active chats AT_RISK or CRITICAL (22%; WATCH from 20%)",)
+
+
+def test_a_line_going_on_and_off_watch_too_often_is_flapping() -> None:
+    policy = AlertPolicy(channels=(ChannelRule("early", st.rank(st.WATCH)),), flap_changes=2,
+                         flap_window=timedelta(hours=1))
+    state, kinds = line(st.HEALTHY), []
+    for minute, watching in enumerate((True, False, True)):
+        plan = plan_watch(state, watching=watching, now=T0 + timedelta(minutes=minute),
+                          policy=policy)
+        state = plan.state
+        kinds += [n.kind for n in plan.notices]
+    assert kinds == [NoticeKind.DEGRADED, NoticeKind.RECOVERED, NoticeKind.FLAPPING]
+    assert state.flapping
