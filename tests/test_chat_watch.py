@@ -279,3 +279,11 @@ def test_a_line_going_on_and_off_watch_too_often_is_flapping() -> None:
         kinds += [n.kind for n in plan.notices]
     assert kinds == [NoticeKind.DEGRADED, NoticeKind.RECOVERED, NoticeKind.FLAPPING]
     assert state.flapping
+
+
+def test_a_line_stored_as_watch_stays_on_watch_only_while_chat_health_is_on() -> None:
+    stored = line(st.WATCH)
+    on, off = ChatWatch(WatchRules()), ChatWatch(None)
+    on.seed([stored])
+    off.seed([stored])
+    assert on.watching("l1") and not off.watching("l1")

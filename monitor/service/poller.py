@@ -101,7 +101,7 @@ class AccountPoller:
         observers: Sequence[Callable[[Iterable[LineState]], None]] = (),
         transition_observers: Sequence[Callable[[Sequence[Transition]], None]] = (),
         hold: Callable[[Transition], timedelta | None] = lambda transition: None,
-        watch: WatchRules = DEFAULT_RULES,
+        watch: WatchRules | None = DEFAULT_RULES,  # None: chat health off
         fence: Callable[[], Fence | None] = lambda: None,
     ) -> None:
         self.account = account

@@ -20,14 +20,18 @@ from dataclasses import replace
 from monitor.core import status as st
 from monitor.core.chats import Assessment, ChatHealthSummary, assess
 from monitor.core.model import LineMeta, LineState, Notice, NoticeKind
-from monitor.core.watch import SOURCE, WatchRules
+from monitor.core.watch import DEFAULT_RULES, SOURCE, WatchRules
 
 CLEARED = "Its chats recovered: every WATCH signal is below its exit level."
 
 
 class ChatWatch:
-    def __init__(self, rules: WatchRules) -> None:
-        self._rules = rules
+    """``rules`` None: chat health is off, so a line stored as WATCH is not kept on WATCH
+    (the next poll records WATCH -> HEALTHY and clears it)."""
+
+    def __init__(self, rules: WatchRules | None) -> None:
+        self._enabled = rules is not None
+        self._rules = rules if rules is not None else DEFAULT_RULES
         self._assessments: dict[str, Assessment] = {}  # by line id
         self._watching: set[str] = set()
         self._by_phone: dict[str, str] | None = None
@@ -42,6 +46,8 @@ class ChatWatch:
     def seed(self, states: Iterable[LineState]) -> None:
         """Lines loaded from the database: one stored as WATCH stays on WATCH until its
         chats say otherwise."""
+        if not self._enabled:
+            return
         for state in states:
             if state.present and state.status == st.WATCH \
                     and state.line_id not in self._assessments:
