@@ -109,9 +109,9 @@ def timeline(initial: str | None, changes: Sequence[tuple[datetime, str | None]]
         if at > since:
             # At least MIN_WIDTH wide: a status held for minutes of a 90-day window is
             # still what the reader looks for (later segments are drawn over it).
-            segments.append(Segment(status, since, at, 100 * (since - start).total_seconds()
-                                    / span, max(MIN_WIDTH, 100 * (at - since).total_seconds()
-                                                / span)))
+            width = max(MIN_WIDTH, 100 * (at - since).total_seconds() / span)
+            x = min(100 * (since - start).total_seconds() / span, 100 - width)
+            segments.append(Segment(status, since, at, x, width))
         status, since = to, at
     return segments
 
