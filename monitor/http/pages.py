@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -142,8 +142,13 @@ def page_routes(sources: PageSources, *, token: str | None,
                 return problem(request, 503, "The database is unavailable; nothing was changed.")
         return checked
 
+    names_lower = [e.name.lower() for e in config.lines if e.name]
+
     def name_for(state: LineState) -> str | None:
         return labeler.meta(state).name
+
+    def labels_for(state: LineState) -> Mapping[str, str]:
+        return labeler.meta(state).labels
 
     async def index(request: Request) -> Response:
         q = request.query_params
@@ -151,9 +156,13 @@ def page_routes(sources: PageSources, *, token: str | None,
                                    label=q.get("label", "").strip(), text=q.get("q", ""))
         page = max(1, _int(q.get("page"), 1))
         states = list(sources.directory.all())  # a snapshot, on the loop that updates it
+        # Names come only from [[lines]]: if none contains the text, no line's name can,
+        # and the 100k per-line lookups are skipped.
+        text = filters.text.strip().lower()
+        names = name_for if text and any(text in n for n in names_lower) else _no_name
         chosen = await asyncio.to_thread(
             overview.select, states, filters, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-            labels_for=sources.directory.labels_for, name_for=name_for)
+            labels_for=labels_for, name_for=names)
         now = clock()
         silences = await asyncio.to_thread(silence_store.load_silences, sources.sessions, now)
         rows = []
@@ -195,7 +204,8 @@ def page_routes(sources: PageSources, *, token: str | None,
         return render(request, "line.html", title=state.phone_number, line=view,
                       state=state, name=name_for(state), days=days, windows=WINDOWS,
                       segments=overview.timeline(past.initial, changes, start=start, end=now),
-                      ticks=overview.ticks(start, now, count=7 if days == 7 else 6), changes=list(reversed(past.changes)),
+                      ticks=overview.ticks(start, now, count=7 if days == 7 else 6),
+                      changes=list(reversed(past.changes)),
                       audits=audits, action=st.recommended_action(state.status),
                       silenced=_silenced(silences, state, view["labels"], now))
 
@@ -327,6 +337,10 @@ def _silence_form(form: dict[str, str]) -> tuple[MatcherKind, str, timedelta, st
     if not by or len(by) > 100:
         raise ValueError("“By” is required: who is adding the silence (at most 100 characters).")
     return kind, value, duration, reason[:1000], by
+
+
+def _no_name(state: LineState) -> None:
+    return None
 
 
 def _silenced(silences: list[Silence], state: LineState, labels: dict[str, str],
