@@ -90,4 +90,8 @@ async def read_form(request: Request) -> dict[str, str] | None:
     if request.headers.get("content-type", "").split(";")[0].strip() != FORM_TYPE:
         return None
     body = (await request.body()).decode("utf-8", errors="replace")
-    return {key: values[0] for key, values in parse_qs(body, max_num_fields=50).items()}
+    try:
+        fields = parse_qs(body, max_num_fields=50)
+    except ValueError:  # more fields than any of our forms has: nothing is taken from it
+        return {}
+    return {key: values[0] for key, values in fields.items()}

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 WINDOWS = (7, 30, 90)  # the line page's timeline, in days
 ENDED_SHOWN = 20
+MAX_ID = 2**63 - 1
 KNOWN_CLASSES = frozenset({"healthy", "watch", "at_risk", "critical"})
 HEADERS = {
     # No script, no frame, nothing from another origin; forms post only here.
@@ -79,12 +80,19 @@ def status_class(status: str | None) -> str:
     return f"status-{name}" if name in KNOWN_CLASSES else "status-other"
 
 
+def web_url(url: str | None) -> str | None:
+    """``url`` if it is http(s), else None: a link from Linq's payload is never a
+    ``javascript:`` or ``data:`` URL on our page (the CSP would block it anyway)."""
+    return url if url and url.lower().startswith(("https://", "http://")) else None
+
+
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("monitor.http", "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["time"] = lambda t: format_time(t) if t is not None else "—"
     env.filters["duration"] = format_duration
     env.filters["status_class"] = status_class
+    env.filters["web_url"] = web_url
     return env
 
 
@@ -249,6 +257,9 @@ def page_routes(sources: PageSources, *, token: str | None,
             return await silences_page(request, error="Say who you are (the “by” field) to "
                                        "expire a silence.", status=400)
         silence_id = request.path_params["silence_id"]
+        if silence_id > MAX_ID:  # past any id the database can hold: no such silence
+            return await silences_page(request, error=f"There is no silence {silence_id}.",
+                                       status=404)
         try:
             expired = await asyncio.to_thread(silence_store.expire_silence, sources.sessions,
                                               silence_id, clock())

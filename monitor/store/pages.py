@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -161,15 +161,20 @@ def health(sessions: sessionmaker[Session], *, accounts: Sequence[str], now: dat
                                .order_by(Poll.id.desc()).limit(POLLS_PER_ACCOUNT))]
                  for account in accounts}
         outbox: dict[str, Counter[str]] = {}
-        for channel, state, deferred, retried, count in session.execute(
+        retried = func.sum(case((Notification.attempts > 0, 1), else_=0))
+        for channel, state, deferred, count, retrying in session.execute(
                 select(Notification.channel, Notification.state, Notification.deferred,
-                       Notification.attempts > 0, func.count())
+                       func.count(), retried)
                 .where(Notification.state.in_(("pending", "failed")))
-                .group_by(Notification.channel, Notification.state, Notification.deferred,
-                          Notification.attempts > 0)):
-            kind = ("gave up" if state == "failed" else "deferred" if deferred
-                    else "retrying" if retried else "pending")
-            outbox.setdefault(channel, Counter())[kind] += count
+                .group_by(Notification.channel, Notification.state, Notification.deferred)):
+            counts = outbox.setdefault(channel, Counter())
+            if state == "failed":
+                counts["gave up"] += count
+            elif deferred:
+                counts["deferred"] += count
+            else:
+                counts["retrying"] += int(retrying or 0)
+                counts["pending"] += count - int(retrying or 0)
         holds: dict[str, list[str]] = {}
         unheld: list[str] = []
         for name, holder, expires_at in session.execute(
