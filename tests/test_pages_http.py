@@ -166,6 +166,7 @@ async def test_a_write_needs_the_csrf_token_that_belongs_to_its_cookie(
     ("duration", "0s", "more than 0"),
     ("kind", "phone", "“Matches” must be line, label or account"),
     ("value", " ", "“Value” is required"),
+    ("value", "team", "“Value”: &#39;team&#39; is not key=value"),
     ("reason", "", "“Reason” is required"),
     ("by", "", "“By” is required"),
 ])

@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from monitor.config import Config, parse_duration
+from monitor.config import Config
 from monitor.core import overview
 from monitor.core import status as st
 from monitor.core.audit import action_items, primary_driver
@@ -33,9 +33,10 @@ from monitor.core.directory import LineDirectory
 from monitor.core.labels import Labeler
 from monitor.core.model import LineState
 from monitor.core.render import format_duration, format_time
-from monitor.core.silence import MatcherKind, Silence, parse_label_matcher
+from monitor.core.silence import MatcherKind, Silence
 from monitor.errors import StoreError, UsageError
 from monitor.http.page_auth import PageAuth, read_form
+from monitor.http.page_forms import int_param, local_path, silence_form
 from monitor.metrics import Metrics
 from monitor.store import pages as store
 from monitor.store import silences as silence_store
@@ -122,7 +123,7 @@ def page_routes(sources: PageSources, *, token: str | None,
     def reading(handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
             if not auth.signed_in(request):
-                target = "/login?" + urlencode({"next": _local(str(request.url.path))})
+                target = "/login?" + urlencode({"next": local_path(str(request.url.path))})
                 return RedirectResponse(target, status_code=303, headers=HEADERS)
             try:
                 return await handler(request)
@@ -162,7 +163,7 @@ def page_routes(sources: PageSources, *, token: str | None,
         q = request.query_params
         filters = overview.Filters(account=q.get("account", ""), status=q.get("status", ""),
                                    label=q.get("label", "").strip(), text=q.get("q", ""))
-        page = max(1, _int(q.get("page"), 1))
+        page = max(1, int_param(q.get("page"), 1))
         states = list(sources.directory.all())  # a snapshot, on the loop that updates it
         # Names come only from [[lines]]: if none contains the text, no line's name can,
         # and the 100k per-line lookups are skipped.
@@ -195,7 +196,7 @@ def page_routes(sources: PageSources, *, token: str | None,
         if state is None:
             return render(request, "problem.html", 404, title="No such line",
                           message="No line with this phone number or id is being watched.")
-        days = _int(request.query_params.get("days"), WINDOWS[0])
+        days = int_param(request.query_params.get("days"), WINDOWS[0])
         days = days if days in WINDOWS else WINDOWS[0]
         now = clock()
         start = now - timedelta(days=days)
@@ -235,7 +236,7 @@ def page_routes(sources: PageSources, *, token: str | None,
 
     async def add_silence(request: Request, form: dict[str, str]) -> Response:
         try:
-            kind, value, duration, reason, by = _silence_form(form)
+            kind, value, duration, reason, by = silence_form(form)
         except ValueError as exc:
             return await silences_page(request, error=str(exc), status=400, form=form)
         now = clock()
@@ -283,7 +284,7 @@ def page_routes(sources: PageSources, *, token: str | None,
                       webhook_outcomes=outcomes)
 
     async def login(request: Request) -> Response:
-        next_url = _local(request.query_params.get("next", "/"))
+        next_url = local_path(request.query_params.get("next", "/"))
         if not auth.required or auth.signed_in(request):
             return RedirectResponse(next_url, status_code=303, headers=HEADERS)
         return render(request, "login.html", title="Sign in", next_url=next_url)
@@ -293,7 +294,7 @@ def page_routes(sources: PageSources, *, token: str | None,
         if form is None or not auth.csrf_ok(request, form):
             return problem(request, 403, "Missing or wrong CSRF token: reload the page and "
                                          "sign in again.")
-        next_url = _local(form.get("next", "/"))
+        next_url = local_path(form.get("next", "/"))
         if not auth.token_matches(form.get("token", "")):
             return render(request, "login.html", 401, title="Sign in", next_url=next_url,
                           error="That is not the server's API token.")
@@ -322,34 +323,6 @@ def page_routes(sources: PageSources, *, token: str | None,
     ]
 
 
-def _silence_form(form: dict[str, str]) -> tuple[MatcherKind, str, timedelta, str, str]:
-    """The add form's fields, validated; ValueError names the field that is wrong."""
-    try:
-        kind = MatcherKind(form.get("kind", ""))
-    except ValueError:
-        raise ValueError("“Matches” must be line, label or account.") from None
-    value = form.get("value", "").strip()
-    if not value or len(value) > 200:
-        raise ValueError("“Value” is required (a phone number or line id, key=value, or an "
-                         "account name; at most 200 characters).")
-    if kind is MatcherKind.LABEL:
-        key, label = parse_label_matcher(value)
-        value = f"{key}={label}"
-    try:
-        duration = parse_duration(form.get("duration", "").strip())
-    except ValueError as exc:
-        raise ValueError(f"“Duration”: {exc}") from None
-    if duration <= timedelta(0) or duration > timedelta(days=366):
-        raise ValueError("“Duration” must be more than 0 and at most a year (e.g. 2h, 30m, 1d).")
-    reason = form.get("reason", "").strip()
-    by = form.get("by", "").strip()
-    if not reason:
-        raise ValueError("“Reason” is required: say why, for whoever finds the silence later.")
-    if not by or len(by) > 100:
-        raise ValueError("“By” is required: who is adding the silence (at most 100 characters).")
-    return kind, value, duration, reason[:1000], by
-
-
 def _no_name(state: LineState) -> None:
     return None
 
@@ -357,19 +330,6 @@ def _no_name(state: LineState) -> None:
 def _silenced(silences: list[Silence], state: LineState, labels: dict[str, str],
               now: datetime) -> Silence | None:
     return next((s for s in silences if s.active(now) and s.matches(state, labels)), None)
-
-
-def _int(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text else default
-    except ValueError:
-        return default
-
-
-def _local(target: str) -> str:
-    """Only a path on this server: never an open redirect to another site."""
-    return target if target.startswith("/") and not target.startswith("//") \
-        and "\\" not in target else "/"
 
 
 def _query(base: dict[str, str], page: int) -> str:
