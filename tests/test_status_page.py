@@ -283,5 +283,17 @@ def test_every_page_passes_axe_and_is_saved_as_a_screenshot(
                        for v in result["violations"] if v["impact"] in ("serious", "critical")]
         page.screenshot(path=str(ARTIFACTS / f"{name}-{scheme}.png"), full_page=True)
     page.close()
+    # The login form, as someone without the cookie sees it.
+    outsider = browser.new_context(base_url=world["daemon"].url, bypass_csp=True,
+                                   color_scheme=scheme)
+    page = outsider.new_page()
+    page.goto("/")
+    page.add_script_tag(content=axe)
+    result = page.evaluate("async () => await axe.run(document, "
+                           "{resultTypes: ['violations']})")
+    found["login"] = [f"{v['id']} ({v['impact']}): {v['help']}" for v in result["violations"]
+                      if v["impact"] in ("serious", "critical")]
+    page.screenshot(path=str(ARTIFACTS / f"login-{scheme}.png"), full_page=True)
+    outsider.close()
     print(f"screenshots in {ARTIFACTS}")
     assert found == {name: [] for name in found}
