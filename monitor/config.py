@@ -242,12 +242,14 @@ class DatabaseConfig(_Section):
 
 class ServerConfig(_Section):
     listen: str = "127.0.0.1:9464"
-    """``HOST:PORT`` serving ``/metrics``, ``/healthz``, ``/readyz``, ``/webhooks/linq`` and
-    ``/api/v1``; loopback by default: expose it deliberately."""
-    # Bearer token for /api/v1 (and /metrics with protect_metrics); unset: no auth.
+    """``HOST:PORT`` serving ``/metrics``, ``/healthz``, ``/readyz``, ``/webhooks/linq``,
+    ``/api/v1`` and the status page (``/``); loopback by default: expose it deliberately."""
+    # Bearer token for /api/v1 and the status page (and /metrics with protect_metrics);
+    # unset: no auth.
     api_token_env: str | None = None
-    """Variable holding a bearer token required by ``/api/v1``; the variable must be set.
-    Without this key there is no auth: keep the server on loopback or behind a proxy."""
+    """Variable holding a bearer token required by ``/api/v1`` and, through a login form,
+    the status page; the variable must be set. Without this key there is no auth: keep the
+    server on loopback or behind a proxy."""
     protect_metrics: bool = False
     """Require the same bearer token for ``/metrics`` too; needs ``api_token_env``."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024)

@@ -460,3 +460,4 @@ def test_it_runs_a_demo_that_prints_alerts_and_says_where_the_metrics_are() -> N
     assert "degraded" in result.stdout
     assert re.search(rf"{re.escape(GUIDE)}\S*", result.stdout), result.stdout
     assert "/metrics" in result.stdout
+    assert re.search(r"status page: +http://\S+/\n", result.stdout), result.stdout

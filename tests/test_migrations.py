@@ -66,6 +66,9 @@ def test_an_installed_wheel_migrates_its_own_database(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("monitor/migrations/versions/") and n.endswith(".py")
                for n in names), "migrations are not inside the wheel"
+    # The status page's templates and stylesheet are package data, not Python modules.
+    assert {"monitor/http/templates/overview.html", "monitor/http/static/style.css"} <= set(
+        names), "the status page's templates and stylesheet are not inside the wheel"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target",
                     str(target), str(wheel)], check=True, capture_output=True)

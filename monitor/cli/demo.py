@@ -72,6 +72,7 @@ def run_demo(*, scenario: str, port: int, duration: float | None) -> int:
                 f"  simulated Linq API: {sim.url}  (scenario: {scenario})\n"
                 f"  database:           {workdir / 'demo.db'} (SQLite, deleted on exit)\n"
                 f"  config:             {config_path}\n"
+                f"  status page:        {url}/\n"
                 f"  metrics:            {url}/metrics   health: {url}/healthz\n"
                 "The daemon polls every 2s. Lines will degrade and recover, and one gets\n"
                 "FLAGGED by a signed webhook; each alert is\n"

@@ -1,4 +1,5 @@
-"""The HTTP endpoints: /metrics, /healthz, /readyz. Runs inside the daemon's event loop."""
+"""The HTTP endpoints: /metrics, /healthz, /readyz, and mounts the gate API, the webhook
+endpoint and the status page (monitor/http/pages.py). Runs inside the daemon's event loop."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from monitor.config import Config
 from monitor.core.directory import LineDirectory
 from monitor.http.gate import gate_mount
 from monitor.http.guard import Guard
+from monitor.http.pages import page_routes
 from monitor.http.webhooks import PATH as WEBHOOK_PATH
 from monitor.http.webhooks import webhook_routes
 from monitor.metrics import CONTENT_TYPE, Metrics, stream
@@ -96,6 +98,7 @@ def build_app(runtime: Runtime, *, started_at: datetime,
         Route("/readyz", readyz),
         *webhook_routes(runtime.webhooks, runtime.metrics),
         gate_mount(runtime.directory, runtime.sessions),
+        *page_routes(runtime, token=token),  # the status page checks the token itself
     ])
     return Guard(app, max_body=server.max_body_bytes,
                  timeout=server.request_timeout.total_seconds(), token=token,
