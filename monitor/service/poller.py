@@ -34,7 +34,6 @@ from monitor.core.watch import (
     SOURCE,
     WatchRules,
     effective_status,
-    overlay,
     plan_watch,
 )
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, LeaseLost, StoreError
@@ -375,9 +374,7 @@ class AccountPoller:
         observations = parsed.observations
         if fresh:
             observations = [o for o in observations if o.line_id not in fresh]
-        if self._chats:
-            observations = [overlay(o, watching=self._chats.watching(o.line_id))
-                            for o in observations]
+        observations = self._chats.overlay(observations)
         with gc_paused():
             diff = detect_account(self._known, observations, account=self.account,
                                   now=now, protected=parsed.protected() | fresh,

@@ -19,8 +19,8 @@ from dataclasses import replace
 
 from monitor.core import status as st
 from monitor.core.chats import Assessment, ChatHealthSummary, assess
-from monitor.core.model import LineMeta, LineState, Notice, NoticeKind
-from monitor.core.watch import DEFAULT_RULES, SOURCE, WatchRules
+from monitor.core.model import LineMeta, LineState, Notice, NoticeKind, Observation
+from monitor.core.watch import DEFAULT_RULES, SOURCE, WatchRules, overlay
 
 CLEARED = "Its chats recovered: every WATCH signal is below its exit level."
 
@@ -39,9 +39,14 @@ class ChatWatch:
     def watching(self, line_id: str) -> bool:
         return line_id in self._watching
 
-    def __bool__(self) -> bool:
-        """Whether any line is on WATCH (a poll skips the overlay otherwise)."""
-        return bool(self._watching)
+    def overlay(self, observations: list[Observation]) -> list[Observation]:
+        """A poll's observations as this monitor sees the lines: WATCH for a line on WATCH
+        that Linq reports HEALTHY. One set lookup a line (a poll of 100k lines)."""
+        ids = self._watching
+        if not ids:
+            return observations
+        return [o if o.line_id not in ids else overlay(o, watching=True)
+                for o in observations]
 
     def seed(self, states: Iterable[LineState]) -> None:
         """Lines loaded from the database: one stored as WATCH stays on WATCH until its
