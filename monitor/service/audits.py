@@ -35,6 +35,7 @@ from monitor.core import status as st
 from monitor.core.audit import (
     AuditBudget,
     Candidate,
+    SkipReason,
     action_items,
     choose,
     enrichment_lines,
@@ -151,7 +152,10 @@ class AuditRunner:
         if not choice.skip:
             return
         skipped = Counter(reason for _, reason in choice.skip)
-        log.warning("audits not started: %s", ", ".join(
+        # Out of budget is worth a warning (a mass event, or a budget too small for the
+        # fleet); a line re-audited too soon is routine.
+        level = logging.INFO if set(skipped) == {SkipReason.COOLDOWN} else logging.WARNING
+        log.log(level, "audits not started: %s", ", ".join(
             f"{n} {reason}" for reason, n in sorted(skipped.items())),
             extra={"account": account})
         if self._metrics is not None:
@@ -223,7 +227,7 @@ class AuditRunner:
         for row in latest:
             self._directory.set_audit(row.phone_number, summary(row))
             self._audited_at[row.phone_number] = row.started_at
-        # A restart (or a replica taking over) keeps spending the same hour's budget.
+        # A restart keeps spending the same hour's budget.
         for account, times in started.items():
             self._started[account] = deque(times)
 
