@@ -123,7 +123,15 @@ async def test_it_serves_every_audit_delivery_and_policy_query_by_an_index(
                                 # hears only after 1s: the policy round has work to commit
                                 {"name": "lead", "url": receiver.url("lead"),
                                  "group_wait": "0s", "min_status": "CRITICAL",
-                                 "escalate_after": "1s"}]},
+                                 "escalate_after": "1s"},
+                                # refused at once: the deliverer records a failure
+                                {"name": "broken", "url": "json://127.0.0.1:9/",
+                                 "group_wait": "0s", "min_status": "CRITICAL"},
+                                # quiet all day but a minute: CRITICAL rows are parked
+                                {"name": "night", "url": receiver.url("night"),
+                                 "group_wait": "0s", "min_status": "CRITICAL",
+                                 "quiet_hours": "00:00-23:59",
+                                 "quiet_hours_critical": "defer"}]},
     })
     engine, sessions = open_database(config)
     fill_history(engine, now=datetime.now(UTC))
