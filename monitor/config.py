@@ -147,6 +147,17 @@ class AccountConfig(_Section):
     """Statuses whose degradation starts a reputation audit; ``[]`` turns audits off."""
     audit_wait: Duration = timedelta(seconds=20)
     """How long an alert may wait for its audit before it goes out without it."""
+    # The audit budget (docs/webhooks-and-audits.md says why these defaults): a mass event
+    # must not start thousands of audits, and a handful of diagnoses of the worst lines is
+    # what an on-call reads. Lines left out get "no audit: budget" in their alert at once.
+    audit_max_running: int = Field(default=4, ge=1, le=100)
+    """Automatic audits of the account running at once; a line that degrades while that many
+    run gets no audit, and its alert says "no audit: budget"."""
+    audit_max_per_hour: int = Field(default=60, ge=1, le=10000)
+    """Automatic audits the account may start per hour (the worst lines first)."""
+    audit_cooldown: Duration = timedelta(hours=6)
+    """A line audited less than this long ago is not audited again (its alert points at the
+    latest report); ``0s`` audits at every degradation, subject to Linq's own cooldown."""
 
     _resolved: SecretStr | None = PrivateAttr(default=None)
     _ca_path: Path | None = PrivateAttr(default=None)

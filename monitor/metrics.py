@@ -86,6 +86,11 @@ class Metrics:
             "linq_reputation_webhooks",
             "Webhook requests by outcome (accepted, duplicate, rejected, malformed, "
             "too_large, ignored).", ["outcome"], registry=r)
+        self.audits_skipped = Counter(
+            "linq_reputation_audits_skipped",
+            "Audits not started for a line that degraded: running (the account's audits at "
+            "once), per_hour (its audits per hour), cooldown (audited within audit_cooldown).",
+            ["account", "reason"], registry=r)
         self.line_series = LineSeries(mode=per_line)
         self.flapping = FlagSeries(
             "linq_reputation_line_flapping",
@@ -110,6 +115,8 @@ class Metrics:
             for outcome in ("success", "error"):
                 self.polls.labels(account, outcome)
             self.skipped_items.labels(account)
+            for reason in ("running", "per_hour", "cooldown"):
+                self.audits_skipped.labels(account, reason)
             for before in st.MONITOR_STATUSES:
                 for after in st.MONITOR_STATUSES:
                     if before != after:

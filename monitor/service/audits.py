@@ -10,14 +10,21 @@ written held (``next_attempt_at`` = now + ``audit_wait``, see ``hold``) and an a
 - 429 (the line's cooldown): no audit; the alert says so and is released;
 - any failure: the alert is released as it is. An audit never blocks or loses an alert.
 Every audit is stored (``audit show``; the gate API shows the latest).
+
+Audits start within the account's budget (``AuditBudget``: so many at once, so many per
+hour, none for a line audited within the cooldown), the worst lines first
+(monitor/core/audit.py ``choose``). The alerts of lines left out are not held: they are
+released at once, saying "no audit: budget" (or when the line was last audited), and the
+skip is counted in ``linq_reputation_audits_skipped_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,10 +32,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.api.audits import AuditClient, AuditCooldown
 from monitor.core import status as st
-from monitor.core.audit import action_items, enrichment_lines
+from monitor.core.audit import (
+    AuditBudget,
+    Candidate,
+    SkipReason,
+    action_items,
+    choose,
+    enrichment_lines,
+    skipped_lines,
+)
 from monitor.core.directory import AuditSummary, LineDirectory
 from monitor.core.model import Transition, TransitionKind
+from monitor.core.service import is_flagged
 from monitor.errors import ApiError, StoreError
+from monitor.metrics import Metrics
 from monitor.store import audits as store
 from monitor.store.schema import Audit
 
@@ -36,12 +53,14 @@ log = logging.getLogger(__name__)
 
 POLL_EVERY = 1.0  # seconds between reads of a running audit
 MAX_AUDIT_TIME = 300.0  # an audit still running after this is abandoned
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
 class AuditPolicy:
     audit_on: frozenset[str]
     audit_wait: timedelta
+    budget: AuditBudget = field(default_factory=AuditBudget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +87,21 @@ class AuditRunner:
     def __init__(self, sessions: Any, clients: Mapping[str, AuditClient],
                  policies: Mapping[str, AuditPolicy], directory: LineDirectory, *,
                  clock: Callable[[], datetime], on_queued: Callable[[], None] = lambda: None,
-                 ) -> None:
+                 metrics: Metrics | None = None) -> None:
         self._sessions = sessions
         self._clients = clients
         self._policies = policies
         self._directory = directory
         self._clock = clock
         self._on_queued = on_queued
+        self._metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
+        # The budget's memory (seeded from the stored audits by ``load``): automatic audits
+        # running per account, when each account's audits of the last hour started, and
+        # when each line (by phone number) was last audited or refused one by Linq.
+        self._running: Counter[str] = Counter()
+        self._started: dict[str, deque[datetime]] = {}
+        self._audited_at: dict[str, datetime] = {}
 
     def wants(self, account: str, t: Transition) -> bool:
         """A degradation to a status the account audits (not a recovery, not a removal)."""
@@ -96,13 +122,69 @@ class AuditRunner:
 
     def observer(self, account: str) -> Callable[[Sequence[Transition]], None]:
         def observe(transitions: Sequence[Transition]) -> None:
-            for t in transitions:
-                if self.wants(account, t):
-                    task = asyncio.create_task(self._diagnose(account, t),
-                                               name=f"audit:{t.phone_number}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+            wanted = [t for t in transitions if self.wants(account, t)]
+            if wanted:
+                self._start_within_budget(account, wanted)
         return observe
+
+    def _start_within_budget(self, account: str, wanted: Sequence[Transition]) -> None:
+        """Audit the worst of ``wanted`` that the budget allows; release the alerts of the
+        rest at once, saying why they have no audit."""
+        budget = self._policies[account].budget
+        now = self._clock()
+        started = self._started.setdefault(account, deque())
+        while started and now - started[0] >= HOUR:
+            started.popleft()
+        by_candidate: dict[Candidate, Transition] = {}
+        for t in wanted:
+            line = self._directory.find(t.phone_number)
+            flagged = line is not None and is_flagged(line.service_status)
+            by_candidate.setdefault(Candidate(t.phone_number, t.to_status, flagged, t.at), t)
+        choice = choose(list(by_candidate), budget, running=self._running[account],
+                        started_last_hour=len(started), audited_at=self._audited_at, now=now)
+        for candidate in choice.audit:
+            t = by_candidate[candidate]
+            started.append(now)
+            self._audited_at[t.phone_number] = now
+            self._running[account] += 1
+            self._spawn(self._diagnose(account, t), f"audit:{t.phone_number}",
+                        lambda _task: self._running.subtract([account]))
+        if not choice.skip:
+            return
+        skipped = Counter(reason for _, reason in choice.skip)
+        # Out of budget is worth a warning (a mass event, or a budget too small for the
+        # fleet); a line re-audited too soon is routine.
+        level = logging.INFO if set(skipped) == {SkipReason.COOLDOWN} else logging.WARNING
+        log.log(level, "audits not started: %s", ", ".join(
+            f"{n} {reason}" for reason, n in sorted(skipped.items())),
+            extra={"account": account})
+        if self._metrics is not None:
+            for reason, n in skipped.items():
+                self._metrics.audits_skipped.labels(account, reason.value).inc(n)
+        notes = [(by_candidate[c], skipped_lines(
+            reason, phone_number=c.phone_number, budget=budget,
+            audited_at=self._audited_at.get(c.phone_number), now=now))
+            for c, reason in choice.skip]
+        self._spawn(self._release_skipped(account, notes), f"audits-skipped:{account}")
+
+    def _spawn(self, work: Any, name: str,
+               done: Callable[[asyncio.Task[None]], None] | None = None) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if done is not None:
+            task.add_done_callback(done)
+
+    async def _release_skipped(self, account: str,
+                               notes: list[tuple[Transition, list[str]]]) -> None:
+        try:
+            await asyncio.to_thread(store.annotate, self._sessions, account, notes,
+                                    now=self._clock())
+        except StoreError as exc:  # the hold then simply expires at audit_wait
+            log.error("cannot release the alerts of lines not audited: %s", exc,
+                      extra={"account": account})
+        finally:
+            self._on_queued()
 
     async def cancel(self) -> None:
         """Abandon audits in flight (shutdown); their held alerts go out at audit_wait."""
@@ -129,16 +211,25 @@ class AuditRunner:
         return outcome
 
     async def load(self) -> None:
-        """Show the stored audits in the gate API (at start)."""
-        def read() -> list[tuple[str, AuditSummary]]:
+        """Show the stored audits in the gate API, and seed the budget with them (at start)."""
+        now = self._clock()
+
+        def read() -> tuple[list[Audit], dict[str, list[datetime]]]:
             with self._sessions() as session:
-                return [(row.phone_number, summary(row))
-                        for row in store.latest_per_line(session)]
+                return store.latest_per_line(session), {
+                    account: sorted(store.started_since(session, account, now - HOUR))
+                    for account in self._policies}
         try:
-            for phone, audit in await asyncio.to_thread(read):
-                self._directory.set_audit(phone, audit)
+            latest, started = await asyncio.to_thread(read)
         except SQLAlchemyError as exc:
             log.warning("stored audits not loaded for the gate API: %s", type(exc).__name__)
+            return
+        for row in latest:
+            self._directory.set_audit(row.phone_number, summary(row))
+            self._audited_at[row.phone_number] = row.started_at
+        # A restart keeps spending the same hour's budget.
+        for account, times in started.items():
+            self._started[account] = deque(times)
 
     def _summary(self, phone_number: str) -> AuditSummary | None:
         with self._sessions() as session:

@@ -25,6 +25,7 @@ from monitor.api.audits import AuditClient
 from monitor.api.client import LinqClient
 from monitor.config import Config
 from monitor.core import status as st
+from monitor.core.audit import AuditBudget
 from monitor.core.detect import Debounce
 from monitor.core.directory import LineDirectory
 from monitor.core.labels import Labeler
@@ -234,8 +235,10 @@ class Runtime:
         self._audit_clients: dict[str, AuditClient] = {}
         self.audits = AuditRunner(
             sessions, self._audit_clients,
-            {a.name: AuditPolicy(frozenset(a.audit_on), a.audit_wait) for a in config.accounts},
-            self.directory, clock=utcnow, on_queued=self.doorbell.ring)
+            {a.name: AuditPolicy(frozenset(a.audit_on), a.audit_wait, AuditBudget(
+                a.audit_max_running, a.audit_max_per_hour, a.audit_cooldown))
+             for a in config.accounts},
+            self.directory, clock=utcnow, on_queued=self.doorbell.ring, metrics=self.metrics)
         self._stack = AsyncExitStack()
 
     def _render(self, channel: str, entries: Sequence[Entry], now: datetime, *,

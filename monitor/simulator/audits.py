@@ -77,6 +77,7 @@ class AuditDesk:
         self._cooldown_until: dict[str, float] = {}
         self.started = 0  # audits created
         self.joined = 0  # starts answered with the audit already running
+        self.requested = 0  # start requests, whatever the answer (429 included)
 
     def configure(self, **changes: Any) -> None:
         """Change the script (``delay``, ``report``, ``cooldown``, ``fail``) for new audits."""
@@ -101,6 +102,7 @@ class AuditDesk:
         trace_id = new_trace_id()
         headers = {"X-Trace-ID": trace_id}
         with self._lock:
+            self.requested += 1
             now = self._clock()
             running = self._latest.get(phone_number)
             if running is not None and running.ready_at > now:

@@ -170,6 +170,9 @@ class Notification(Base):
     __table_args__ = (
         Index("ix_notifications_state_channel", "state", "channel", "id"),
         Index("uq_notifications_dedupe_key", "dedupe_key", unique=True),
+        # An audit adds its diagnosis to, and releases, its transition's rows: without this
+        # each audit scanned the whole outbox, history included.
+        Index("ix_notifications_transition", "transition_id"),
     )
 
 
@@ -229,7 +232,13 @@ class Audit(Base):
     report: Mapped[dict[str, object] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_audits_phone", "phone_number", "id"),)
+    __table_args__ = (
+        Index("ix_audits_phone", "phone_number", "id"),
+        # ``audit show`` and the gate find a line's latest audit by phone number or line id.
+        Index("ix_audits_line", "line_id", "id"),
+        # The audit budget counts an account's audits started in the last hour.
+        Index("ix_audits_account_started", "account", "started_at"),
+    )
 
 
 class HistorySummary(Base):

@@ -24,8 +24,9 @@ def active_troubles(sessions: sessionmaker[Session]) -> dict[str, datetime]:
     """Key → since, for every trouble announced and not yet cleared."""
     try:
         with sessions() as session:
-            return dict(session.execute(select(Trouble.key, Trouble.since)
-                                        .where(Trouble.active.is_(True))).tuples().all())
+            rows = session.execute(select(Trouble.key, Trouble.since)
+                                   .where(Trouble.active.is_(True)))
+            return {key: since for key, since in rows}
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read troubles: {exc}") from exc
 
