@@ -102,7 +102,7 @@ class Candidate:
     turned_at: datetime  # when it turned
 
 
-def worst_first(candidate: Candidate) -> tuple[bool, int, datetime, str]:
+def worst_first(candidate: Candidate) -> tuple[bool, float, datetime, str]:
     """FLAGGED lines, then by status (undocumented, CRITICAL, ...), then the longest turned."""
     return (not candidate.flagged, -st.rank(candidate.status), candidate.turned_at,
             candidate.phone_number)

@@ -44,7 +44,7 @@ class Selection:
     flagged: Counter[str]  # account -> lines Linq reports FLAGGED
 
 
-def sort_key(state: LineState) -> tuple[int, int, datetime, str]:
+def sort_key(state: LineState) -> tuple[float, int, datetime, str]:
     """Worst first: highest rank, flagged before not, longest in that status, then phone."""
     return (-st.rank(state.status), 0 if is_flagged(state.service_status) else 1,
             state.since, state.phone_number)
@@ -108,7 +108,7 @@ def _page(buckets: Mapping[str, list[LineState]], *, offset: int, limit: int
     """Lines ``offset``..``offset+limit`` in ``sort_key`` order, from per-status buckets:
     by rank, flagged lines first within a rank, then by ``since`` and phone number (a key
     read in C, so even a deep page of 100k healthy lines sorts quickly)."""
-    ranked: dict[int, list[LineState]] = {}
+    ranked: dict[float, list[LineState]] = {}
     for status, bucket in buckets.items():
         ranked.setdefault(st.rank(status), []).extend(bucket)
     need = offset + limit
