@@ -82,6 +82,10 @@ class Metrics:
             "linq_reputation_webhooks",
             "Webhook requests by outcome (accepted, duplicate, rejected, malformed, "
             "too_large, ignored).", ["outcome"], registry=r)
+        self.webhook_events_expired = Counter(
+            "linq_reputation_webhook_events_expired",
+            "Webhook events for a number no poll showed within webhook_unmatched_expiry, "
+            "given up.", ["account"], registry=r)
         self.line_series = LineSeries(mode=per_line)
         self.flapping = FlagSeries(
             "linq_reputation_line_flapping",
@@ -106,6 +110,7 @@ class Metrics:
             for outcome in ("success", "error"):
                 self.polls.labels(account, outcome)
             self.skipped_items.labels(account)
+            self.webhook_events_expired.labels(account)
             for before in st.KNOWN_STATUSES:
                 for after in st.KNOWN_STATUSES:
                     if before != after:

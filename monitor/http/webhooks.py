@@ -16,7 +16,6 @@ from starlette.routing import Route
 
 from monitor.errors import StoreError, WebhookMalformed, WebhookRejected
 from monitor.metrics import Metrics
-from monitor.webhooks.event import STATUS_UPDATED
 from monitor.webhooks.process import WebhookProcessor
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]
             log.error("webhook not recorded (503, Linq will retry): %s", exc)
             return PlainTextResponse("cannot record the event now\n", status_code=503)
         outcome = ("duplicate" if receipt.duplicate
-                   else "accepted" if receipt.event_type == STATUS_UPDATED
+                   else "accepted" if receipt.known
                    else "ignored")
         metrics.webhooks.labels(outcome).inc()
         log.info("webhook %s %s event_id=%s", outcome, receipt.event_type, receipt.event_id,

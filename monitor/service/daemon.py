@@ -65,7 +65,7 @@ class Daemon:
             sessions, me, [a.name for a in config.accounts], lease=lease, tick=tick,
             metrics=metrics, started_at=utcnow(), alone=alone, listener=self)
         self._runtime = Runtime(config, engine, sessions, leases=self._coordinator,
-                                labeler=labeler, metrics=metrics)
+                                labeler=labeler, metrics=metrics, poll_now=self._poll_now)
         self._polling: dict[str, asyncio.Task[object]] = {}
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
@@ -177,7 +177,7 @@ class Daemon:
             if self._runtime.webhooks.enabled:
                 # Webhook events for lines this poll may have just brought in, and any a
                 # crash left unapplied.
-                self._runtime.webhooks.schedule(account)
+                self._runtime.webhooks.schedule(account, retry_unmatched=True)
         elif outcome.retry_after:
             # Obey the server: push the next poll out rather than sleeping in a coroutine.
             when = datetime.now(UTC) + timedelta(seconds=outcome.retry_after)
@@ -252,6 +252,12 @@ class Daemon:
                 return
             if queued:
                 self._wake_deliverers()
+    def _poll_now(self, account: str) -> None:
+        """Bring the account's next poll forward (a webhook said its inventory changed)."""
+        job = self._scheduler.get_job(f"poll:{account}")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
     def lease_acquired(self, account: str) -> None:
         """A lease was acquired: start from the database's state and poll at once."""
         self._runtime.pollers[account].forget()
