@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -169,19 +169,6 @@ def expire_unmatched(sessions: sessionmaker[Session], account: str, *, received_
             ).rowcount
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot expire webhook events: {type(exc).__name__}") from exc
-
-
-def count_open(sessions: sessionmaker[Session], account: str) -> dict[str, int]:
-    """How many events of ``account`` are pending and unmatched."""
-    try:
-        with sessions() as session:
-            counts = dict(session.execute(
-                select(WebhookEvent.state, func.count())
-                .where(WebhookEvent.account == account, WebhookEvent.state.in_(OPEN_STATES))
-                .group_by(WebhookEvent.state)).tuples().all())
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot count webhook events: {type(exc).__name__}") from exc
-    return {state: counts.get(state, 0) for state in OPEN_STATES}
 
 
 def _stored(row: WebhookEvent) -> StoredEvent:
