@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +60,19 @@ class Settlement:
     outgoing: Sequence[Outgoing] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A delivery to record (``record_events``)."""
+
+    event_id: str
+    account: str
+    event_type: str
+    payload: bytes
+    received_at: datetime
+    state: str = "pending"
+    phone_number: str | None = None
+
+
 class _Settled(Exception):
     """Another worker settled the event first: roll this transaction back."""
 
@@ -87,6 +102,38 @@ def record_event(
         return None  # the unique event_id: already recorded
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot record webhook event: {type(exc).__name__}") from exc
+
+
+def record_events(sessions: sessionmaker[Session], events: Sequence[NewEvent]
+                  ) -> list[int | None]:
+    """Insert a batch of events in one transaction (group commit: a burst of deliveries
+    costs one commit per batch, not one each). Per event, in order: its row id, or None if
+    its event id was recorded before (or earlier in the same batch)."""
+    seen: set[str] = set()
+    fresh: list[NewEvent] = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            fresh.append(event)
+    try:
+        with sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            # executemany of one cached statement (SQLAlchemy batches it as "insert many
+            # values"): a multi-row VALUES literal would be compiled anew for each batch.
+            statement = (insert(WebhookEvent).on_conflict_do_nothing(index_elements=["event_id"])
+                         .returning(WebhookEvent.event_id, WebhookEvent.id))
+            inserted: dict[str, int] = dict(session.execute(statement, [  # type: ignore[arg-type]
+                {"event_id": e.event_id, "account": e.account, "event_type": e.event_type,
+                 "payload": e.payload.decode("utf-8", errors="replace"),
+                 "received_at": e.received_at, "state": e.state,
+                 "phone_number": e.phone_number} for e in fresh]).all())
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot record webhook events: {type(exc).__name__}") from exc
+    ids: list[int | None] = []
+    for event in events:
+        ids.append(inserted.pop(event.event_id, None))  # a repeat in the batch: None
+    return ids
 
 
 def open_events(sessions: sessionmaker[Session], account: str, *, limit: int = 500
@@ -235,15 +282,19 @@ def commit_events(
         with sessions.begin() as session:
             if fence is not None:
                 check_fence(session, fence)
+            # One conditional UPDATE per (from, to, note): a batch is a few statements.
+            groups: dict[tuple[str, str, str | None], list[int]] = {}
             for item in settled:
+                groups.setdefault((item.event.state, item.state, item.note),
+                                  []).append(item.event.id)
+            for (before, after, note), ids in groups.items():
                 claimed = session.execute(
                     update(WebhookEvent)
-                    .where(WebhookEvent.id == item.event.id,
-                           WebhookEvent.state == item.event.state)
-                    .values(state=item.state, note=item.note, processed_at=now)
+                    .where(WebhookEvent.id.in_(ids), WebhookEvent.state == before)
+                    .values(state=after, note=note, processed_at=now)
                     .execution_options(synchronize_session=False)
                 ).rowcount  # type: ignore[attr-defined]
-                if claimed != 1:
+                if claimed != len(ids):
                     raise _Settled
             lines = {i.line.line_id: i.line for i in settled if i.line is not None}
             if lines:

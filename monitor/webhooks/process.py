@@ -45,12 +45,13 @@ from monitor.metrics import Metrics
 from monitor.store.leases import Fence
 from monitor.store.state import Outgoing
 from monitor.store.webhook_events import (
+    NewEvent,
     Settlement,
     StoredEvent,
     commit_events,
     expire_unmatched,
     pending_events,
-    record_event,
+    record_events,
     unmatched_for,
     unmatched_numbers,
 )
@@ -163,6 +164,11 @@ class WebhookProcessor:
         self._on_queued = on_queued
         self._on_assigned = on_assigned  # asks for a poll of the account now
         self._expiry = dict(unmatched_expiry or {})
+        # Recording and applying take turns to write: SQLite has one writer, and a second
+        # thread waiting on its lock sleeps in steps of up to 100 ms (a burst of
+        # deliveries then crawled at ~280/s). On PostgreSQL it costs nothing measurable.
+        self._writing = asyncio.Lock()
+        self._recorder = _Recorder(sessions, self._writing)
         # One applier task per account at most; a wake while it runs sets ``_again``.
         self._appliers: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
@@ -191,11 +197,10 @@ class WebhookProcessor:
         if len(event_id) > 255 or not event_id.isprintable():
             raise WebhookMalformed("webhook-id is longer than 255 characters or not printable")
         acted_on = envelope.event_type in APPLIED
-        row_id = await asyncio.to_thread(
-            record_event, self._sessions, event_id=event_id, account=verified.account,
-            event_type=envelope.event_type, payload=body, received_at=self._clock(),
-            state="pending" if acted_on else "other", phone_number=envelope.phone_number,
-        )
+        row_id = await self._recorder.record(NewEvent(
+            event_id=event_id, account=verified.account, event_type=envelope.event_type,
+            payload=body, received_at=self._clock(),
+            state="pending" if acted_on else "other", phone_number=envelope.phone_number))
         if row_id is not None and acted_on:
             self.schedule(verified.account)
         if row_id is not None and isinstance(envelope.data, ForwardingChange):
@@ -317,9 +322,10 @@ class WebhookProcessor:
                 if decision.settlement.line is not None:
                     staged[decision.settlement.line.line_id] = decision.settlement.line
                 decisions.append(decision)
-            committed = await asyncio.to_thread(
-                commit_events, self._sessions, [d.settlement for d in decisions], now=now,
-                fence=self._leases.fence(poller.account))
+            async with self._writing:
+                committed = await asyncio.to_thread(
+                    commit_events, self._sessions, [d.settlement for d in decisions],
+                    now=now, fence=self._leases.fence(poller.account))
             if not committed:
                 return None
             changed = queued = 0
@@ -368,6 +374,45 @@ class WebhookProcessor:
         plan = plan_release(previous, changed_at=data.changed_at,
                             received_at=event.received_at)
         return _Decision(_settled(event, previous, plan, []))
+
+
+class _Recorder:
+    """Group commit of received events: deliveries that arrive while a batch is being
+    written go together in the next one, so a burst costs one transaction per batch,
+    while a lone delivery is written at once. Each caller gets its own row id (or None
+    for a duplicate), or the batch's StoreError, only once the batch is committed."""
+
+    def __init__(self, sessions: sessionmaker[Session], writing: asyncio.Lock) -> None:
+        self._sessions = sessions
+        self._writing = writing
+        self._waiting: list[tuple[NewEvent, asyncio.Future[int | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, event: NewEvent) -> int | None:
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="webhooks:record")
+        return await future
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+                try:
+                    async with self._writing:
+                        ids = await asyncio.to_thread(record_events, self._sessions,
+                                                      [event for event, _ in batch])
+                except StoreError as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), row_id in zip(batch, ids, strict=True):
+                    if not future.done():  # a caller that went away is not answered
+                        future.set_result(row_id)
+        finally:
+            self._writer = None
 
 
 def _line(poller: EventTarget, staged: Mapping[str, LineState], phone: str
