@@ -257,11 +257,17 @@ class ServerConfig(_Section):
     """Larger request bodies are refused with 413, on every endpoint."""
     request_timeout: Duration = timedelta(seconds=10)
     """A request not answered by then gets 503."""
+    max_connections: int = Field(default=1000, ge=8)
+    """Open HTTP connections at most; past it, the connection idle longest is closed
+    (lowered at start to fit the open-file limit, with a warning)."""
+    header_timeout: Duration = timedelta(seconds=10)
+    """A connection must send a complete request head within this of opening (or of its
+    previous response), or it is closed: slow-header clients cannot pile up."""
 
     _api_token: SecretStr | None = PrivateAttr(default=None)
     _secrets_skipped: bool = PrivateAttr(default=False)
 
-    _timeout_not_zero = field_validator("request_timeout")(_longer_than_zero)
+    _timeout_not_zero = field_validator("request_timeout", "header_timeout")(_longer_than_zero)
 
     @field_validator("protect_metrics")
     @classmethod

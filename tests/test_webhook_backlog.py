@@ -165,3 +165,22 @@ async def test_wakes_while_the_applier_runs_are_coalesced_into_one_task_per_acco
     assert states(runtime) == {"applied": 50}
     assert all(runtime.pollers["main"].find(n).status == "CRITICAL"  # type: ignore[union-attr]
                for n in numbers)
+
+
+async def test_a_webhook_body_past_64_kb_is_refused_with_413_and_one_below_is_taken(
+        runtime: Runtime, client: httpx.AsyncClient, sim: Simulator) -> None:
+    sim.add_line(LINE)
+    await poll(runtime)
+    padded = sender.event("phone_number.status_updated", {
+        "phone_number": LINE, "new_status": "FLAGGED",
+        "changed_at": datetime.now(UTC).isoformat(), "pad": "x" * 60_000})
+    response = await client.post("/webhooks/linq", content=padded.body,
+                                 headers=sender.headers(padded))
+    assert response.status_code == 200
+    too_big = sender.event("phone_number.status_updated", {
+        "phone_number": LINE, "pad": "x" * (64 * 1024)})
+    response = await client.post("/webhooks/linq", content=too_big.body,
+                                 headers=sender.headers(too_big))
+    assert response.status_code == 413
+    await runtime.webhooks.drain()
+    assert states(runtime) == {"applied": 1}

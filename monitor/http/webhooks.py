@@ -2,7 +2,7 @@
 
 Answers: 200 once the event is durably recorded (or was already: a redelivery); 401 for a
 missing or bad signature or a stale timestamp, with no detail; 400 for a signed body that
-is not the expected JSON; 413 past the body limit (enforced by monitor/http/guard.py); 503
+is not the expected JSON; 413 past ``MAX_BODY`` (64 KB, enforced by monitor/http/guard.py); 503
 when the database cannot record it (Linq retries 5xx); 404 when no account has a secret.
 """
 
@@ -21,6 +21,8 @@ from monitor.webhooks.process import WebhookProcessor
 log = logging.getLogger(__name__)
 
 PATH = "/webhooks/linq"
+# Linq's phone-number events are ~1 KB; a body this size is already no webhook of ours.
+MAX_BODY = 64 * 1024
 
 
 def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]:

@@ -84,7 +84,9 @@ class Daemon:
                      on_ready: Callable[[str], None] | None) -> None:
         server = make_server(build_app(self._runtime, started_at=utcnow(),
                                        held_since=self._coordinator.held_since),
-                             host=self._config.server.host, port=self._config.server.port)
+                             host=self._config.server.host, port=self._config.server.port,
+                             max_connections=self._config.server.max_connections,
+                             header_timeout=self._config.server.header_timeout.total_seconds())
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
         policy_task = asyncio.create_task(self._policy_loop(), name="policy")
