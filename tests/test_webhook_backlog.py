@@ -20,6 +20,7 @@ from monitor.http.server import build_app
 from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.simulator.webhooks import WebhookSender, new_secret
+from monitor.store.retention import prune
 from monitor.store.schema import WebhookEvent
 from tests.support.receiver import Receiver
 
@@ -184,3 +185,19 @@ async def test_a_webhook_body_past_64_kb_is_refused_with_413_and_one_below_is_ta
     assert response.status_code == 413
     await runtime.webhooks.drain()
     assert states(runtime) == {"applied": 1}
+
+
+async def test_retention_prunes_settled_webhook_events_and_keeps_pending_ones(
+        runtime: Runtime) -> None:
+    old = datetime.now(UTC) - timedelta(days=500)
+    with runtime.sessions.begin() as session:
+        for i, state in enumerate(["applied", "ignored", "expired", "other", "pending"]):
+            session.add(WebhookEvent(event_id=f"old-{i}", account="main", event_type="x",
+                                     received_at=old, payload="{}", state=state))
+        session.add(WebhookEvent(event_id="new", account="main", event_type="x",
+                                 received_at=datetime.now(UTC), payload="{}",
+                                 state="applied"))
+    result = prune(runtime.sessions, cutoff=datetime.now(UTC) - timedelta(days=400))
+    assert result.webhook_events == 4
+    assert "4 webhook events" in result.summary()
+    assert states(runtime) == {"pending": 1, "applied": 1}
