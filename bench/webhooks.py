@@ -82,6 +82,7 @@ url = "{receiver.url('pager')}"
 min_status = "CRITICAL"
 group_wait = "0s"
 """)
+            config.chmod(0o600)  # it holds the channel URL
             # BENCH_PROFILE=out.prof: the daemon runs under cProfile (written at its exit).
             profile = os.environ.get("BENCH_PROFILE")
             daemon = subprocess.Popen(
