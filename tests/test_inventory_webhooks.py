@@ -134,12 +134,14 @@ async def test_a_forwarding_update_is_recorded_and_alerts_no_one(
 
 
 def test_the_daemon_records_an_assigned_line_without_waiting_for_its_poll_interval(
-    tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
+    tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # One database is enough here: the SQL is the same as above; this is about the process.
     monkeypatch.setenv("E2E_WEBHOOK_SECRET", SECRET)
     config = write_config(tmp_path / "config.toml", base_url=sim_server.url,
-                          database_url=database_url, poll_interval="1h",
+                          database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
+                          poll_interval="1h",
                           extra_account='webhook_secret_env = "E2E_WEBHOOK_SECRET"')
     daemon = DaemonProcess(config, log=tmp_path / "daemon.log").start()
     try:
