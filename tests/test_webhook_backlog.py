@@ -201,3 +201,16 @@ async def test_retention_prunes_settled_webhook_events_and_keeps_pending_ones(
     assert result.webhook_events == 4
     assert "4 webhook events" in result.summary()
     assert states(runtime) == {"pending": 1, "applied": 1}
+
+
+async def test_the_same_event_delivered_twice_at_once_is_recorded_once(
+        runtime: Runtime, client: httpx.AsyncClient, sim: Simulator) -> None:
+    sim.add_line(LINE)
+    await poll(runtime)
+    delivery = sender.status_updated(LINE, new_reputation="CRITICAL")
+    answers = await asyncio.gather(*(
+        client.post("/webhooks/linq", content=delivery.body, headers=sender.headers(delivery))
+        for _ in range(2)))
+    assert sorted(r.json()["duplicate"] for r in answers) == [False, True]
+    await runtime.webhooks.drain()
+    assert states(runtime) == {"applied": 1}

@@ -403,7 +403,7 @@ class _Recorder:
                     async with self._writing:
                         ids = await asyncio.to_thread(record_events, self._sessions,
                                                       [event for event, _ in batch])
-                except StoreError as exc:
+                except Exception as exc:  # StoreError (503), or a bug: never leave one waiting
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
