@@ -244,6 +244,10 @@ def machine() -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["webhooks"]:  # python -m bench webhooks ... (bench/webhooks.py)
+        from bench.webhooks import main as webhooks
+
+        sys.exit(webhooks(sys.argv[2:]))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[10_000])
     parser.add_argument("--db", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"])

@@ -138,6 +138,10 @@ class AccountConfig(_Section):
     """Variable holding the ``whsec_…`` signing secret, ``LINQ_WEBHOOK_SECRET`` if not given.
     Webhooks are off for the account when that default variable is unset; a variable named
     here must be set."""
+    webhook_unmatched_expiry: Duration = timedelta(days=1)
+    """A webhook event for a number no poll has shown is retried after each poll, then
+    given up after this long (``linq_reputation_webhook_events_expired_total``); Linq
+    retries a delivery for about 25 minutes and a new line shows at the next poll."""
     accept_legacy_signatures: bool = False
     """Also accept the deprecated ``X-Webhook-Signature`` scheme (for proxies that strip
     ``webhook-*`` headers)."""
@@ -179,7 +183,8 @@ class AccountConfig(_Section):
         return value
 
     # audit_wait may be 0s: alerts never wait, the diagnosis follows as its own message.
-    _timeout_not_zero = field_validator("timeout")(_longer_than_zero)
+    _timeout_not_zero = field_validator("timeout", "webhook_unmatched_expiry")(
+        _longer_than_zero)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> AccountConfig:
@@ -267,11 +272,17 @@ class ServerConfig(_Section):
     """Larger request bodies are refused with 413, on every endpoint."""
     request_timeout: Duration = timedelta(seconds=10)
     """A request not answered by then gets 503."""
+    max_connections: int = Field(default=1000, ge=8)
+    """Open HTTP connections at most; past it, the connection idle longest is closed
+    (lowered at start to fit the open-file limit, with a warning)."""
+    header_timeout: Duration = timedelta(seconds=10)
+    """A connection must send a complete request head within this of opening (or of its
+    previous response), or it is closed: slow-header clients cannot pile up."""
 
     _api_token: SecretStr | None = PrivateAttr(default=None)
     _secrets_skipped: bool = PrivateAttr(default=False)
 
-    _timeout_not_zero = field_validator("request_timeout")(_longer_than_zero)
+    _timeout_not_zero = field_validator("request_timeout", "header_timeout")(_longer_than_zero)
 
     @field_validator("protect_metrics")
     @classmethod

@@ -91,6 +91,10 @@ class Metrics:
             "Audits not started for a line that degraded: running (the account's audits at "
             "once), per_hour (its audits per hour), cooldown (audited within audit_cooldown).",
             ["account", "reason"], registry=r)
+        self.webhook_events_expired = Counter(
+            "linq_reputation_webhook_events_expired",
+            "Webhook events for a number no poll showed within webhook_unmatched_expiry, "
+            "given up.", ["account"], registry=r)
         self.line_series = LineSeries(mode=per_line)
         self.flapping = FlagSeries(
             "linq_reputation_line_flapping",
@@ -117,6 +121,7 @@ class Metrics:
             self.skipped_items.labels(account)
             for reason in ("running", "per_hour", "cooldown"):
                 self.audits_skipped.labels(account, reason)
+            self.webhook_events_expired.labels(account)
             for before in st.MONITOR_STATUSES:
                 for after in st.MONITOR_STATUSES:
                     if before != after:

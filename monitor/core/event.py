@@ -1,4 +1,4 @@
-"""What a ``phone_number.status_updated`` webhook does to a known line. Pure.
+"""What a ``phone_number.status_updated`` (or ``.released``) webhook does to a known line. Pure.
 
 The reputation part goes through the same ``detect_line`` and alert policy as a poll
 (``note_change`` for flapping, ``reconcile`` for who hears what), so a webhook produces
@@ -94,3 +94,18 @@ def plan_status_update(
                                 transition=transitions[0], source="webhook")
         notices += told
     return EventPlan(state, transitions, notices, stale)
+
+
+def plan_release(previous: LineState, *, changed_at: datetime, received_at: datetime
+                 ) -> EventPlan:
+    """What ``phone_number.released`` does to a known line: it is removed, as a poll that no
+    longer lists it would remove it (a removed line is frozen: no channel hears of it). A
+    release older than the line's current status (a poll saw it since) is stale."""
+    at = min(changed_at, received_at)
+    if not previous.present:
+        return EventPlan(previous)
+    if at < previous.since:
+        return EventPlan(previous, stale=True)
+    after, transition = detect_line(previous, None, account=previous.account, now=at)
+    assert after is not None and transition is not None
+    return EventPlan(after, [transition])

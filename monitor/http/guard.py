@@ -1,7 +1,8 @@
 """Limits every HTTP endpoint shares: body size, a deadline, and optional bearer auth.
 
 Pure ASGI (no BaseHTTPMiddleware), so the streamed /metrics body passes through as is.
-- A body larger than ``max_body`` is refused with 413: at once when Content-Length says
+- A body larger than ``max_body`` (or the path's own limit in ``body_limits``) is refused
+  with 413: at once when Content-Length says
   so, otherwise as soon as the bytes read pass the limit (a chunked upload cannot grow
   memory without bound).
 - A request not answered within ``timeout`` gets 503 (if nothing was sent yet), so a
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,9 +34,11 @@ class Guard:
         token: str | None = None,
         protected: Sequence[str] = (),
         on_too_large: Callable[[str], None] = lambda path: None,
+        body_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body
+        self._body_limits = dict(body_limits or {})  # exact path -> a tighter limit
         self.timeout = timeout
         self._token = token.encode() if token else None
         self._protected = tuple(protected)
@@ -51,8 +54,9 @@ class Guard:
             await _plain(send, 401, b"unauthorized\n",
                          extra=[(b"www-authenticate", b'Bearer realm="reputation-monitor"')])
             return
+        max_body = self._body_limits.get(path, self.max_body)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body:
+        if declared is not None and declared > max_body:
             self._on_too_large(path)
             await _plain(send, 413, b"request body too large\n")
             return
@@ -65,7 +69,7 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     too_large = True
                     raise BodyTooLarge
             return message

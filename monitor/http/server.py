@@ -21,9 +21,11 @@ from starlette.types import ASGIApp
 
 from monitor.config import Config
 from monitor.core.directory import LineDirectory
+from monitor.http.connections import Limits, fd_budget, guarded_protocol
 from monitor.http.gate import gate_mount
 from monitor.http.guard import Guard
 from monitor.http.pages import page_routes
+from monitor.http.webhooks import MAX_BODY as WEBHOOK_MAX_BODY
 from monitor.http.webhooks import PATH as WEBHOOK_PATH
 from monitor.http.webhooks import webhook_routes
 from monitor.metrics import CONTENT_TYPE, Metrics, stream
@@ -101,6 +103,7 @@ def build_app(runtime: Runtime, *, started_at: datetime,
         *page_routes(runtime, token=token),  # the status page checks the token itself
     ])
     return Guard(app, max_body=server.max_body_bytes,
+                 body_limits={WEBHOOK_PATH: min(WEBHOOK_MAX_BODY, server.max_body_bytes)},
                  timeout=server.request_timeout.total_seconds(), token=token,
                  protected=("/api/", "/metrics") if server.protect_metrics else ("/api/",),
                  on_too_large=lambda path: _count_too_large(runtime, path))
@@ -141,7 +144,11 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def make_server(app: ASGIApp, *, host: str, port: int) -> EmbeddedServer:
+def make_server(app: ASGIApp, *, host: str, port: int, max_connections: int = 1000,
+                header_timeout: float = 10.0) -> EmbeddedServer:
+    """The server, with connection limits (monitor/http/connections.py)."""
+    limits = Limits(max_connections=fd_budget(max_connections), header_timeout=header_timeout)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off", timeout_graceful_shutdown=2)
+                            lifespan="off", timeout_graceful_shutdown=2,
+                            http=guarded_protocol(limits))
     return EmbeddedServer(config)

@@ -2,7 +2,7 @@
 
 Answers: 200 once the event is durably recorded (or was already: a redelivery); 401 for a
 missing or bad signature or a stale timestamp, with no detail; 400 for a signed body that
-is not the expected JSON; 413 past the body limit (enforced by monitor/http/guard.py); 503
+is not the expected JSON; 413 past ``MAX_BODY`` (64 KB, enforced by monitor/http/guard.py); 503
 when the database cannot record it (Linq retries 5xx); 404 when no account has a secret.
 """
 
@@ -16,12 +16,13 @@ from starlette.routing import Route
 
 from monitor.errors import StoreError, WebhookMalformed, WebhookRejected
 from monitor.metrics import Metrics
-from monitor.webhooks.event import STATUS_UPDATED
 from monitor.webhooks.process import WebhookProcessor
 
 log = logging.getLogger(__name__)
 
 PATH = "/webhooks/linq"
+# Linq's phone-number events are ~1 KB; a body this size is already no webhook of ours.
+MAX_BODY = 64 * 1024
 
 
 def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]:
@@ -43,7 +44,7 @@ def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]
             log.error("webhook not recorded (503, Linq will retry): %s", exc)
             return PlainTextResponse("cannot record the event now\n", status_code=503)
         outcome = ("duplicate" if receipt.duplicate
-                   else "accepted" if receipt.event_type == STATUS_UPDATED
+                   else "accepted" if receipt.known
                    else "ignored")
         metrics.webhooks.labels(outcome).inc()
         log.info("webhook %s %s event_id=%s", outcome, receipt.event_type, receipt.event_id,

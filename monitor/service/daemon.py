@@ -65,7 +65,7 @@ class Daemon:
             sessions, me, [a.name for a in config.accounts], lease=lease, tick=tick,
             metrics=metrics, started_at=utcnow(), alone=alone, listener=self)
         self._runtime = Runtime(config, engine, sessions, leases=self._coordinator,
-                                labeler=labeler, metrics=metrics)
+                                labeler=labeler, metrics=metrics, poll_now=self._poll_now)
         self._polling: dict[str, asyncio.Task[object]] = {}
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
@@ -84,7 +84,9 @@ class Daemon:
                      on_ready: Callable[[str], None] | None) -> None:
         server = make_server(build_app(self._runtime, started_at=utcnow(),
                                        held_since=self._coordinator.held_since),
-                             host=self._config.server.host, port=self._config.server.port)
+                             host=self._config.server.host, port=self._config.server.port,
+                             max_connections=self._config.server.max_connections,
+                             header_timeout=self._config.server.header_timeout.total_seconds())
         server_task = asyncio.create_task(server.serve(sockets=[listen]), name="http")
         delivery_task = asyncio.create_task(self._delivery_loop(), name="deliver")
         policy_task = asyncio.create_task(self._policy_loop(), name="policy")
@@ -177,7 +179,7 @@ class Daemon:
             if self._runtime.webhooks.enabled:
                 # Webhook events for lines this poll may have just brought in, and any a
                 # crash left unapplied.
-                self._runtime.webhooks.schedule(account)
+                self._runtime.webhooks.schedule(account, retry_unmatched=True)
         elif outcome.retry_after:
             # Obey the server: push the next poll out rather than sleeping in a coroutine.
             when = datetime.now(UTC) + timedelta(seconds=outcome.retry_after)
@@ -252,6 +254,12 @@ class Daemon:
                 return
             if queued:
                 self._wake_deliverers()
+    def _poll_now(self, account: str) -> None:
+        """Bring the account's next poll forward (a webhook said its inventory changed)."""
+        job = self._scheduler.get_job(f"poll:{account}")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
     def lease_acquired(self, account: str) -> None:
         """A lease was acquired: start from the database's state and poll at once."""
         self._runtime.pollers[account].forget()

@@ -113,6 +113,9 @@ class AccountPoller:
         self._silences: SilenceSource = silences or _NO_SILENCES
         self._clock = clock
         self._known: dict[str, LineState] | None = None
+        # Phone number -> id of the present line with it: webhooks name lines by number,
+        # and a scan of 100k lines per event would stall the event loop.
+        self._by_phone: dict[str, str] = {}
         self._review: set[str] = set()  # lines that time alone can make speak (policy tick)
         self._counts: Counter[str] = Counter()
         # A poll, a policy tick and a webhook event of one account must not interleave:
@@ -150,6 +153,7 @@ class AccountPoller:
             loaded = await asyncio.to_thread(load_lines, self._sessions, self.account)
             if self._known is None:
                 self._known, self._counts = {}, Counter(dict.fromkeys(st.MONITOR_STATUSES, 0))
+                self._by_phone = {}
                 self._remember(loaded.values())
                 self._chats.seed(loaded.values())
 
@@ -157,9 +161,8 @@ class AccountPoller:
         """A present line with this id or phone number (call ``ensure_loaded`` first)."""
         known = self._known or {}
         state = known.get(phone_or_id)
-        if state is None:
-            state = next((s for s in known.values()
-                          if s.phone_number == phone_or_id and s.present), None)
+        if state is None and (line_id := self._by_phone.get(phone_or_id)) is not None:
+            state = known.get(line_id)
         return state if state is not None and state.present else None
 
     def plan_event(self, previous: LineState, update: StatusUpdate, *, received_at: datetime,
@@ -279,6 +282,7 @@ class AccountPoller:
         self._metrics.up.remove(self.account)
         self._metrics.last_success.remove(self.account)
         self._known, self._counts = None, Counter()
+        self._by_phone = {}
         self.last_success_at = None
 
     async def _timed_poll(self, fence: Fence | None) -> PollOutcome:
@@ -457,13 +461,17 @@ class AccountPoller:
         """Move memory and metrics forward to ``states`` (only after they are committed)."""
         assert self._known is not None
         counts = self._counts
+        by_phone = self._by_phone
         for state in states:
             self._chats.follow(state)
             before = self._known.get(state.line_id)
             if before is not None and before.present:
                 counts[before.status] -= 1
+                if by_phone.get(before.phone_number) == state.line_id:
+                    del by_phone[before.phone_number]
             if state.present:
                 counts[state.status] += 1
+                by_phone[state.phone_number] = state.line_id
             self._known[state.line_id] = state
             if needs_review(state, self._policy):
                 self._review.add(state.line_id)

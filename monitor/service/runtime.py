@@ -195,11 +195,14 @@ class Runtime:
     ``leases`` tells whether this process may apply an account's webhook events (the
     daemon's coordinator; a one-shot command is alone). ``labeler`` and ``metrics`` are
     given when the daemon built them first (its coordinator counts into the same metrics).
+    ``poll_now(account)`` brings the account's next poll forward (the daemon's scheduler;
+    a ``phone_number.assigned`` webhook asks for it).
     """
 
     def __init__(self, config: Config, engine: Engine, sessions: sessionmaker[Session], *,
                  leases: Leases = ALONE, labeler: Labeler | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 poll_now: Callable[[str], None] = lambda account: None) -> None:
         self.config = config
         self._leases = leases
         self.engine = engine
@@ -231,7 +234,8 @@ class Runtime:
         self._directory_read: dict[str, datetime] = {}  # accounts others poll: when read
         self.webhooks = WebhookProcessor(
             sessions, self.pollers, webhook_signers(config), self.metrics, clock=utcnow,
-            leases=leases, on_queued=self.doorbell.ring)
+            leases=leases, on_queued=self.doorbell.ring, on_assigned=poll_now,
+            unmatched_expiry={a.name: a.webhook_unmatched_expiry for a in config.accounts})
         self._audit_clients: dict[str, AuditClient] = {}
         self.audits = AuditRunner(
             sessions, self._audit_clients,

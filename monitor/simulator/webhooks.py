@@ -1,5 +1,7 @@
-"""The simulator's webhook sender: Linq's ``phone_number.status_updated`` deliveries, signed
-with a ``whsec_`` secret the way Linq signs them, or deliberately unsigned, forged or stale.
+"""The simulator's webhook sender: Linq's phone-number events (``status_updated``,
+``assigned``, ``released``, ``forwarding_updated``, shaped as in ``linq-python``'s
+``PhoneNumber*WebhookEvent`` models), signed with a ``whsec_`` secret the way Linq signs
+them, or deliberately unsigned, forged or stale.
 
     sender = WebhookSender(secret)
     sender.send(url, sender.status_updated("+12025550101", new_status="FLAGGED"))
@@ -33,6 +35,7 @@ class Delivery:
     body: bytes
     event_id: str
     headers: dict[str, str] = field(default_factory=dict)
+    event_type: str = "phone_number.status_updated"
 
 
 class WebhookSender:
@@ -61,6 +64,28 @@ class WebhookSender:
         data["changed_at"] = _iso(moment)
         return self.event("phone_number.status_updated", data, event_id=event_id)
 
+    def assigned(self, phone_number: str, *, changed_at: datetime | None = None,
+                 event_id: str | None = None) -> Delivery:
+        """``phone_number.assigned``: the number joined the account (no id, no reputation)."""
+        return self.event("phone_number.assigned", {
+            "phone_number": phone_number,
+            "changed_at": _iso(changed_at or datetime.now(UTC))}, event_id=event_id)
+
+    def released(self, phone_number: str, *, changed_at: datetime | None = None,
+                 event_id: str | None = None) -> Delivery:
+        """``phone_number.released``: the number left the account."""
+        return self.event("phone_number.released", {
+            "phone_number": phone_number,
+            "changed_at": _iso(changed_at or datetime.now(UTC))}, event_id=event_id)
+
+    def forwarding_updated(self, phone_number: str, *, before: str | None, after: str | None,
+                           event_id: str | None = None) -> Delivery:
+        """``phone_number.forwarding_updated``, an account event (``data.change``)."""
+        return self.event("phone_number.forwarding_updated", {
+            "summary": "Forwarding number updated", "occurred_at": _iso(datetime.now(UTC)),
+            "actor": {"type": "api"}, "origin": "api", "phone_number": phone_number,
+            "change": {"from": before, "to": after}}, event_id=event_id)
+
     def event(self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
               ) -> Delivery:
         event_id = event_id or str(uuid.uuid4())
@@ -69,14 +94,14 @@ class WebhookSender:
             "event_id": event_id, "created_at": _iso(datetime.now(UTC)),
             "trace_id": new_trace_id(), "partner_id": "sim-partner", "data": data,
         })
-        return Delivery(body, event_id)
+        return Delivery(body, event_id, event_type=event_type)
 
     def headers(self, delivery: Delivery, *, timestamp: int | None = None,
                 secret: str | None = None) -> dict[str, str]:
         """Signed headers (standard and legacy) for ``delivery``."""
         return sign(secret or self.secret, webhook_id=delivery.event_id,
                     timestamp=int(time.time()) if timestamp is None else timestamp,
-                    body=delivery.body)
+                    body=delivery.body, event_type=delivery.event_type)
 
     def send(self, url: str, delivery: Delivery, *, mode: str = "signed",
              timestamp_offset: int = 0, timeout: float = 10) -> httpx.Response:

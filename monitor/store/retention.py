@@ -8,7 +8,10 @@ What is kept, so nothing is silently lost:
 - per account and UTC day, a ``poll_summaries`` row: successful and failed polls;
 - every notification still pending, and the changes they announce.
 What goes: older ``polls`` rows, older ``transitions`` rows (beyond the one kept per line),
-and delivered or given-up ``notifications`` created before the cutoff.
+delivered or given-up ``notifications`` created before the cutoff, and settled
+``webhook_events`` received before it (applied, ignored, expired, other, and unmatched:
+those expire long before any retention; a redelivery of a pruned event is long past
+Linq's retry window).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from monitor.store.schema import (
     Poll,
     PollSummary,
     TransitionRow,
+    WebhookEvent,
     as_utc,
 )
 
@@ -39,11 +43,12 @@ class PruneResult:
     transitions: int
     notifications: int
     summaries: int
+    webhook_events: int = 0
 
     def summary(self) -> str:
-        return (f"pruned {self.polls} polls, {self.transitions} changes and "
-                f"{self.notifications} settled notifications; wrote {self.summaries} "
-                "line summaries")
+        return (f"pruned {self.polls} polls, {self.transitions} changes, "
+                f"{self.notifications} settled notifications and {self.webhook_events} "
+                f"webhook events; wrote {self.summaries} line summaries")
 
 
 def prune(sessions: sessionmaker[Session], *, cutoff: datetime) -> PruneResult:
@@ -56,7 +61,11 @@ def prune(sessions: sessionmaker[Session], *, cutoff: datetime) -> PruneResult:
             ).rowcount  # type: ignore[attr-defined]
             summaries, transitions = _condense_transitions(session, cutoff)
             polls = _condense_polls(session, cutoff)
-            return PruneResult(polls, transitions, notifications, summaries)
+            events = session.execute(
+                delete(WebhookEvent).where(WebhookEvent.received_at < cutoff,
+                                           WebhookEvent.state != "pending")
+            ).rowcount  # type: ignore[attr-defined]
+            return PruneResult(polls, transitions, notifications, summaries, events)
     except SQLAlchemyError as exc:
         raise StoreError(f"pruning failed: {exc}") from exc
 

@@ -195,7 +195,8 @@ class WebhookEvent(Base):
     The unique constraint on ``event_id`` is what makes a redelivered event (or the same
     event reaching two replicas) count once: only the insert that wins processes it.
     ``state``: pending (recorded, not yet applied), applied, ignored (older than what is
-    known, or nothing new), unmatched (no such line yet; retried after each poll), other
+    known, or nothing new), unmatched (no such line yet; retried after each poll that
+    brings its number in), expired (unmatched past ``webhook_unmatched_expiry``), other
     (an event type we do not act on).
     """
 
@@ -210,8 +211,11 @@ class WebhookEvent(Base):
     state: Mapped[str] = mapped_column(String(16))
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
+    # The event's data.phone_number: open events are matched to lines by this index.
+    phone_number: Mapped[str | None] = mapped_column(String(255))
 
-    __table_args__ = (Index("ix_webhook_events_state", "state", "account", "id"),)
+    __table_args__ = (Index("ix_webhook_events_state", "state", "account", "id"),
+                      Index("ix_webhook_events_phone", "account", "state", "phone_number"))
 
 
 class Audit(Base):

@@ -112,7 +112,8 @@ def _check_timestamp(value: str, now: float) -> None:
         raise WebhookRejected("X-Webhook-Timestamp is more than 5 minutes off")
 
 
-def sign(secret: str, *, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def sign(secret: str, *, webhook_id: str, timestamp: int, body: bytes,
+         event_type: str = "phone_number.status_updated") -> dict[str, str]:
     """The headers Linq would send for ``body`` (the simulator and tests use it)."""
     key = secret_key(secret)
     signed = f"{webhook_id}.{timestamp}.".encode() + body
@@ -122,7 +123,7 @@ def sign(secret: str, *, webhook_id: str, timestamp: int, body: bytes) -> dict[s
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature,
-        "X-Webhook-Event": "phone_number.status_updated",
+        "X-Webhook-Event": event_type,
         "X-Webhook-Timestamp": str(timestamp),
         "X-Webhook-Signature": legacy,
     }
