@@ -94,6 +94,7 @@ class LineDirectory:
             "severity": st.rank(state.status),
             "since": state.since.isoformat(),
             "doc_url": state.doc_url,
+            "line_type": state.line_type,
             "service_status": state.service_status,
             "flagged": is_flagged(state.service_status),
             "flapping": self.flapping_for(state),

@@ -14,8 +14,8 @@ _NULLABLE_STRING = {"type": "string", "nullable": True}
 _LINE = {
     "type": "object",
     "required": ["account", "line_id", "phone_number", "status", "severity", "since",
-                 "doc_url", "service_status", "flagged", "flapping", "labels", "advice",
-                 "last_audit"],
+                 "doc_url", "line_type", "service_status", "flagged", "flapping", "labels",
+                 "advice", "last_audit"],
     "additionalProperties": False,
     "properties": {
         "account": {"type": "string"},
@@ -28,6 +28,9 @@ _LINE = {
         "since": {"type": "string", "format": "date-time",
                   "description": "When the current status was first observed"},
         "doc_url": {**_NULLABLE_STRING, "description": "Linq's guide link, as the API gave it"},
+        "line_type": {**_NULLABLE_STRING, "description":
+                      "iMessage or RCS (RCS and SMS only), as Linq's list reports it; "
+                      "null until it does"},
         "service_status": {**_NULLABLE_STRING, "description":
                            "ACTIVE or FLAGGED from webhooks; null until one arrived"},
         "flagged": {"type": "boolean"},
