@@ -252,6 +252,11 @@ class ServerConfig(_Section):
     """Larger request bodies are refused with 413, on every endpoint."""
     request_timeout: Duration = timedelta(seconds=10)
     """A request not answered by then gets 503."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names (``name`` for any port, or ``name:port``) that ``/metrics`` and
+    ``/api/v1`` answer to; any other ``Host`` header gets 421, against DNS rebinding. Empty
+    (the default): any host. ``/healthz``, ``/readyz`` and ``/webhooks/linq`` are not
+    checked (probes and Linq reach them by address or through a proxy)."""
 
     _api_token: SecretStr | None = PrivateAttr(default=None)
     _secrets_skipped: bool = PrivateAttr(default=False)
@@ -273,6 +278,15 @@ class ServerConfig(_Section):
         if self._secrets_skipped:
             raise _not_read("the server's API token")
         return self._api_token
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _bare_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not host or any(c in host for c in "/@ \t") or host != host.strip():
+                raise ValueError(f"{host!r} is not a host name (or host:port): no scheme, "
+                                 "path or spaces, e.g. \"monitor.internal\"")
+        return [host.lower() for host in value]
 
     @field_validator("listen")
     @classmethod
