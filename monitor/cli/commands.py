@@ -225,9 +225,12 @@ def explain_config(config: Config) -> str:
                    f"stops renewing (replica name: {config.ha.replica or 'hostname:pid'})")
     out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz, "
                f"/webhooks/linq, /api/v1 ("
-               + (f"bearer token from ${config.server.api_token_env}"
+               + ((f"bearer token from file {config.server.api_token_file}"
+                   if config.server.api_token_file is not None
+                   else f"bearer token from ${config.server.api_token_env}")
                   + (", /metrics too" if config.server.protect_metrics else "")
-                  if config.server.api_token_env else "no API token: keep it on loopback")
+                  if config.server.api_token_env or config.server.api_token_file
+                  else "no API token: keep it on loopback")
                + ")")
     alerts = config.alerts
     out.append(f"alerts: recovery notices {'on' if alerts.notify_recovery else 'off'}; "
@@ -287,7 +290,9 @@ def _explain_channel(channel: ChannelConfig) -> list[str]:
 
 def _explain_extras(account: AccountConfig) -> str:
     variable = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
-    hooks = (f"webhooks on (secret from ${variable}"
+    source = (f"file {account.webhook_secret_file}" if account.webhook_secret_file is not None
+              else f"${variable}")
+    hooks = (f"webhooks on (secret from {source}"
              + (", legacy signatures accepted)" if account.accept_legacy_signatures else ")")
              if account.webhook_secret is not None else f"webhooks off (${variable} not set)")
     audits = (f"audits on {', '.join(account.audit_on)} (alerts wait up to "

@@ -63,6 +63,8 @@ def config_json(config: Config) -> dict[str, Any]:
                      "retention_seconds": _seconds(config.database.retention)},
         "server": {"listen": config.server.listen,
                    "api_token_env": config.server.api_token_env,
+                   "api_token_file": (None if config.server.api_token_file is None
+                                      else str(config.server.api_token_file)),
                    "protect_metrics": config.server.protect_metrics},
         "alerts": {
             "notify_recovery": config.alerts.notify_recovery,
