@@ -270,6 +270,11 @@ class ServerConfig(_Section):
     """Larger request bodies are refused with 413, on every endpoint."""
     request_timeout: Duration = timedelta(seconds=10)
     """A request not answered by then gets 503."""
+    webhook_url: str | None = None
+    """The ``https://`` URL Linq delivers this monitor's webhooks to (what ``webhook
+    register --url`` was given). At start and daily, each account with webhooks on is
+    checked to have an active ``phone_number.status_updated`` subscription to it (to any
+    URL when not set); when not, the channels hear it as the monitor's own trouble."""
     allowed_hosts: list[str] = Field(default_factory=list)
     """Host names (``name`` for any port, or ``name:port``) that ``/metrics`` and
     ``/api/v1`` answer to; any other ``Host`` header gets 421, against DNS rebinding. Empty
@@ -303,6 +308,13 @@ class ServerConfig(_Section):
         if self._secrets_skipped:
             raise _not_read("the server's API token")
         return self._api_token
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https://[^/\s]+", value):
+            raise ValueError("must be an https:// URL (Linq delivers to https only)")
+        return value
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -1,4 +1,9 @@
-"""The HTTP endpoints: /metrics, /healthz, /readyz. Runs inside the daemon's event loop."""
+"""The HTTP endpoints: /metrics, /healthz, /readyz. Runs inside the daemon's event loop.
+
+/readyz is 503 with its reasons while the database is unreachable, an account this replica
+polls has had no good poll for ``stale_after``, or push is broken (an account's webhook
+subscription missing, inactive or pointing elsewhere; signed webhooks being rejected).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from monitor.http.webhooks import PATH as WEBHOOK_PATH
 from monitor.http.webhooks import webhook_routes
 from monitor.metrics import CONTENT_TYPE, Metrics, stream
 from monitor.store.engine import ping
+from monitor.webhooks.liveness import PushWatch
 from monitor.webhooks.process import WebhookProcessor
 
 
@@ -63,6 +69,9 @@ class Runtime(Protocol):
     @property
     def pollers(self) -> Mapping[str, PollHealth]: ...
 
+    @property
+    def push(self) -> PushWatch: ...
+
 
 def build_app(runtime: Runtime, *, started_at: datetime,
               held_since: Callable[[str], datetime | None] | None = None) -> ASGIApp:
@@ -94,7 +103,7 @@ def build_app(runtime: Runtime, *, started_at: datetime,
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        *webhook_routes(runtime.webhooks, runtime.metrics),
+        *webhook_routes(runtime.webhooks, runtime.metrics, runtime.push),
         gate_mount(runtime.directory, runtime.sessions),
     ])
     return Guard(app, max_body=server.max_body_bytes,
@@ -128,6 +137,9 @@ async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime,
             since = "ever" if poller.last_success_at is None else f"since {last.isoformat()}"
             error = f" (last error: {poller.last_error})" if poller.last_error else ""
             reasons.append(f"account {name}: no successful poll {since}{error}")
+    held = [name for name in runtime.pollers
+            if held_since is None or held_since(name) is not None]
+    reasons += runtime.push.reasons(held)
     return reasons
 
 
