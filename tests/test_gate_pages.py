@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from monitor.config import parse_config
+from monitor.core.directory import LineDirectory
+from monitor.core.model import LineState
 from monitor.errors import ConfigError
 from monitor.http.server import build_app
 from monitor.service.runtime import Runtime, open_database
@@ -131,3 +133,21 @@ def test_an_allowed_host_must_be_a_bare_host_name(host: str) -> None:
         parse_config({"accounts": [{"name": "main", "token": "t"}],
                       "server": {"allowed_hosts": [host]}}, environ={})
     assert "server.allowed_hosts" in str(caught.value)
+
+
+def test_the_page_order_follows_lines_that_come_go_or_change_number() -> None:
+    since = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def line(i: int, phone: str, *, present: bool = True) -> LineState:
+        return LineState("main", f"id-{i}", phone, "HEALTHY", None, since, present=present)
+
+    directory = LineDirectory()
+    directory.update([line(1, "+10003"), line(2, "+10001")])
+    assert [s.phone_number for s in directory.in_order()] == ["+10001", "+10003"]
+
+    directory.update([line(3, "+10002"), line(2, "+10001", present=False),
+                      line(1, "+10000")])
+
+    assert [s.phone_number for s in directory.in_order()] == ["+10000", "+10002"]
+    assert [s.phone_number for s in directory.in_order(("main", "+10000"))] == ["+10002"]
+    assert list(directory.in_order(("main", "+10002"))) == []
