@@ -23,7 +23,7 @@ from monitor.simulator import (
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 AUTH = {"Authorization": "Bearer sim-token"}
-GUIDE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation#"
+GUIDE = "https://docs.linqapp.com/channel/imessage/guides/phone-numbers/phone-reputation#"
 
 
 @contextmanager

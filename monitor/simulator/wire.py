@@ -20,7 +20,7 @@ from monitor.simulator.scenario import LegacyMode
 JSON = "application/json"
 # Most partner lines are iMessage lines; RCS-only lines exist (linq-python 0.65.0).
 DEFAULT_LINE_TYPE = "iMessage"
-DOC_URL_BASE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation#"
+DOC_URL_BASE = "https://docs.linqapp.com/channel/imessage/guides/phone-numbers/phone-reputation#"
 _ERROR_DOC_URL = "https://docs.linqapp.com/error/codes/{range}xxx/{code}/"
 
 # (code, message) per HTTP status. 2004, 3006 and 1007 are documented; the fallbacks are
