@@ -142,6 +142,9 @@ class AccountConfig(_Section):
     """A webhook event for a number no poll has shown is retried after each poll, then
     given up after this long (``linq_reputation_webhook_events_expired_total``); Linq
     retries a delivery for about 25 minutes and a new line shows at the next poll."""
+    webhook_secret_file: Path | None = None
+    """File holding the signing secret instead (e.g. ``/run/secrets/linq-webhook``),
+    relative to the config file; must be readable. Not with ``webhook_secret_env``."""
     accept_legacy_signatures: bool = False
     """Also accept the deprecated ``X-Webhook-Signature`` scheme (for proxies that strip
     ``webhook-*`` headers)."""
@@ -191,6 +194,8 @@ class AccountConfig(_Section):
         given = [k for k in ("token_env", "token_file", "token") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"set only one of {', '.join(given)}")
+        if self.webhook_secret_env is not None and self.webhook_secret_file is not None:
+            raise ValueError("set only one of webhook_secret_env, webhook_secret_file")
         return self
 
     @property
@@ -237,11 +242,20 @@ class DatabaseConfig(_Section):
     url_env: str | None = None
     """Read the database URL (with its password) from this variable instead, which must be
     set."""
+    url_file: Path | None = None
+    """Or read it from this file (relative to the config file), which must be readable. Not
+    with ``url_env``."""
     # History older than this is condensed into summaries by a daily job ("off": keep all).
     retention: Annotated[Duration | None, BeforeValidator(_optional_duration)] = timedelta(
         days=400)
     """History older than this is condensed daily into summaries; ``"off"`` keeps
     everything."""
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> DatabaseConfig:
+        if self.url_env is not None and self.url_file is not None:
+            raise ValueError("set only one of url_env, url_file")
+        return self
 
     @field_validator("retention")
     @classmethod
@@ -266,8 +280,12 @@ class ServerConfig(_Section):
     """Variable holding a bearer token required by ``/api/v1`` and, through a login form,
     the status page; the variable must be set. Without this key there is no auth: keep the
     server on loopback or behind a proxy."""
+    api_token_file: Path | None = None
+    """File holding that token instead, relative to the config file; must be readable. Not
+    with ``api_token_env``."""
     protect_metrics: bool = False
-    """Require the same bearer token for ``/metrics`` too; needs ``api_token_env``."""
+    """Require the same bearer token for ``/metrics`` too; needs ``api_token_env`` or
+    ``api_token_file``."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Larger request bodies are refused with 413, on every endpoint."""
     request_timeout: Duration = timedelta(seconds=10)
@@ -278,6 +296,16 @@ class ServerConfig(_Section):
     header_timeout: Duration = timedelta(seconds=10)
     """A connection must send a complete request head within this of opening (or of its
     previous response), or it is closed: slow-header clients cannot pile up."""
+    webhook_url: str | None = None
+    """The ``https://`` URL Linq delivers this monitor's webhooks to (what ``webhook
+    register --url`` was given). At start and daily, each account with webhooks on is
+    checked to have an active ``phone_number.status_updated`` subscription to it (to any
+    URL when not set); when not, the channels hear it as the monitor's own trouble."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names (``name`` for any port, or ``name:port``) that ``/metrics`` and
+    ``/api/v1`` answer to; any other ``Host`` header gets 421, against DNS rebinding. Empty
+    (the default): any host. ``/healthz``, ``/readyz`` and ``/webhooks/linq`` are not
+    checked (probes and Linq reach them by address or through a proxy)."""
 
     _api_token: SecretStr | None = PrivateAttr(default=None)
     _secrets_skipped: bool = PrivateAttr(default=False)
@@ -288,9 +316,16 @@ class ServerConfig(_Section):
     @classmethod
     def _protected_by_a_token(cls, value: bool, info: ValidationInfo) -> bool:
         # A bad api_token_env is missing from info.data: reported there, not here too.
-        if value and info.data.get("api_token_env", "bad") is None:
-            raise ValueError("needs server.api_token_env")
+        if value and info.data.get("api_token_env", "bad") is None \
+                and info.data.get("api_token_file", "bad") is None:
+            raise ValueError("needs server.api_token_env or server.api_token_file")
         return value
+
+    @model_validator(mode="after")
+    def _one_api_token_source(self) -> ServerConfig:
+        if self.api_token_env is not None and self.api_token_file is not None:
+            raise ValueError("set only one of api_token_env, api_token_file")
+        return self
 
     @property
     def api_token(self) -> SecretStr | None:
@@ -299,6 +334,22 @@ class ServerConfig(_Section):
         if self._secrets_skipped:
             raise _not_read("the server's API token")
         return self._api_token
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https://[^/\s]+", value):
+            raise ValueError("must be an https:// URL (Linq delivers to https only)")
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _bare_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not host or any(c in host for c in "/@ \t") or host != host.strip():
+                raise ValueError(f"{host!r} is not a host name (or host:port): no scheme, "
+                                 "path or spaces, e.g. \"monitor.internal\"")
+        return [host.lower() for host in value]
 
     @field_validator("listen")
     @classmethod
@@ -355,6 +406,8 @@ class ChannelConfig(_Section):
     ``url_env``."""
     url_env: str | None = None
     """Variable holding the Apprise URL, instead of ``url``."""
+    url_file: Path | None = None
+    """File holding the Apprise URL (relative to the config file), instead of ``url``."""
     min_status: Literal["WATCH", "AT_RISK", "CRITICAL"] = "AT_RISK"
     """``AT_RISK``: every degradation; ``CRITICAL``: only lines that reach CRITICAL;
     ``WATCH``: also the early warning from chat health (``[chats.watch]``)."""
@@ -468,8 +521,8 @@ class ChannelConfig(_Section):
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChannelConfig:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("set exactly one of url, url_env")
+        if [self.url, self.url_env, self.url_file].count(None) != 2:
+            raise ValueError("set exactly one of url, url_env, url_file")
         return self
 
     @property
@@ -768,11 +821,12 @@ def _inline_secrets(config: Config) -> list[tuple[str, str, str]]:
     """The secrets written in the config file itself: key, what it is, where to keep it."""
     found = [(f"accounts[{i}].token", "an inline API token", "use token_env or token_file")
              for i, account in enumerate(config.accounts) if account.token is not None]
-    found += [(f"alerts.channels[{i}].url", "an inline channel URL", "use url_env")
+    found += [(f"alerts.channels[{i}].url", "an inline channel URL", "use url_env or url_file")
               for i, channel in enumerate(config.alerts.channels)
               if channel.url is not None and _may_hold_credentials(channel.url)]
     if _has_password(config.database.url):
-        found.append(("[database] url", "a database password", "use [database] url_env"))
+        found.append(("[database] url", "a database password",
+                      "use [database] url_env or url_file"))
     return found
 
 
@@ -826,11 +880,12 @@ def parse_config(
                          secrets=secrets)
     for i, channel in parts.channels:
         _resolve_channel(channel, f"alerts.channels[{i}]", problems, env=env, checks=checks,
-                         secrets=secrets)
+                         secrets=secrets, base_dir=base_dir)
     if parts.server is not None:
         server = parts.server
         if secrets:
-            server._api_token = problems.check(lambda: _resolve_server_token(server, env))
+            server._api_token = problems.check(
+                lambda: _resolve_server_token(server, env, base_dir))
         else:
             server._secrets_skipped = True
     database_url = None
@@ -967,16 +1022,18 @@ def _resolve_account(account: AccountConfig, key: str, problems: _Problems, *,
         return
     account._resolved = problems.check(lambda: _resolve_token(account, key, env, base_dir))
     account._webhook_secret = problems.check(
-        lambda: _resolve_webhook_secret(account, key, env))
+        lambda: _resolve_webhook_secret(account, key, env, base_dir))
 
 
 def _resolve_channel(channel: ChannelConfig, key: str, problems: _Problems, *,
-                     env: Mapping[str, str], checks: ConfigChecks | None, secrets: bool) -> None:
+                     env: Mapping[str, str], checks: ConfigChecks | None, secrets: bool,
+                     base_dir: Path | None = None) -> None:
     """The channel's Apprise URL, read and checked, unless told not to."""
     if not secrets:
         channel._secrets_skipped = True
         return
-    channel._resolved = problems.check(lambda: _resolve_channel_url(channel, key, env, checks))
+    channel._resolved = problems.check(
+        lambda: _resolve_channel_url(channel, key, env, checks, base_dir))
 
 
 def _warn_of_unheard_channels(config: Config) -> None:
@@ -1011,8 +1068,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _resolve_server_token(server: ServerConfig, env: Mapping[str, str]) -> SecretStr | None:
+def _resolve_server_token(server: ServerConfig, env: Mapping[str, str],
+                          base_dir: Path | None = None) -> SecretStr | None:
     """The API token of the gate (and of /metrics when protected), if one is asked for."""
+    if server.api_token_file is not None:
+        return SecretStr(_read_secret_file(server.api_token_file, "server.api_token_file",
+                                           base_dir))
     if server.api_token_env is None:
         return None
     value = env.get(server.api_token_env, "").strip()
@@ -1026,6 +1087,13 @@ def _resolve_database_url(database: DatabaseConfig, env: Mapping[str, str],
                           base_dir: Path | None) -> str:
     """``url`` or the value of ``url_env``, a relative SQLite path taken from ``base_dir``."""
     url = database.url
+    if database.url_file is not None:
+        value = _read_secret_file(database.url_file, "database.url_file", base_dir)
+        try:
+            url = _database_dialect(value)
+        except ValueError:
+            raise ConfigError("database.url_file", f"{database.url_file} does not hold a "
+                              "sqlite:/// or postgresql+psycopg:// URL") from None
     if database.url_env is not None:
         name = database.url_env
         value = env.get(name, "").strip()
@@ -1060,22 +1128,29 @@ def _resolve_token(
     if account.token is not None:
         return account.token
     if account.token_file is not None:
-        token_path = account.token_file
-        if base_dir is not None and not token_path.is_absolute():
-            token_path = base_dir / token_path
-        try:
-            token = token_path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{key}.token_file",
-                              f"cannot read {token_path}: {exc.strerror}") from None
-        if not token:
-            raise ConfigError(f"{key}.token_file", f"{token_path} is empty")
-        return SecretStr(token)
+        return SecretStr(_read_secret_file(account.token_file, f"{key}.token_file", base_dir))
     name = account.token_env or DEFAULT_TOKEN_ENV
     value = env.get(name, "").strip()
     if not value:
         raise ConfigError(f"{key}.token_env", f"environment variable {name} is not set")
     return SecretStr(value)
+
+
+def _read_secret_file(path: Path, key: str, base_dir: Path | None) -> str:
+    """The stripped text of a ``*_file`` secret (relative to ``base_dir``). Raises
+    ConfigError naming ``key`` and the file, never its content, when it is missing,
+    unreadable, not UTF-8 text or empty."""
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{path} is not UTF-8 text") from None
+    if not value:
+        raise ConfigError(key, f"{path} is empty")
+    return value
 
 
 def _check_ca_bundle(path: Path, key: str, base_dir: Path | None) -> Path:
@@ -1090,8 +1165,15 @@ def _check_ca_bundle(path: Path, key: str, base_dir: Path | None) -> Path:
         raise ConfigError(key, f"{path} holds no PEM certificate") from None
     return path
 def _resolve_webhook_secret(
-    account: AccountConfig, key: str, env: Mapping[str, str]
+    account: AccountConfig, key: str, env: Mapping[str, str], base_dir: Path | None = None
 ) -> SecretStr | None:
+    if account.webhook_secret_file is not None:
+        field = f"{key}.webhook_secret_file"
+        value = _read_secret_file(account.webhook_secret_file, field, base_dir)
+        if not is_valid_secret(value):
+            raise ConfigError(field, f"{account.webhook_secret_file} does not hold a signing "
+                              "secret (expected whsec_<base64>)")
+        return SecretStr(value)
     name = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
     value = env.get(name, "").strip()
     if not value:
@@ -1106,8 +1188,12 @@ def _resolve_webhook_secret(
 
 
 def _resolve_channel_url(channel: ChannelConfig, key: str, env: Mapping[str, str],
-                         checks: ConfigChecks | None) -> SecretStr:
-    if channel.url_env is not None:
+                         checks: ConfigChecks | None, base_dir: Path | None = None
+                         ) -> SecretStr:
+    if channel.url_file is not None:
+        url = _read_secret_file(channel.url_file, f"{key}.url_file", base_dir)
+        field = "url_file"
+    elif channel.url_env is not None:
         value = env.get(channel.url_env, "").strip()
         if not value:
             raise ConfigError(f"{key}.url_env",

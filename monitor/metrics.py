@@ -269,6 +269,9 @@ class FlagSeries:
 class LineInfo:
     """``linq_reputation_line_info``: the name and labels the config gives a line, value 1.
 
+    It also carries ``line_type`` (``iMessage`` | ``RCS`` as the list reports it, empty
+    while unknown).
+
     Only lines with a name or labels get a series, so a fleet without ``[[lines]]`` adds
     none. Every series carries ``name`` and one ``label_<key>`` per key used anywhere in
     the config (empty when the line lacks it), so that joins in PromQL
@@ -298,6 +301,7 @@ class LineInfo:
                 sample = (f'{self.NAME}{{account="{_escape(state.account)}",'
                           f'line_id="{_escape(state.line_id)}",'
                           f'phone_number="{_escape(state.phone_number)}",'
+                          f'line_type="{_escape(state.line_type or "")}",'
                           f'name="{_escape(meta.name or "")}"{labels}}} 1\n')
                 if self._samples.get(key) == sample:
                     continue

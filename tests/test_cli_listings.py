@@ -175,7 +175,7 @@ def test_status_fits_the_terminal_hiding_the_doc_url_first_but_not_when_piped(
     assert all(len(line) <= 90 for line in table), narrow
     assert "DOC URL" not in table[0] and "https://" not in narrow
     assert table[0].split()[:4] == ["ACCOUNT", "PHONE", "LINE", "ID"]  # shortened, kept
-    assert "(to fit the terminal: DOC URL hidden; LINE ID shortened;" in narrow
+    assert "(to fit the terminal: DOC URL, TYPE hidden; LINE ID shortened;" in narrow
     assert "DOC URL" in piped and "https://" in piped and "…" not in piped
     assert max(len(line) for line in piped.splitlines()) > 90
 

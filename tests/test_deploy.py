@@ -34,6 +34,7 @@ from monitor.config import (
     DEFAULT_WEBHOOK_SECRET_ENV,
     AlertsConfig,
     Config,
+    parse_config,
     parse_duration,
 )
 from monitor.core.identity import Identity
@@ -766,7 +767,7 @@ def test_the_unit_lifts_the_open_file_limit_for_connections() -> None:
 # -- Kubernetes ----------------------------------------------------------------------------
 
 MANIFESTS = ["configmap.yaml", "deployment.yaml", "service.yaml", "secret.example.yaml",
-             "ingress.yaml"]
+             "ingress.yaml", "networkpolicy.yaml"]
 
 
 @pytest.mark.parametrize("name", MANIFESTS)
@@ -807,8 +808,8 @@ def test_kubectl_kustomize_renders_the_manifests(ingress: bool, tmp_path: Path) 
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(result.stdout))
-    assert kinds == sorted(["ConfigMap", "Deployment", "PrometheusRule", "Service",
-                            "ServiceMonitor", *(["Ingress"] if ingress else [])])
+    assert kinds == sorted(["ConfigMap", "Deployment", "NetworkPolicy", "PrometheusRule",
+                            "Service", "ServiceMonitor", *(["Ingress"] if ingress else [])])
 
 
 def test_the_ingress_exposes_the_webhook_endpoint_and_nothing_else() -> None:
@@ -823,6 +824,33 @@ def test_the_ingress_exposes_the_webhook_endpoint_and_nothing_else() -> None:
                                           "port": {"name": port["name"]}}
     (tls,) = ingress["tls"]
     assert tls["hosts"] == [rule["host"]], "Linq delivers to https:// only"
+
+
+def test_kubernetes_asks_a_token_for_the_gate_and_metrics_and_prometheus_presents_it(
+        tmp_path: Path) -> None:
+    path, env = kubernetes_config(tmp_path)
+    config = parse_config(tomllib.loads(path.read_text()), environ=env)
+    token_env = config.server.api_token_env
+    assert token_env is not None and config.server.protect_metrics
+    (var,) = [v for v in container()["env"] if v["name"] == token_env]
+    ref = var["valueFrom"]["secretKeyRef"]
+    assert not ref.get("optional"), "the pod must not start without its token"
+    assert ref["key"] in k8s("secret.example.yaml")["stringData"]
+    (endpoint,) = k8s("servicemonitor.yaml")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {
+        "name": ref["name"], "key": ref["key"]}}
+
+
+def test_the_network_policy_admits_only_named_clients_to_the_monitors_port() -> None:
+    policy = k8s("networkpolicy.yaml")["spec"]
+    pod_labels = k8s("deployment.yaml")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    port_names = {p["name"] for p in container()["ports"]}
+    for rule in policy["ingress"]:
+        assert rule.get("from"), "a rule without 'from' admits every pod and address"
+        assert all(peer for peer in rule["from"])  # {} would select everything
+        assert [p["port"] for p in rule["ports"]] == ["http"] and "http" in port_names
 
 
 def container() -> dict[str, Any]:

@@ -141,9 +141,10 @@ def test_the_info_series_carries_name_and_every_configured_label_key() -> None:
     info = info_samples(metrics)
     assert info == {
         "id-1": {"account": "main", "line_id": "id-1", "phone_number": "+14155550001",
-                 "name": 'Desk "A"', "label_team": "sales", "label_region": ""},
+                 "line_type": "", "name": 'Desk "A"', "label_team": "sales",
+                 "label_region": ""},
         "id-2": {"account": "main", "line_id": "id-2", "phone_number": "+14155550002",
-                 "name": "", "label_team": "", "label_region": "sf"},
+                 "line_type": "", "name": "", "label_team": "", "label_region": "sf"},
     }  # id-3 has neither name nor labels: no series
 
 

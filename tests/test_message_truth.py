@@ -29,7 +29,7 @@ from tests.support.receiver import Received, Receiver
 pytestmark = pytest.mark.timeout(120)
 
 PHONE = "+12025550101"
-GUIDE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation"
+GUIDE = "https://docs.linqapp.com/channel/imessage/guides/phone-numbers/phone-reputation"
 SECRET = new_secret()
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ from monitor.simulator import (
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 AUTH = {"Authorization": "Bearer sim-token"}
-GUIDE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation#"
+GUIDE = "https://docs.linqapp.com/channel/imessage/guides/phone-numbers/phone-reputation#"
 
 
 @contextmanager
@@ -85,6 +85,7 @@ def test_it_serves_every_line_in_the_documented_shape_on_both_paths() -> None:
                 "phone_number": "+12025551234",
                 "reputation": {"status": "AT_RISK", "doc_url": GUIDE + "at-risk"},
                 "forwarding_number": "+12025559999",
+                "line_type": "iMessage",
             }
         ]
     }

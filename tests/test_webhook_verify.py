@@ -89,10 +89,25 @@ def test_it_rejects_everything_when_no_account_has_a_secret() -> None:
 
 
 def legacy_headers(body: bytes = BODY, *, offset: float = 0) -> dict[str, str]:
+    """Signed as Linq's reference for the X-Webhook-* headers verifies them: HMAC-SHA256
+    keyed with the signing secret string, over ``{timestamp}.{payload}``, hex."""
     stamp = str(int(time.time() + offset))
-    key = base64.b64decode(SECRET.removeprefix("whsec_"))
-    digest = hmac.new(key, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    message = f"{stamp}.{body.decode('utf-8')}"
+    digest = hmac.new(SECRET.encode("utf-8"), message.encode("utf-8"),
+                      hashlib.sha256).hexdigest()
     return {"x-webhook-timestamp": stamp, "x-webhook-signature": digest}
+
+
+def test_the_legacy_signature_is_keyed_with_the_secret_string_not_the_decoded_key() -> None:
+    accepting = [Signer("main", SECRET, accept_legacy=True)]
+    stamp = str(int(time.time()))
+    decoded = base64.b64decode(SECRET.removeprefix("whsec_"))
+    keyed_by_bytes = hmac.new(decoded, stamp.encode() + b"." + BODY, hashlib.sha256).hexdigest()
+
+    assert verify(BODY, legacy_headers(), accepting).scheme == "legacy"
+    with pytest.raises(WebhookRejected):
+        verify(BODY, {"x-webhook-timestamp": stamp, "x-webhook-signature": keyed_by_bytes},
+               accepting)
 
 
 def test_the_legacy_scheme_is_refused_unless_the_account_accepts_it() -> None:

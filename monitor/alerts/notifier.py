@@ -116,21 +116,57 @@ class Channel:
         return bool(ok), _capture.stop()
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self._secrets)
+
+
+# Below this length a fragment is replaced only where it stands alone (not inside a longer
+# word), so a three-letter password does not blank every word that happens to contain it.
+_SHORT = 6
+
+
+def redact(text: str, fragments: list[str]) -> str:
+    """``text`` with every fragment (longest first, see ``secret_fragments``) as ``***``."""
+    for fragment in fragments:
+        if len(fragment) >= _SHORT:
+            text = text.replace(fragment, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(fragment)}(?![A-Za-z0-9])", "***",
+                          text)
+    return text
 
 
 def secret_fragments(url: str) -> list[str]:
-    """Parts of an Apprise URL that may be credentials, longest first.
+    """Parts of an Apprise URL that may be credentials or say where they go, longest first.
 
-    Apprise URLs carry secrets in the user/password, the path (Slack and Discord tokens)
-    and the query string; anything of 6+ characters there is treated as secret.
+    Apprise URLs carry secrets in the user/password, the host (``tgram://BOT_TOKEN/...``),
+    the path (Slack and Discord tokens) and the query string, and the host of a self-hosted
+    endpoint is itself not for logs: every non-empty part is a fragment to redact, as
+    written and percent-decoded. Short ones (under six characters) are matched only as
+    whole words by ``redact``.
     """
     fragments = {url}
     parts = urlsplit(url)
-    candidates = [parts.username or "", parts.password or ""]
-    candidates += re.split(r"[/,]", unquote(parts.path))
-    candidates += [v for _, v in parse_qsl(parts.query)]
-    fragments.update(c for c in candidates if len(c) >= 6)
+    try:
+        port = str(parts.port or "")
+    except ValueError:  # Apprise accepts URLs whose "port" is a token
+        port = ""
+    candidates = [parts.netloc, parts.netloc.rpartition("@")[2], parts.hostname or "",
+                  parts.username or "", parts.password or ""]
+    candidates += [f"{parts.hostname}:{port}"] if parts.hostname and port else []
+    candidates += parts.netloc.rpartition("@")[2].split(":")  # host:TOKEN, no port
+    candidates += re.split(r"[/,]", parts.path)
+    for name, value in parse_qsl(parts.query):
+        candidates += [value] if name.lower() not in _HARMLESS_QUERY_KEYS else []
+    fragments.update(c for c in candidates if c.strip())
+    fragments.update(unquote(f) for f in list(fragments))
+    # Apprise's own words in its messages must stay readable: a path part like "hook" or a
+    # scheme-like host such as "localhost" is not worth blanking every mention of.
+    fragments.difference_update(_COMMON_WORDS)
     return sorted(fragments, key=len, reverse=True)
+
+
+# Query options Apprise reads that are never credentials (format=markdown, ...).
+_HARMLESS_QUERY_KEYS = frozenset({"format", "overflow", "emojis", "verify", "rto", "cto",
+                                  "store", "method", "priority", "mode"})
+_COMMON_WORDS = frozenset({"localhost", "json", "xml", "form", "api", "v1", "v2", "hook",
+                           "hooks", "webhook", "webhooks", "notify", "services"})

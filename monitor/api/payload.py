@@ -8,6 +8,8 @@ dicts afterwards); one loop turns them into Observations. pydantic models would 
 Rules, from what is known of the API's drift:
 - ``reputation`` is preferred; the deprecated ``health_status`` is used when it is absent.
 - Unknown fields are ignored. Unknown status strings are kept verbatim.
+- ``line_type`` (``iMessage`` | ``RCS``, optional) is kept when it is a short string
+  (an unknown kind verbatim); anything else reads as not reported.
 - An item that cannot be understood is skipped with a reason; its id and phone number (if
   readable) are reported so the caller keeps the line's last known state.
 - An item whose id, phone number or status holds bytes that are not UTF-8 is skipped like
@@ -70,6 +72,8 @@ class _Item(msgspec.Struct, gc=False):
     phone_number: str
     reputation: _Reputation | None = None
     health_status: _Reputation | None = None
+    # iMessage | RCS; Any so that an odd value costs only the field, not the typed decode.
+    line_type: Any = None
 
 
 class _Body(msgspec.Struct, gc=False):
@@ -91,6 +95,7 @@ _RAW_BODY = msgspec.json.Decoder(_RawBody)
 _ITEM = msgspec.json.Decoder(_Item)
 _ANY = msgspec.json.Decoder()
 
+_LINE_TYPE_MAX = 32  # the width of lines.line_type
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_A_LIST = "response has no 'phone_numbers' list (shape changed?)"
 _A_PAGE = ("response is one page of several (it carries next_cursor or has_more): the "
@@ -229,8 +234,10 @@ def _observe(item: _Item, shared: dict[str, str]) -> Observation | str:
     if not (item.id and item.phone_number and reputation is not None and reputation.status):
         return _parse_item(msgspec.to_builtins(item))
     status, doc_url = reputation.status, reputation.doc_url
+    line_type = _line_type(item.line_type)
     return Observation(item.id, item.phone_number, shared.setdefault(status, status),
-                       None if doc_url is None else shared.setdefault(doc_url, doc_url))
+                       None if doc_url is None else shared.setdefault(doc_url, doc_url),
+                       None if line_type is None else shared.setdefault(line_type, line_type))
 
 
 def _parse_item(item: Any) -> Observation | str:
@@ -259,7 +266,14 @@ def _parse_item(item: Any) -> Observation | str:
     doc_url = reputation.get("doc_url")
     if doc_url is not None and not (isinstance(doc_url, str) and _is_text(doc_url)):
         doc_url = None
-    return Observation(line_id, phone, status, doc_url)
+    return Observation(line_id, phone, status, doc_url, _line_type(item.get("line_type")))
+
+
+def _line_type(value: Any) -> str | None:
+    """The line type if it is one a column and a metric label can hold, else None."""
+    if isinstance(value, str) and 0 < len(value) <= _LINE_TYPE_MAX and _is_text(value):
+        return value
+    return None
 
 
 def _is_text(value: str) -> bool:

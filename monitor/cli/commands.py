@@ -61,7 +61,9 @@ _POLL_DELIVERY_ROUNDS = 3
 # How long `db prune` may hold the daemon's pruning lease if it dies before releasing it.
 _PRUNE_LEASE = timedelta(hours=1)
 # What gives way when a table is wider than the terminal: the doc URL first (--json has it).
-_STATUS_GIVES_WAY = (GiveWay("DOC URL", 24), GiveWay("LINE ID", 12), GiveWay("SERVICE", 7))
+# TYPE (iMessage/RCS) gives way before the line id: the phone number already names the line.
+_STATUS_GIVES_WAY = (GiveWay("DOC URL", 24), GiveWay("TYPE", 8), GiveWay("LINE ID", 12),
+                     GiveWay("SERVICE", 7))
 _HISTORY_GIVES_WAY = (GiveWay("DOC URL", 24), GiveWay("ALERTS", 16))
 _SILENCES_GIVE_WAY = (GiveWay("REASON", 20), GiveWay("BY", 12))
 
@@ -138,12 +140,14 @@ def print_status(config: Config, *, as_json: bool, include_removed: bool,
                                       "last_error": n.last_error} for n in failed],
         }, indent=2))
         return 0
-    rows = [(line.account, line.phone_number, line.line_id, line.status if line.present
-             else f"{line.status} (removed)", line.service_status or "-",
+    rows = [(line.account, line.phone_number, line.line_id,
+             line.status if line.present else f"{line.status} (removed)",
+             line.service_status or "-", line.line_type or "-",
              f"{format_time(line.since)} ({format_duration(now - line.since)})",
              line.doc_url or "-") for line in lines]
     if rows or not wanted:
-        print(table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SERVICE", "SINCE", "DOC URL"),
+        print(table(("ACCOUNT", "PHONE", "LINE ID", "STATUS", "SERVICE", "TYPE", "SINCE",
+                     "DOC URL"),
                     rows, width=terminal_width(), give_way=_STATUS_GIVES_WAY))
     else:
         print(f"no line matches {wanted.describe()}")
@@ -221,9 +225,12 @@ def explain_config(config: Config) -> str:
                    f"stops renewing (replica name: {config.ha.replica or 'hostname:pid'})")
     out.append(f"server: http://{config.server.listen}/metrics, /healthz, /readyz, "
                f"/webhooks/linq, /api/v1 ("
-               + (f"bearer token from ${config.server.api_token_env}"
+               + ((f"bearer token from file {config.server.api_token_file}"
+                   if config.server.api_token_file is not None
+                   else f"bearer token from ${config.server.api_token_env}")
                   + (", /metrics too" if config.server.protect_metrics else "")
-                  if config.server.api_token_env else "no API token: keep it on loopback")
+                  if config.server.api_token_env or config.server.api_token_file
+                  else "no API token: keep it on loopback")
                + ")")
     alerts = config.alerts
     out.append(f"alerts: recovery notices {'on' if alerts.notify_recovery else 'off'}; "
@@ -283,7 +290,9 @@ def _explain_channel(channel: ChannelConfig) -> list[str]:
 
 def _explain_extras(account: AccountConfig) -> str:
     variable = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
-    hooks = (f"webhooks on (secret from ${variable}"
+    source = (f"file {account.webhook_secret_file}" if account.webhook_secret_file is not None
+              else f"${variable}")
+    hooks = (f"webhooks on (secret from {source}"
              + (", legacy signatures accepted)" if account.accept_legacy_signatures else ")")
              if account.webhook_secret is not None else f"webhooks off (${variable} not set)")
     audits = (f"audits on {', '.join(account.audit_on)} (alerts wait up to "

@@ -64,6 +64,9 @@ def run_demo(*, scenario: str, port: int, duration: float | None) -> int:
         config = load_config(config_path, environ={**os.environ, "DEMO_WEBHOOK_SECRET": secret},
                              checks=ALERT_CHECKS)
         sender = WebhookSender(secret)
+        # As `webhook register` would have done: the daemon checks the subscription exists.
+        sim.sim.subscriptions.create({"target_url": f"https://127.0.0.1:{port}/webhooks/linq",
+                                      "subscribed_events": ["phone_number.status_updated"]})
         flagged = sim.sim.lines()[0]["phone_number"] if sim.sim.lines() else None
 
         def ready(url: str) -> None:

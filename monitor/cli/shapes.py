@@ -31,7 +31,7 @@ def line_json(line: Any, *, name: str | None, labels: Mapping[str, str]) -> dict
     """One line of ``status --json``."""
     return {"account": line.account, "phone_number": line.phone_number,
             "line_id": line.line_id, "status": line.status, "since": line.since.isoformat(),
-            "doc_url": line.doc_url, "present": line.present,
+            "doc_url": line.doc_url, "line_type": line.line_type, "present": line.present,
             "service_status": line.service_status, "name": name, "labels": dict(labels)}
 
 
@@ -63,6 +63,8 @@ def config_json(config: Config) -> dict[str, Any]:
                      "retention_seconds": _seconds(config.database.retention)},
         "server": {"listen": config.server.listen,
                    "api_token_env": config.server.api_token_env,
+                   "api_token_file": (None if config.server.api_token_file is None
+                                      else str(config.server.api_token_file)),
                    "protect_metrics": config.server.protect_metrics},
         "alerts": {
             "notify_recovery": config.alerts.notify_recovery,

@@ -59,6 +59,7 @@ def detect_line(
             phone_number=observation.phone_number,
             status=observation.status,
             doc_url=observation.doc_url,
+            line_type=observation.line_type,
             since=now,
             degraded_since=now if st.is_degraded(observation.status) else None,
         )
@@ -83,6 +84,7 @@ def detect_line(
         phone_number=observation.phone_number,
         status=observation.status,
         doc_url=observation.doc_url,
+        line_type=observation.line_type or previous.line_type,
         since=changed_at if status_changed else previous.since,
         present=True,
         pending=None,
@@ -98,7 +100,7 @@ def detect_line(
         return state, _transition(previous, state, TransitionKind.RETURNED, changed_at)
     if status_changed:
         return state, _transition(previous, state, TransitionKind.CHANGED, changed_at)
-    return state, None  # doc_url or phone number moved (or a candidate dropped): remember it
+    return state, None  # doc_url, phone number or line type moved (or a candidate dropped)
 
 
 def _episode_start(previous: LineState, status: str, at: datetime) -> datetime | None:
@@ -120,6 +122,7 @@ def unchanged(previous: LineState, observation: Observation) -> bool:
         and previous.pending is None
         and previous.doc_url == observation.doc_url
         and previous.phone_number == observation.phone_number
+        and observation.line_type in (None, previous.line_type)
     )
 
 

@@ -10,13 +10,16 @@ flap detection; set by monitor/service/runtime.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import bisect
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.core import status as st
 from monitor.core.model import LineState
 from monitor.core.service import is_flagged
+
+_MAX = "\U0010ffff"  # sorts after any line key: bisect past every line at a position
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,9 @@ class LineDirectory:
         self._by_phone: dict[str, tuple[str, str]] = {}
         self._by_id: dict[str, tuple[str, str]] = {}
         self._audits: dict[str, AuditSummary] = {}
+        # (account, phone number, line key) in order, for paging; rebuilt only after a line
+        # came, went or changed its number (a status change keeps the order).
+        self._ordered: list[tuple[str, str, tuple[str, str]]] | None = None
         self.labels_for = labels_for
         self.flapping_for = flapping_for
 
@@ -56,13 +62,16 @@ class LineDirectory:
         for state in states:
             key = (state.account, state.line_id)
             if not state.present:
-                self._lines.pop(key, None)
+                if self._lines.pop(key, None) is not None:
+                    self._ordered = None
                 if self._by_phone.get(state.phone_number) == key:
                     del self._by_phone[state.phone_number]
                 if self._by_id.get(state.line_id) == key:
                     del self._by_id[state.line_id]
                 continue
             before = self._lines.get(key)
+            if before is None or before.phone_number != state.phone_number:
+                self._ordered = None
             if before is not None and before.phone_number != state.phone_number \
                     and self._by_phone.get(before.phone_number) == key:
                 del self._by_phone[before.phone_number]
@@ -80,6 +89,19 @@ class LineDirectory:
     def all(self) -> Iterable[LineState]:
         return self._lines.values()
 
+    def in_order(self, after: tuple[str, str] | None = None) -> Iterator[LineState]:
+        """The lines by (account, phone number), starting after ``after`` if given: a page
+        reads only as far as it needs (the order is sorted once per change of membership,
+        not per request)."""
+        if self._ordered is None:
+            self._ordered = sorted((s.account, s.phone_number, k) for k, s in self._lines.items())
+        ordered = self._ordered
+        start = 0 if after is None else bisect.bisect_right(ordered, (*after, (_MAX, _MAX)))
+        for index in range(start, len(ordered)):
+            state = self._lines.get(ordered[index][2])
+            if state is not None:
+                yield state
+
     def __len__(self) -> int:
         return len(self._lines)
 
@@ -94,6 +116,7 @@ class LineDirectory:
             "severity": st.rank(state.status),
             "since": state.since.isoformat(),
             "doc_url": state.doc_url,
+            "line_type": state.line_type,
             "service_status": state.service_status,
             "flagged": is_flagged(state.service_status),
             "flapping": self.flapping_for(state),

@@ -25,6 +25,9 @@ class Observation:
     phone_number: str
     status: str
     doc_url: str | None
+    # iMessage | RCS (linq-python 0.65.0); None when not reported (an older API, a webhook):
+    # the line keeps what it was last seen as.
+    line_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,8 @@ class LineState:
     # arrives. ``service_changed_at`` is Linq's changed_at of the event that set it.
     service_status: str | None = None
     service_changed_at: datetime | None = None
+    # The kind of line as the list last reported it: iMessage or RCS (RCS and SMS only).
+    line_type: str | None = None
 
 
 class TransitionKind(enum.StrEnum):

@@ -1,4 +1,5 @@
-"""The monitor's own trouble: an account whose polls keep failing, a channel giving up.
+"""The monitor's own trouble: an account whose polls keep failing, a channel giving up,
+webhooks that will not arrive or are refused.
 
 Announced once when it starts and once when it clears, routed like a CRITICAL line.
 Pure: the value and its default text.
@@ -21,6 +22,9 @@ _ERROR_LIMIT = 300
 class TroubleKind(enum.StrEnum):
     POLLS_FAILING = "polls_failing"  # subject: an account with no good poll for stale_after
     DELIVERY_FAILING = "delivery_failing"  # subject: a channel whose sends are given up
+    # subject: an account whose status_updated subscription is missing, inactive or points
+    # elsewhere, or "signatures" when signed webhooks keep being rejected
+    PUSH_FAILING = "push_failing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,8 @@ class Trouble:
 def render_trouble(trouble: Trouble, *, now: datetime) -> Message:
     """The monitor's own trouble, or its clearing: routed like a CRITICAL."""
     subject = trouble.subject
+    if trouble.kind is TroubleKind.PUSH_FAILING:
+        return _render_push(trouble, now=now)
     if trouble.kind is TroubleKind.POLLS_FAILING:
         what = f"polls of account {subject}"
     else:
@@ -88,6 +94,25 @@ def render_trouble(trouble: Trouble, *, now: datetime) -> Message:
             error = error[:_ERROR_LIMIT - 1] + "…"
         lines.append(f"Last error: {error}")
     return Message(title=shorten(title), body="\n".join(lines))
+
+
+def _render_push(trouble: Trouble, *, now: datetime) -> Message:
+    what = ("signed webhooks" if trouble.subject == "signatures"
+            else f"webhooks of account {trouble.subject}")
+    if trouble.cleared_at is not None:
+        lasted = format_duration(trouble.cleared_at - trouble.since)
+        return Message(
+            title=shorten(f"[RESOLVED] monitor: {what} arriving again after {lasted}"),
+            body=f"{what.capitalize()} are set up and accepted again since "
+                 f"{format_time(trouble.cleared_at)}.\n"
+                 f"The trouble began at {format_time(trouble.since)} and lasted {lasted}.")
+    lines = [f"Since {format_time(trouble.since)} ({format_duration(now - trouble.since)}): "
+             f"{trouble.last_error or 'webhooks are not arriving'}.",
+             "FLAGGED is known only from Linq's phone_number.status_updated webhook: a line "
+             "Linq flags now would go unnoticed until this is fixed.",
+             "Check `reputation-monitor webhook list` and the signing secret the daemon has."]
+    return Message(title=shorten(f"[MONITOR] {what}: not arriving or refused"),
+                   body="\n".join(lines))
 
 
 def _iso(moment: datetime | None) -> str | None:

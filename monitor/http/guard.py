@@ -9,6 +9,9 @@ Pure ASGI (no BaseHTTPMiddleware), so the streamed /metrics body passes through 
   slow client or a stuck handler cannot hold a connection and its memory forever.
 - Paths under ``protected`` need ``Authorization: Bearer <token>``, compared in constant
   time; the token is never logged or echoed.
+- With ``allowed_hosts``, paths under ``host_checked`` answer only requests whose ``Host``
+  header names one of them (421 otherwise): a page on another site that rebinds its own
+  DNS name to this address cannot read ``/metrics`` or the gate through a browser.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ class Guard:
         protected: Sequence[str] = (),
         on_too_large: Callable[[str], None] = lambda path: None,
         body_limits: Mapping[str, int] | None = None,
+        allowed_hosts: Sequence[str] = (),
+        host_checked: Sequence[str] = (),
     ) -> None:
         self.app = app
+        self._hosts = frozenset(h.lower() for h in allowed_hosts)
+        self._host_checked = tuple(host_checked)
         self.max_body = max_body
         self._body_limits = dict(body_limits or {})  # exact path -> a tighter limit
         self.timeout = timeout
@@ -49,6 +56,10 @@ class Guard:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        if self._hosts and path.startswith(self._host_checked) and not self._host_allowed(
+                scope):
+            await _plain(send, 421, b"misdirected request: this host name is not served\n")
+            return
         if self._token is not None and path.startswith(self._protected) and not self._authorised(
                 scope):
             await _plain(send, 401, b"unauthorized\n",
@@ -96,6 +107,15 @@ class Guard:
             self._on_too_large(path)
             if not started:
                 await _plain(send, 413, b"request body too large\n")
+
+    def _host_allowed(self, scope: Scope) -> bool:
+        """True if the Host header (with or without its port) is an allowed host."""
+        for name, value in scope.get("headers", []):
+            if name == b"host":
+                host = value.decode("latin-1").strip().lower()
+                bare = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+                return host in self._hosts or bare in self._hosts
+        return False
 
     def _authorised(self, scope: Scope) -> bool:
         assert self._token is not None

@@ -9,13 +9,16 @@ from typing import Any
 
 from monitor import __version__
 
+MAX_PAGE = 1000  # lines per page of GET /api/v1/lines (monitor/http/gate.py uses it)
+CURSOR_PATTERN = "^(?:[0-9a-f]{2})*$"
+
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 
 _LINE = {
     "type": "object",
     "required": ["account", "line_id", "phone_number", "status", "severity", "since",
-                 "doc_url", "service_status", "flagged", "flapping", "labels", "advice",
-                 "last_audit"],
+                 "doc_url", "line_type", "service_status", "flagged", "flapping", "labels",
+                 "advice", "last_audit"],
     "additionalProperties": False,
     "properties": {
         "account": {"type": "string"},
@@ -30,6 +33,9 @@ _LINE = {
         "since": {"type": "string", "format": "date-time",
                   "description": "When the current status was first observed"},
         "doc_url": {**_NULLABLE_STRING, "description": "Linq's guide link, as the API gave it"},
+        "line_type": {**_NULLABLE_STRING, "description":
+                      "iMessage or RCS (RCS and SMS only), as Linq's list reports it; "
+                      "null until it does"},
         "service_status": {**_NULLABLE_STRING, "description":
                            "ACTIVE or FLAGGED from webhooks; null until one arrived"},
         "flagged": {"type": "boolean"},
@@ -105,14 +111,31 @@ def document() -> dict[str, Any]:
                      "schema": {"type": "string"}},
                     {"name": "label", "in": "query", "required": False,
                      "schema": {"type": "string"}, "description": "key=value, or key"},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                "default": MAX_PAGE},
+                     "description": "Lines per page"},
+                    {"name": "cursor", "in": "query", "required": False,
+                     "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                     "description": "The previous page's next_cursor: continue after it"},
                 ],
-                "responses": {"200": _json({
-                    "type": "object", "required": ["count", "lines"],
-                    "additionalProperties": False,
-                    "properties": {"count": {"type": "integer", "minimum": 0},
-                                   "lines": {"type": "array",
-                                             "items": {"$ref": "#/components/schemas/Line"}}},
-                }, "The matching lines, by account and phone number")},
+                "responses": {
+                    "200": _json({
+                        "type": "object", "required": ["count", "lines", "next_cursor"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "count": {"type": "integer", "minimum": 0,
+                                      "description": "Lines in this page"},
+                            "lines": {"type": "array",
+                                      "items": {"$ref": "#/components/schemas/Line"}},
+                            "next_cursor": {**_NULLABLE_STRING, "description":
+                                            "Pass as cursor for the next page; null on "
+                                            "the last one"},
+                        },
+                    }, "A page of the matching lines, by account and phone number"),
+                    "400": _json({"$ref": "#/components/schemas/Error"},
+                                 "A limit out of range, or a cursor this API did not give"),
+                },
             }},
             "/api/v1/lines/{phone_or_id}": {"get": {
                 "operationId": "getLine",

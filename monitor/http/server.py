@@ -1,5 +1,10 @@
 """The HTTP endpoints: /metrics, /healthz, /readyz, and mounts the gate API, the webhook
-endpoint and the status page (monitor/http/pages.py). Runs inside the daemon's event loop."""
+endpoint and the status page (monitor/http/pages.py). Runs inside the daemon's event loop.
+
+/readyz is 503 with its reasons while the database is unreachable, an account this replica
+polls has had no good poll for ``stale_after``, or push is broken (an account's webhook
+subscription missing, inactive or pointing elsewhere; signed webhooks being rejected).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from monitor.http.webhooks import PATH as WEBHOOK_PATH
 from monitor.http.webhooks import webhook_routes
 from monitor.metrics import CONTENT_TYPE, Metrics, stream
 from monitor.store.engine import ping
+from monitor.webhooks.liveness import PushWatch
 from monitor.webhooks.process import WebhookProcessor
 
 
@@ -67,6 +73,9 @@ class Runtime(Protocol):
     @property
     def pollers(self) -> Mapping[str, PollHealth]: ...
 
+    @property
+    def push(self) -> PushWatch: ...
+
 
 def build_app(runtime: Runtime, *, started_at: datetime,
               held_since: Callable[[str], datetime | None] | None = None) -> ASGIApp:
@@ -98,7 +107,7 @@ def build_app(runtime: Runtime, *, started_at: datetime,
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        *webhook_routes(runtime.webhooks, runtime.metrics),
+        *webhook_routes(runtime.webhooks, runtime.metrics, runtime.push),
         gate_mount(runtime.directory, runtime.sessions),
         *page_routes(runtime, token=token),  # the status page checks the token itself
     ])
@@ -106,7 +115,8 @@ def build_app(runtime: Runtime, *, started_at: datetime,
                  body_limits={WEBHOOK_PATH: min(WEBHOOK_MAX_BODY, server.max_body_bytes)},
                  timeout=server.request_timeout.total_seconds(), token=token,
                  protected=("/api/", "/metrics") if server.protect_metrics else ("/api/",),
-                 on_too_large=lambda path: _count_too_large(runtime, path))
+                 on_too_large=lambda path: _count_too_large(runtime, path),
+                 allowed_hosts=server.allowed_hosts, host_checked=("/api/", "/metrics"))
 
 
 def _count_too_large(runtime: Runtime, path: str) -> None:
@@ -133,6 +143,9 @@ async def _not_ready_reasons(runtime: Runtime, *, started_at: datetime,
             since = "ever" if poller.last_success_at is None else f"since {last.isoformat()}"
             error = f" (last error: {poller.last_error})" if poller.last_error else ""
             reasons.append(f"account {name}: no successful poll {since}{error}")
+    held = [name for name in runtime.pollers
+            if held_since is None or held_since(name) is not None]
+    reasons += runtime.push.reasons(held)
     return reasons
 
 

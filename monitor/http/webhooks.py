@@ -9,6 +9,7 @@ when the database cannot record it (Linq retries 5xx); 404 when no account has a
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from monitor.errors import StoreError, WebhookMalformed, WebhookRejected
 from monitor.metrics import Metrics
+from monitor.webhooks.liveness import PushWatch
 from monitor.webhooks.process import WebhookProcessor
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,10 @@ PATH = "/webhooks/linq"
 MAX_BODY = 64 * 1024
 
 
-def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]:
+def webhook_routes(processor: WebhookProcessor, metrics: Metrics,
+                   watch: PushWatch | None = None) -> list[Route]:
+    """The route; ``watch`` hears of each signed webhook's verdict (push liveness)."""
+
     async def linq(request: Request) -> Response:
         if not processor.enabled:
             return PlainTextResponse("webhooks are not configured\n", status_code=404)
@@ -35,6 +40,10 @@ def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]
         except WebhookRejected as exc:
             metrics.webhooks.labels("rejected").inc()
             log.warning("webhook rejected (401): %s", exc)
+            # Only signed requests count: an unsigned probe says nothing about our secret.
+            if watch is not None and _signed(request) and watch.rejected(
+                    str(exc), now=datetime.now(UTC)):
+                log.error("signed webhooks keep being rejected: was the secret rotated?")
             return PlainTextResponse("unauthorized\n", status_code=401)
         except WebhookMalformed as exc:
             metrics.webhooks.labels("malformed").inc()
@@ -43,6 +52,8 @@ def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]
         except StoreError as exc:
             log.error("webhook not recorded (503, Linq will retry): %s", exc)
             return PlainTextResponse("cannot record the event now\n", status_code=503)
+        if watch is not None:
+            watch.accepted()
         outcome = ("duplicate" if receipt.duplicate
                    else "accepted" if receipt.known
                    else "ignored")
@@ -52,3 +63,8 @@ def webhook_routes(processor: WebhookProcessor, metrics: Metrics) -> list[Route]
         return JSONResponse({"received": True, "duplicate": receipt.duplicate})
 
     return [Route(PATH, linq, methods=["POST"])]
+
+
+def _signed(request: Request) -> bool:
+    headers = request.headers
+    return bool(headers.get("webhook-signature") or headers.get("x-webhook-signature"))

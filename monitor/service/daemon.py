@@ -45,6 +45,7 @@ from monitor.store.solo import lock_sqlite
 log = logging.getLogger(__name__)
 
 DELIVERY_TICK = 1.0
+PUSH_CHECK_EVERY = timedelta(days=1)  # the webhook subscriptions, after the one at start
 
 
 class Daemon:
@@ -108,6 +109,13 @@ class Daemon:
             # Daily, at a quiet hour; the work is one transaction of deletes and summaries.
             self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
                                     id="prune", max_instances=1, coalesce=True)
+        if any(a.webhook_secret is not None for a in self._config.accounts):
+            # At start (once the first poll had its go) and daily; a newly acquired lease
+            # brings it forward (lease_acquired).
+            self._scheduler.add_job(
+                self._push_job, IntervalTrigger(seconds=PUSH_CHECK_EVERY.total_seconds()),
+                id="push", max_instances=1, coalesce=True, misfire_grace_time=None,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=2))
         self._scheduler.start()
         leases_task = asyncio.create_task(self._coordinator.run(self._stop), name="leases")
         host, port = listen.getsockname()[:2]
@@ -235,11 +243,29 @@ class Daemon:
             queued += await check_troubles(
                 rt.sessions, self._config.alerts, pollers=rt.pollers, gave_up=rt.deliverer.gave_up,
                 renderers=rt.renderers, channels=rt.channels, started_at=self._started_at,
-                now=utcnow(), holds=self._coordinator.held_since)
+                now=utcnow(), holds=self._coordinator.held_since,
+                push=rt.push.findings([a for a in rt.pollers if self._coordinator.holds(a)]))
         except StoreError as exc:
             log.error("cannot record the monitor's own trouble (will try again): %s", exc)
         if queued:
             self._wake_deliverers()
+
+    async def _push_job(self) -> None:
+        """Check the webhook subscriptions of the accounts held here (push liveness)."""
+        for account in self._config.accounts:
+            if account.webhook_secret is None or not self._coordinator.holds(account.name):
+                continue
+            with log_context(account=account.name):
+                try:
+                    problem = await self._runtime.push.check(account)
+                except MonitorError as exc:
+                    log.warning("cannot check the webhook subscriptions (will try again "
+                                "tomorrow, or at the next lease): %s", exc)
+                    continue
+                if problem:
+                    log.error("push: %s", problem)
+                else:
+                    log.info("push: subscribed to phone_number.status_updated")
 
     async def _digest_job(self, channel: str) -> None:
         with log_context(channel=channel):
@@ -266,6 +292,9 @@ class Daemon:
         job = self._scheduler.get_job(f"poll:{account}")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
+        push = self._scheduler.get_job("push")
+        if push is not None:
+            push.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=2))
 
     def lease_lost(self, account: str) -> None:
         """A lease was lost or given back: abandon its poll, drop its memory and series."""

@@ -46,6 +46,7 @@ from monitor.store.engine import (
     sqlite_path,
 )
 from monitor.store.state import load_lines
+from monitor.webhooks.liveness import PushWatch
 from monitor.webhooks.process import ALONE, Leases, WebhookProcessor
 from monitor.webhooks.verify import Signer
 
@@ -232,6 +233,7 @@ class Runtime:
             labels_for=lambda s: dict(self.line_meta(s).labels),
             flapping_for=lambda s: s.flapping)
         self._directory_read: dict[str, datetime] = {}  # accounts others poll: when read
+        self.push = PushWatch(expected_url=config.server.webhook_url)  # push liveness
         self.webhooks = WebhookProcessor(
             sessions, self.pollers, webhook_signers(config), self.metrics, clock=utcnow,
             leases=leases, on_queued=self.doorbell.ring, on_assigned=poll_now,

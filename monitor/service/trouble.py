@@ -1,6 +1,7 @@
 """The monitor's own trouble, announced like a CRITICAL line: once when it starts, once when
-it clears. Two kinds: an account whose polls have failed for ``stale_after`` (its lines are
-unwatched), and a channel whose deliveries gave up (``give_up_after``).
+it clears. Three kinds: an account whose polls have failed for ``stale_after`` (its lines
+are unwatched), a channel whose deliveries gave up (``give_up_after``), and webhooks that
+will not arrive or are refused (push liveness: FLAGGED is only known from them).
 
 Announcements go to every channel that would hear of a CRITICAL line of the account (all
 channels for a channel's trouble, the failing one included: it hears once it works again),
@@ -23,10 +24,12 @@ from monitor.core.model import Message
 from monitor.core.trouble import Trouble, TroubleKind
 from monitor.http.server import PollHealth
 from monitor.store.troubles import active_troubles, flip_trouble
+from monitor.webhooks.liveness import SIGNATURES
 
 log = logging.getLogger(__name__)
 
-_KEY_PREFIX = {TroubleKind.POLLS_FAILING: "stale", TroubleKind.DELIVERY_FAILING: "delivery"}
+_KEY_PREFIX = {TroubleKind.POLLS_FAILING: "stale", TroubleKind.DELIVERY_FAILING: "delivery",
+               TroubleKind.PUSH_FAILING: "push"}
 
 
 class TroubleRenderer(Protocol):
@@ -41,18 +44,24 @@ async def check_troubles(
     renderers: Mapping[str, TroubleRenderer], channels: Collection[str],
     started_at: datetime, now: datetime,
     holds: Callable[[str], datetime | None] | None = None,
+    push: Mapping[str, str | None] | None = None,
 ) -> int:
     """Open and clear troubles to match the present; returns how many flips were queued.
 
     ``pollers``: every configured account's poller; ``gave_up``: channel → error, for the
     channels whose last delivery gave up; ``channels``: the configured channel names.
     With replicas, ``holds`` gives when this replica took an account's lease (None: not
-    ours): only the holder judges an account's polls, from when it took over.
+    ours): only the holder judges an account's polls, from when it took over. ``push``:
+    subject -> problem, or None for judged fine here (monitor.webhooks.liveness); a push
+    trouble clears only where it was judged fine, never where it was not judged at all.
     """
     held = _judged_here(pollers, started_at=started_at, holds=holds)
     wanted = {**_stale_accounts(pollers, held, stale_after=alerts.stale_after,
                                started_at=started_at, now=now),
-              **_failing_channels(gave_up, now=now)}
+              **_failing_channels(gave_up, now=now),
+              **{_key(TroubleKind.PUSH_FAILING, subject): Trouble(
+                  TroubleKind.PUSH_FAILING, subject, since=now, last_error=problem)
+                 for subject, problem in (push or {}).items() if problem}}
     announcer = _Announcer(sessions, alerts.channels, renderers)
     active = await asyncio.to_thread(active_troubles, sessions)
     flips = 0
@@ -66,6 +75,8 @@ async def check_troubles(
             continue
         if known.kind is TroubleKind.POLLS_FAILING and known.subject not in held:
             continue  # its holder decides when it clears
+        if known.kind is TroubleKind.PUSH_FAILING and known.subject not in (push or {}):
+            continue  # not judged here (another replica's account, no webhook seen yet)
         cleared = Trouble(known.kind, known.subject, since=since, cleared_at=now)
         if await announcer.flip(key, cleared, now=now, active=False):
             log.info("monitor trouble cleared: %s %s", known.kind, known.subject)
@@ -135,7 +146,8 @@ def _from_key(key: str, since: datetime) -> Trouble | None:
 
 
 def _channels_for(channels: Sequence[ChannelConfig], trouble: Trouble) -> list[str]:
-    if trouble.kind is TroubleKind.DELIVERY_FAILING:
+    if trouble.kind is TroubleKind.DELIVERY_FAILING or (
+            trouble.kind is TroubleKind.PUSH_FAILING and trouble.subject == SIGNATURES):
         return [c.name for c in channels]
     return [c.name for c in channels if not c.accounts or trouble.subject in c.accounts]
 
@@ -145,4 +157,6 @@ def _still_configured(trouble: Trouble, pollers: Collection[str],
     """A trouble about an account or channel no longer configured is left, not 'cleared'."""
     if trouble.kind is TroubleKind.POLLS_FAILING:
         return trouble.subject in pollers
+    if trouble.kind is TroubleKind.PUSH_FAILING:
+        return trouble.subject in pollers or trouble.subject == SIGNATURES
     return trouble.subject in channels

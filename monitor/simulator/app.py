@@ -81,6 +81,13 @@ def build_app(sim: Simulator) -> Starlette:
     async def subscription(request: Request) -> Response:
         if not authorised(request):
             return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        if request.method == "PUT":
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                body = None
+            status, answer = sim.subscriptions.update(request.path_params["id"], body)
+            return Response(orjson.dumps(answer), status_code=status, media_type=JSON)
         if sim.subscriptions.delete(request.path_params["id"]):
             return Response(status_code=204)
         return Response(render_error(404, trace_id=new_trace_id()), status_code=404,
@@ -91,7 +98,7 @@ def build_app(sim: Simulator) -> Starlette:
         routes.append(Route(prefix + "/v3/webhook-subscriptions", subscriptions,
                             methods=["GET", "POST"]))
         routes.append(Route(prefix + "/v3/webhook-subscriptions/{id}", subscription,
-                            methods=["DELETE"]))
+                            methods=["PUT", "DELETE"]))
     for prefix in ("", "/api/partner"):
         audit = prefix + "/v3/phone_numbers/{phone}/reputation_audit"
         routes.append(Route(audit, start_audit, methods=["POST"]))

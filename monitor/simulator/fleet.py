@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from monitor.simulator.scenario import LegacyMode, LineSpec, default_line_id
-from monitor.simulator.wire import make_item, make_reputation, render_fleet
+from monitor.simulator.wire import DEFAULT_LINE_TYPE, make_item, make_reputation, render_fleet
 
 # "+1" and ten digits: the length of a North American number, what add_generated pads to.
 _NANP_LENGTH = 12
@@ -48,6 +48,7 @@ class Fleet:
             status=spec.status,
             doc_url=spec.doc_url,
             forwarding_number=spec.forwarding_number,
+            line_type=spec.line_type,
         )
 
     def add(
@@ -58,13 +59,15 @@ class Fleet:
         status: str = "HEALTHY",
         doc_url: str | None = None,
         forwarding_number: str | None = None,
+        line_type: str | None = DEFAULT_LINE_TYPE,
     ) -> str:
         """Append a line; returns its id. Raises ValueError if the phone or id exists."""
         line_id = line_id or default_line_id(phone_number)
         if phone_number in self._id_by_phone or line_id in self._items:
             raise ValueError(f"line {phone_number} (id {line_id}) already exists")
         reputation = make_reputation(status, doc_url)
-        self._items[line_id] = make_item(line_id, phone_number, reputation, forwarding_number)
+        self._items[line_id] = make_item(line_id, phone_number, reputation, forwarding_number,
+                                          line_type)
         self._id_by_phone[phone_number] = line_id
         self._bodies.clear()
         return line_id

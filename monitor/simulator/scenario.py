@@ -71,6 +71,7 @@ class LineSpec(BaseModel):
     status: str = Field(default="HEALTHY", min_length=1)
     doc_url: str | None = None
     forwarding_number: str | None = None
+    line_type: Literal["iMessage", "RCS"] | None = "iMessage"
 
     @property
     def line_id(self) -> str:

@@ -83,6 +83,7 @@ class Simulator:
         status: str = "HEALTHY",
         doc_url: str | None = None,
         forwarding_number: str | None = None,
+        line_type: str | None = "iMessage",
     ) -> str:
         """Add a line at the end of the list; returns its id (default: uuid5 of the phone).
 
@@ -95,6 +96,7 @@ class Simulator:
                 status=status,
                 doc_url=doc_url,
                 forwarding_number=forwarding_number,
+                line_type=line_type,
             )
 
     def add_lines(self, count: int, *, status: str = "HEALTHY", prefix: str = "+1202") -> list[str]:

@@ -129,9 +129,11 @@ def _iso(moment: datetime) -> str:
 
 
 class SubscriptionDesk:
-    """Linq's ``/v3/webhook-subscriptions``: create (secret shown once), list, delete.
+    """Linq's ``/v3/webhook-subscriptions``: create (secret shown once), list, update, delete.
 
-    A target URL may be used once per account, and must be HTTPS, as Linq requires.
+    A target URL may be used once per account, and must be HTTPS, as Linq requires. Items
+    carry what linq-python 0.65.0's ``WebhookSubscription`` requires (``created_at``,
+    ``updated_at``, ``is_active``, ``subscribed_events``, ``target_url``).
     """
 
     def __init__(self) -> None:
@@ -150,9 +152,11 @@ class SubscriptionDesk:
                 return 400, {"success": False, "error": {
                     "status": 400, "code": 1000,
                     "message": "target_url must be https and unused in this account"}}
+            now = _iso(datetime.now(UTC))
             item = {"id": f"whsub_{uuid.uuid4().hex[:12]}", "target_url": url,
                     "subscribed_events": list(body.get("subscribed_events") or []),
-                    "phone_numbers": body.get("phone_numbers"), "is_active": True}
+                    "phone_numbers": body.get("phone_numbers"), "is_active": True,
+                    "created_at": now, "updated_at": now}
             self._items[item["id"]] = item
             secret = self.secrets[item["id"]] = new_secret()
             return 201, {**item, "signing_secret": secret}
@@ -160,6 +164,22 @@ class SubscriptionDesk:
     def list(self) -> dict[str, Any]:
         with self._lock:
             return {"subscriptions": [dict(i) for i in self._items.values()]}
+
+    def update(self, subscription_id: str, body: Any) -> tuple[int, dict[str, Any]]:
+        """PUT: change ``is_active``, ``target_url``, ``subscribed_events``, ``phone_numbers``."""
+        if not isinstance(body, dict):
+            return 400, {"success": False, "error": {"status": 400, "code": 1000,
+                                                     "message": "body must be an object"}}
+        with self._lock:
+            item = self._items.get(subscription_id)
+            if item is None:
+                return 404, {"success": False, "error": {"status": 404, "code": 2000,
+                                                         "message": "subscription not found"}}
+            for key in ("is_active", "target_url", "subscribed_events", "phone_numbers"):
+                if key in body:
+                    item[key] = body[key]
+            item["updated_at"] = _iso(datetime.now(UTC))
+            return 200, dict(item)
 
     def delete(self, subscription_id: str) -> bool:
         with self._lock:

@@ -18,7 +18,9 @@ import orjson
 from monitor.simulator.scenario import LegacyMode
 
 JSON = "application/json"
-DOC_URL_BASE = "https://docs.linqapp.com/guides/phone-numbers/phone-reputation#"
+# Most partner lines are iMessage lines; RCS-only lines exist (linq-python 0.65.0).
+DEFAULT_LINE_TYPE = "iMessage"
+DOC_URL_BASE = "https://docs.linqapp.com/channel/imessage/guides/phone-numbers/phone-reputation#"
 _ERROR_DOC_URL = "https://docs.linqapp.com/error/codes/{range}xxx/{code}/"
 
 # (code, message) per HTTP status. 2004, 3006 and 1007 are documented; the fallbacks are
@@ -48,18 +50,27 @@ def make_reputation(status: str, doc_url: str | None = None) -> dict[str, str]:
 
 
 def make_item(
-    line_id: str, phone_number: str, reputation: dict[str, str], forwarding: str | None
+    line_id: str,
+    phone_number: str,
+    reputation: dict[str, str],
+    forwarding: str | None,
+    line_type: str | None = DEFAULT_LINE_TYPE,
 ) -> dict[str, Any]:
     """One PhoneNumber in its current shape (`reputation`, no deprecated alias).
 
     `reputation` may be shared between items: changes replace it, never mutate it.
+    `line_type` (``iMessage`` | ``RCS``) is optional in linq-python 0.65.0: None leaves
+    the key out, as an older API would.
     """
-    return {
+    item: dict[str, Any] = {
         "id": line_id,
         "phone_number": phone_number,
         "reputation": reputation,
         "forwarding_number": forwarding,
     }
+    if line_type is not None:
+        item["line_type"] = line_type
+    return item
 
 
 def render_fleet(items: Iterable[dict[str, Any]], legacy: LegacyMode) -> bytes:

@@ -115,6 +115,8 @@ class Line(Base):
     # Service status (ACTIVE/FLAGGED) from webhooks, and Linq's changed_at of that event.
     service_status: Mapped[str | None] = mapped_column(String(32))
     service_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # iMessage | RCS from the list (linq-python 0.65.0); null until the API reports it.
+    line_type: Mapped[str | None] = mapped_column(String(32))
 
 
 class TransitionRow(Base):

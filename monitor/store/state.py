@@ -39,7 +39,7 @@ _NOTIFICATIONS: Table = Notification.__table__  # type: ignore[assignment]
 _LINE_COLUMNS = ("account", "line_id", "phone_number", "status", "doc_url", "since", "present",
                  "updated_at", "told", "previous_status", "previous_since", "degraded_since",
                  "pending_status", "pending_count", "pending_since", "flap", "service_status",
-                 "service_changed_at")
+                 "service_changed_at", "line_type")
 _UPDATE_LINE = (
     update(_LINES)
     .where(_LINES.c.account == bindparam("k_account"), _LINES.c.line_id == bindparam("k_line_id"))
@@ -83,7 +83,7 @@ def load_lines(sessions: sessionmaker[Session], account: str, *,
                     Line.present, Line.told, Line.previous_status, Line.previous_since,
                     Line.degraded_since, Line.pending_status, Line.pending_count,
                     Line.pending_since, Line.flap, Line.service_status,
-                    Line.service_changed_at)
+                    Line.service_changed_at, Line.line_type)
              .where(Line.account == account).execution_options(yield_per=5000))
     if updated_after is not None:
         query = query.where(Line.updated_at > updated_after)
@@ -105,10 +105,11 @@ def load_lines(sessions: sessionmaker[Session], account: str, *,
                              if pending_status is not None and pending_since is not None
                              else None),
                     flap=None if flap is None else _flap(flap),
-                    service_status=share(service_status), service_changed_at=service_at)
+                    service_status=share(service_status), service_changed_at=service_at,
+                    line_type=share(line_type))
                 for (line_id, phone, status, doc_url, since, present, told, prev_status,
                      prev_since, degraded_since, pending_status, pending_count, pending_since,
-                     flap, service_status, service_at) in session.execute(query)
+                     flap, service_status, service_at, line_type) in session.execute(query)
             }
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot load lines of account {account}: {exc}") from exc
@@ -326,7 +327,7 @@ def _line_row(state: LineState, now: datetime) -> tuple[object, ...]:
             state.previous_since, state.degraded_since,
             pending.status if pending else None, pending.count if pending else None,
             pending.since if pending else None, _flap_json(state.flap), state.service_status,
-            state.service_changed_at)
+            state.service_changed_at, state.line_type)
 
 
 def _told_json(told: Mapping[str, Told]) -> dict[str, Any] | None:

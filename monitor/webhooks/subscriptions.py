@@ -100,6 +100,11 @@ async def list_subscriptions(config: Config, *, account_name: str | None,
     return "\n".join(lines)
 
 
+async def fetch_subscriptions(account: AccountConfig) -> list[dict[str, Any]]:
+    """The account's webhook subscriptions as Linq lists them. Raises ApiError."""
+    return _items(await _call(account, "GET", PATH))
+
+
 async def delete(config: Config, *, account_name: str | None, subscription_id: str) -> str:
     account = pick_account(config, account_name)
     await _call(account, "DELETE", f"{PATH}/{quote(subscription_id, safe='')}")

@@ -7,9 +7,13 @@ tolerance on the timestamp either way.
 
 The legacy scheme (``X-Webhook-Signature``: hex HMAC-SHA256 over ``{timestamp}.{body}``,
 ``X-Webhook-Timestamp``) is accepted only when an account sets
-``accept_legacy_signatures``: some proxies strip the ``webhook-*`` headers. Linq does not
-document its key; we use the same decoded secret as the standard scheme. It carries no
-event id, so the idempotency key is then the body's ``event_id``.
+``accept_legacy_signatures``: some proxies strip the ``webhook-*`` headers. Its key is the
+signing secret *string* as Linq returned it (``whsec_...``, UTF-8), not the decoded key
+bytes of the standard scheme: Linq's reference for the old headers (docs.linqapp.com, the
+python SDK's webhook_subscriptions page: ``hmac.new(signing_secret.encode('utf-8'),
+f"{timestamp}.{payload}".encode('utf-8'), hashlib.sha256).hexdigest()``) keys it so, and
+the current docs say existing ``X-Webhook-*`` verification "continues to work — no changes
+required". It carries no event id, so the idempotency key is then the body's ``event_id``.
 
 ``verify`` tries every account that has a secret; the one whose secret verifies is the
 account the event belongs to. Failures say why in the exception (for our log); the HTTP
@@ -44,7 +48,13 @@ class Signer:
 
     @property
     def key(self) -> bytes:
+        """The Standard Webhooks key: the base64-decoded part of the secret."""
         return secret_key(self.secret)
+
+    @property
+    def legacy_key(self) -> bytes:
+        """The legacy ``X-Webhook-Signature`` key: the secret string itself."""
+        return self.secret.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +91,7 @@ def verify(body: bytes, headers: Mapping[str, str], signers: Sequence[Signer],
         # which would answer a hostile header with a 500).
         given = signature.strip().lower().encode("utf-8", "replace")
         for signer in legacy:
-            expected = hmac.new(signer.key, signed, hashlib.sha256).hexdigest().encode()
+            expected = hmac.new(signer.legacy_key, signed, hashlib.sha256).hexdigest().encode()
             if hmac.compare_digest(expected, given):
                 return Verified(signer.account, None, "legacy")
         raise WebhookRejected("no configured secret matches the X-Webhook-Signature")
@@ -118,7 +128,8 @@ def sign(secret: str, *, webhook_id: str, timestamp: int, body: bytes,
     key = secret_key(secret)
     signed = f"{webhook_id}.{timestamp}.".encode() + body
     signature = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    legacy = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    legacy = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body,
+                      hashlib.sha256).hexdigest()
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
