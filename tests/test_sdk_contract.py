@@ -25,7 +25,10 @@ import httpx
 import pydantic
 import pytest
 from linq.types import (
+    PhoneNumberAssignedWebhookEvent,
+    PhoneNumberForwardingUpdatedWebhookEvent,
     PhoneNumberListResponse,
+    PhoneNumberReleasedWebhookEvent,
     PhoneNumberStatusUpdatedWebhookEvent,
     ReputationAudit,
     ReputationAuditStarted,
@@ -140,6 +143,11 @@ EVENTS: dict[str, tuple[Callable[[WebhookSender], Delivery], type[pydantic.BaseM
             PHONE, previous_status="ACTIVE", new_status="FLAGGED",
             previous_reputation="AT_RISK", new_reputation="CRITICAL"),
         PhoneNumberStatusUpdatedWebhookEvent),
+    "assigned": (lambda sender: sender.assigned(PHONE), PhoneNumberAssignedWebhookEvent),
+    "released": (lambda sender: sender.released(PHONE), PhoneNumberReleasedWebhookEvent),
+    "forwarding_updated": (
+        lambda sender: sender.forwarding_updated(PHONE, before=None, after="+14155550199"),
+        PhoneNumberForwardingUpdatedWebhookEvent),
 }
 _NOT_BUILDERS = {"event", "headers", "send"}
 
