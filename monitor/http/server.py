@@ -69,9 +69,12 @@ def build_app(runtime: Runtime, *, started_at: datetime,
     """The app. ``held_since(account)``: when this replica took the account's lease (None:
     another replica polls it, so its staleness is not this replica's readiness)."""
     async def metrics(_: Request) -> Response:
-        # Snapshot on the event loop (where polls update it), then stream it: at 100k lines
-        # the text is ~70 MB, and one big join would cost more than the whole send.
-        pieces = runtime.metrics.pieces()
+        # The per-line block (re-rendering what changed since the last scrape, all of it
+        # the first time) on a worker thread, so a scrape never holds the event loop; the
+        # rest on the loop, where polls update it. Then stream it: at 100k lines the text
+        # is ~70 MB, and one big join would cost more than the whole send.
+        lines = await asyncio.to_thread(runtime.metrics.line_series.pieces)
+        pieces = runtime.metrics.pieces(lines=lines)
 
         async def body() -> AsyncIterator[bytes]:
             for chunk in stream(pieces):
