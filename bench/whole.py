@@ -327,9 +327,11 @@ async def bench(args: argparse.Namespace) -> Whole:
                         if n >= args.polls:
                             break
                         if scraper is None:
-                            # 0.7 of an interval: the scrapes drift across the polls.
+                            # By default 0.7 of an interval: the scrapes drift across
+                            # the polls, so some land during one.
                             scraper = asyncio.create_task(scrape_forever(
-                                f"http://127.0.0.1:{port}/metrics", interval * 0.7, whole))
+                                f"http://127.0.0.1:{port}/metrics",
+                                args.scrape_every or interval * 0.7, whole))
                         await http.post(sim_url + "/_sim/set",
                                         content=orjson.dumps(fleet.step(changes)))
                     for task in (watcher, scraper):
@@ -397,6 +399,8 @@ def main() -> None:
                              "$TEST_POSTGRES_URL) or a database URL")
     parser.add_argument("--outbox-rows", type=int, default=0,
                         help="pre-fill the database with N delivered notifications")
+    parser.add_argument("--scrape-every", type=float, default=None,
+                        help="seconds between scrapes (default 0.7 of the interval)")
     parser.add_argument("--no-audits", dest="audits", action="store_false",
                         help="audit_on = [] (to tell the audits' cost from the rest)")
     parser.add_argument("--smoke", action="store_true",
