@@ -12,6 +12,9 @@ Per configuration it measures, as medians of ``--runs``:
 - rows written per steady poll, counted in the database (and the changes that caused them);
 - peak RSS of this process (the simulator runs in another process).
 The table is printed and, unless --no-write, written to bench/RESULTS.md.
+
+``python -m bench whole ...`` runs bench/whole.py instead: the whole daemon's cost
+(``reputation-monitor run`` with audits, alerts and scrapes, then the one-shot ``poll``).
 """
 
 from __future__ import annotations
@@ -248,6 +251,12 @@ def main() -> None:
         from bench.webhooks import main as webhooks
 
         sys.exit(webhooks(sys.argv[2:]))
+    if sys.argv[1:2] == ["whole"]:
+        from bench import whole
+
+        sys.argv[0:2] = ["python -m bench whole"]
+        whole.main()
+        return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[10_000])
     parser.add_argument("--db", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"])

@@ -68,8 +68,9 @@ class Run:
 
 
 @asynccontextmanager
-async def receiver() -> AsyncIterator[str]:
-    """A channel endpoint that accepts every notification (Apprise's json:// posts here)."""
+async def receiver(received: list[float] | None = None) -> AsyncIterator[str]:
+    """A channel endpoint that accepts every notification (Apprise's json:// posts here);
+    the time of each one is appended to `received` when given."""
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with suppress(ConnectionError, asyncio.IncompleteReadError):
@@ -81,6 +82,8 @@ async def receiver() -> AsyncIterator[str]:
                     if name.strip().lower() == b"content-length":
                         length = int(value)
                 await reader.readexactly(length)
+                if received is not None:
+                    received.append(time.monotonic())
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
         writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def test_a_change_shows_on_the_next_scrape_and_a_removed_line_disappears() -> No
         {"account": "main", "line_id": "id-7", "phone_number": "+12025550007"}.items()))] == 2
     assert not any(("line_id", "id-8") in labels for _, labels in after)
     assert sum(1 for name, _ in after if name == "linq_reputation_line_severity") == 1999
+
+
+def test_a_rendering_on_another_thread_shows_updates_made_before_it_and_none_after() -> None:
+    metrics = Metrics()
+    metrics.line_series.update([line(i) for i in range(100)])
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(metrics.line_series.pieces).result()
+        metrics.line_series.update([line(5, "CRITICAL")])  # after that snapshot
+        second = pool.submit(metrics.line_series.pieces).result()
+    assert b'line_id="id-5",phone_number="+12025550005"} 0' in b"".join(first)
+    assert b'line_id="id-5",phone_number="+12025550005"} 2' in b"".join(second)
 
 
 def test_an_undocumented_status_gets_its_own_sample_and_severity_3() -> None:

@@ -123,6 +123,8 @@ def parse_phone_numbers(
         items = _lenient_items(body, trace_id)
     except RecursionError:
         raise _too_deep(trace_id) from None
+    else:
+        return _collect_typed(decoded.phone_numbers)
     return _collect(_consume(items))
 
 
@@ -217,6 +219,40 @@ def _collect(items: Iterable[_Item | msgspec.Raw | Any]) -> PhoneNumberList:
         else:
             seen.add(result.line_id)
             observations.append(result)
+    return PhoneNumberList(observations, skipped)
+
+
+def _collect_typed(items: list[_Item]) -> PhoneNumberList:
+    """``_collect`` for a body that decoded as typed items: the same result, with the
+    common item (every field present) handled inline. At 100k lines this loop is a poll's
+    largest cost after the decode itself, so it avoids a call per item."""
+    observations: list[Observation] = []
+    skipped: list[SkippedItem] = []
+    seen: set[str] = set()
+    shared: dict[str, str] = {}
+    share, see, keep = shared.setdefault, seen.add, observations.append
+    items.reverse()  # pop from the end: each struct is freed as soon as it is read
+    pop = items.pop
+    for index in range(len(items)):
+        item = pop()
+        reputation = item.reputation if item.reputation is not None else item.health_status
+        line_id = item.id
+        if not (line_id and item.phone_number and reputation is not None
+                and reputation.status):
+            result = _parse_item(msgspec.to_builtins(item))
+            if isinstance(result, str):
+                skipped.append(_skipped(index, item, result))
+                continue
+            line_id = result.line_id
+        else:
+            status, doc_url = reputation.status, reputation.doc_url
+            result = Observation(line_id, item.phone_number, share(status, status),
+                                 None if doc_url is None else share(doc_url, doc_url))
+        if line_id in seen:
+            skipped.append(SkippedItem(index, "duplicate id", None, None))
+            continue
+        see(line_id)
+        keep(result)
     return PhoneNumberList(observations, skipped)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from monitor.core import status as st
 from monitor.core.chats import WorstChat
@@ -17,9 +17,14 @@ from monitor.core.chats import WorstChat
 NO_TOLD: Mapping[str, Told] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One line as one successful poll (or a webhook) saw it."""
+class Observation(NamedTuple):
+    """One line as one successful poll (or a webhook) saw it.
+
+    A NamedTuple rather than a frozen dataclass: a poll builds one per line (100k at a
+    time), and a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, which made building them cost about as much as decoding the
+    whole answer (bench/RESULTS.md, "The whole daemon").
+    """
 
     line_id: str
     phone_number: str

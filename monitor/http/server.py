@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -81,10 +82,20 @@ def build_app(runtime: Runtime, *, started_at: datetime,
               held_since: Callable[[str], datetime | None] | None = None) -> ASGIApp:
     """The app. ``held_since(account)``: when this replica took the account's lease (None:
     another replica polls it, so its staleness is not this replica's readiness)."""
+    # The per-line block (re-rendering what changed since the last scrape, all of it the
+    # first time) on a thread of its own, so a scrape never holds the event loop. Its own:
+    # glibc gives each thread an arena, and rendered blocks (~70 MB at 100k lines, each
+    # replaced when its lines change) allocated on the threads that also parse a poll's
+    # answer spread over their arenas between the poll's big transient buffers: ~10 MB
+    # more RSS over ten polls (bench/RESULTS.md). The thread ends with the app.
+    renderer = ThreadPoolExecutor(1, thread_name_prefix="metrics")
+
     async def metrics(_: Request) -> Response:
-        # Snapshot on the event loop (where polls update it), then stream it: at 100k lines
-        # the text is ~70 MB, and one big join would cost more than the whole send.
-        pieces = runtime.metrics.pieces()
+        # The rest on the loop, where polls update it. Then stream it: at 100k lines the
+        # text is ~70 MB, and one big join would cost more than the whole send.
+        lines = await asyncio.get_running_loop().run_in_executor(
+            renderer, runtime.metrics.line_series.pieces)
+        pieces = runtime.metrics.pieces(lines=lines)
 
         async def body() -> AsyncIterator[bytes]:
             for chunk in stream(pieces):
