@@ -72,7 +72,7 @@ def effective_status(reported: str, *, watching: bool) -> str:
 def overlay(observation: Observation, *, watching: bool) -> Observation:
     """A poll's observation as this monitor sees the line (``effective_status``)."""
     status = effective_status(observation.status, watching=watching)
-    return observation if status == observation.status else replace(observation, status=status)
+    return observation if status == observation.status else observation._replace(status=status)
 
 
 def plan_watch(
