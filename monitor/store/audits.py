@@ -89,14 +89,30 @@ def latest_per_line(session: Session) -> list[Audit]:
     return list(session.scalars(select(Audit).where(Audit.id.in_(newest))))
 
 
+# A line's newest transitions read to find one just committed, before reading them all.
+_RECENT_TRANSITIONS = 16
+
+
 def transition_id(sessions: sessionmaker[Session], t: Transition) -> int | None:
-    """The row id of a committed transition (matched on line, time and statuses)."""
+    """The row id of a committed transition (matched on line, time and statuses).
+
+    Read through the line's index, newest first, and matched here: with ``at`` in the
+    WHERE clause SQLite picks the index on ``at`` alone, and a first poll gives 100k
+    transitions the same ``at``, so every audit scanned them (bench/whole.py's profile).
+    The transition was just committed, so it is among the line's newest rows.
+    """
+    line = (TransitionRow.account == t.account, TransitionRow.line_id == t.line_id)
     with _mapped("find the transition"), sessions() as session:
-        return session.scalar(
-            select(TransitionRow.id).where(
-                TransitionRow.account == t.account, TransitionRow.line_id == t.line_id,
-                TransitionRow.at == t.at, TransitionRow.to_status == t.to_status,
-            ).order_by(TransitionRow.id.desc()).limit(1))
+        for limit in (_RECENT_TRANSITIONS, None):
+            rows = session.execute(
+                select(TransitionRow.id, TransitionRow.at, TransitionRow.to_status)
+                .where(*line).order_by(TransitionRow.id.desc()).limit(limit)).all()
+            for row_id, at, to_status in rows:
+                if at == t.at and to_status == t.to_status:
+                    return int(row_id)
+            if len(rows) < _RECENT_TRANSITIONS:
+                break
+        return None
 
 
 def enrich(sessions: sessionmaker[Session], transition: int, lines: Sequence[str], *,
