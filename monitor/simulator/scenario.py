@@ -41,9 +41,9 @@ from __future__ import annotations
 import hashlib
 import tomllib
 import uuid
+from datetime import datetime, timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
