@@ -293,7 +293,8 @@ class Simulator:
             if (line_id := fleet.find(key)) is not None:
                 # A line added by a step has no chats of its own: nothing to sour.
                 with contextlib.suppress(ValueError):
-                    self.chats.set_counts(fleet.phone(line_id), counts, at=at)
+                    self.chats.set_counts(fleet.phone(line_id),
+                                          {str(k): n for k, n in counts.items()}, at=at)
 
     def _reply(self, answer: _Answer) -> SimResponse:
         trace_id = new_trace_id()
