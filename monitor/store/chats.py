@@ -190,7 +190,7 @@ def account_counts(sessions: sessionmaker[Session], account: str, *,
             return {status: n for status, n in session.execute(
                 select(ChatRow.status, func.count()).where(
                     ChatRow.account == account, ChatRow.updated_at >= since)
-                .group_by(ChatRow.status)).tuples()}
+                .group_by(ChatRow.status))}
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read chats: {exc}") from exc
 
