@@ -22,6 +22,7 @@ from monitor.api.client import LinqClient, ListResult
 from monitor.api.gcpause import gc_paused
 from monitor.api.payload import PhoneNumberList
 from monitor.core import status as st
+from monitor.core.chats import ChatHealthSummary
 from monitor.core.detect import NO_DEBOUNCE, AccountDiff, Debounce, detect_account
 from monitor.core.event import EventPlan, plan_status_update
 from monitor.core.model import LineMeta, LineRef, LineState, Notice, Transition, TransitionKind
@@ -155,6 +156,11 @@ class AccountPoller:
             silenced=self._silences.silenced(previous, meta, now),
         )
         return plan, self._queue(plan.notices, now)
+
+    async def apply_chat_health(self, summaries: Sequence[ChatHealthSummary],
+                                now: datetime) -> None:
+        """Re-assess these lines from their chat health (the WATCH early warning): wired by
+        the WATCH change; a no-op until then."""
 
     async def refresh_silences(self) -> None:
         """Re-read the silences before planning a batch of webhook events (``plan_event``),

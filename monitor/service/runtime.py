@@ -33,6 +33,8 @@ from monitor.core.timing import ChannelTiming
 from monitor.errors import SchemaMismatch, StoreError
 from monitor.metrics import Metrics
 from monitor.service.audits import AuditPolicy, AuditRunner
+from monitor.service.chat_health import ChatHealth
+from monitor.service.chats import ChatSweeper, SweepSettings
 from monitor.service.poller import AccountPoller
 from monitor.service.silences import Silences
 from monitor.store import migrate
@@ -229,6 +231,10 @@ class Runtime:
         self.webhooks = WebhookProcessor(
             sessions, self.pollers, webhook_signers(config), self.metrics, clock=utcnow,
             leases=leases, on_queued=self.doorbell.ring)
+        # Chat health from the sweep and from webhooks, into one state per line.
+        self.chat_health = ChatHealth(sessions, self.pollers, self.metrics,
+                                      window=config.chats.window, clock=utcnow, leases=leases)
+        self.sweepers: dict[str, ChatSweeper] = {}  # filled when entered, like the pollers
         self._audit_clients: dict[str, AuditClient] = {}
         self.audits = AuditRunner(
             sessions, self._audit_clients,
@@ -282,6 +288,10 @@ class Runtime:
                 transition_observers=[self.audits.observer(account.name)],
                 hold=self.audits.hold(account.name),
             )
+            self.sweepers[account.name] = ChatSweeper(
+                account.name, client, self.sessions, self.chat_health, self.metrics,
+                settings=SweepSettings(self.config.chats.requests_per_minute,
+                                       self.config.chats.interval))
         await self.refresh_silences()
         await self.audits.load()
         return self

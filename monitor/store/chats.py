@@ -44,8 +44,10 @@ class SweepProgress:
 
 
 def apply_chats(sessions: sessionmaker[Session], account: str, records: Sequence[ChatRecord],
-                *, progress: SweepProgress | None = None) -> set[str]:
-    """Store what changed among `records` (and `progress`, if given) in one transaction.
+                *, progress: SweepProgress | None = None, checkpoint: bool = True) -> set[str]:
+    """Store what changed among `records` in one transaction, with `progress` (if given)
+    when this is a `checkpoint` or some chat changed: an unchanged page between
+    checkpoints writes nothing at all.
 
     Returns the phone numbers of the lines whose chats changed. Raises StoreError.
     """
@@ -58,7 +60,7 @@ def apply_chats(sessions: sessionmaker[Session], account: str, records: Sequence
         try:
             with sessions.begin() as session:
                 changed = _apply(session, account, latest)
-                if progress is not None:
+                if progress is not None and (checkpoint or changed):
                     _save_progress(session, account, progress)
                 return changed
         except IntegrityError:
