@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="webhook_command", required=True, metavar="ACTION")
     reg = _subcommand(webhook, "register", "subscribe phone_number.status_updated to a URL")
     reg.add_argument("--url", required=True, help="the daemon's public https://.../webhooks/linq")
+    reg.add_argument("--chats", action="store_true", help="also the message and chat events "
+                     "that carry a chat's health (applied at once, between chat sweeps)")
     lst = _subcommand(webhook, "list", "list the account's subscriptions")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     rm = _subcommand(webhook, "delete", "delete a subscription")
@@ -365,7 +367,7 @@ def _webhook(args: argparse.Namespace) -> int:
     config = load(args)
     if args.webhook_command == "register":
         text = run_async(subscriptions.register(config, account_name=args.account,
-                                                url=args.url))
+                                                url=args.url, chats=args.chats))
     elif args.webhook_command == "list":
         text = run_async(subscriptions.list_subscriptions(config, account_name=args.account,
                                                           as_json=args.json))

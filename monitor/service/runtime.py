@@ -46,6 +46,7 @@ from monitor.store.engine import (
     sqlite_path,
 )
 from monitor.store.state import load_lines
+from monitor.webhooks.chats import ChatEvents
 from monitor.webhooks.process import ALONE, Leases, WebhookProcessor
 from monitor.webhooks.verify import Signer
 
@@ -228,12 +229,12 @@ class Runtime:
             labels_for=lambda s: dict(self.line_meta(s).labels),
             flapping_for=lambda s: s.flapping)
         self._directory_read: dict[str, datetime] = {}  # accounts others poll: when read
-        self.webhooks = WebhookProcessor(
-            sessions, self.pollers, webhook_signers(config), self.metrics, clock=utcnow,
-            leases=leases, on_queued=self.doorbell.ring)
         # Chat health from the sweep and from webhooks, into one state per line.
         self.chat_health = ChatHealth(sessions, self.pollers, self.metrics,
                                       window=config.chats.window, clock=utcnow, leases=leases)
+        self.webhooks = WebhookProcessor(
+            sessions, self.pollers, webhook_signers(config), self.metrics, clock=utcnow,
+            leases=leases, on_queued=self.doorbell.ring, chats=ChatEvents(self.chat_health))
         self.sweepers: dict[str, ChatSweeper] = {}  # filled when entered, like the pollers
         self._audit_clients: dict[str, AuditClient] = {}
         self.audits = AuditRunner(

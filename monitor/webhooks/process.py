@@ -31,6 +31,7 @@ from monitor.metrics import Metrics
 from monitor.store.leases import Fence
 from monitor.store.state import Outgoing
 from monitor.store.webhook_events import StoredEvent, commit_event, open_events, record_event
+from monitor.webhooks.chats import ChatEvents, is_chat_event
 from monitor.webhooks.event import STATUS_UPDATED, StatusUpdate, parse_envelope
 from monitor.webhooks.verify import Signer, verify
 
@@ -104,8 +105,10 @@ class WebhookProcessor:
         clock: Callable[[], datetime],
         leases: Leases = ALONE,
         on_queued: Callable[[], None] = lambda: None,
+        chats: ChatEvents | None = None,
     ) -> None:
         self._sessions = sessions
+        self._chats = chats  # message.* / chat.* events: their chat's health (webhooks/chats.py)
         self._pollers = pollers
         self._signers = list(signers)
         self._metrics = metrics
@@ -140,6 +143,8 @@ class WebhookProcessor:
         )
         if row_id is not None and acted_on:
             self.schedule(verified.account)
+        if row_id is not None and self._chats is not None and is_chat_event(envelope.event_type):
+            self._chats.schedule(verified.account, body)
         return Receipt(verified.account, event_id, row_id is None, envelope.event_type)
 
     def schedule(self, account: str) -> None:
@@ -152,6 +157,8 @@ class WebhookProcessor:
         """Wait for scheduled processing (shutdown, tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._chats is not None:
+            await self._chats.drain()
 
     async def _apply_logged(self, account: str) -> None:
         try:
