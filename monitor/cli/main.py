@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=arguments.positive_int, default=50, metavar="N",
                    help="show at most N changes (default 50); says how many more exist")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("chats", "list a line's unhealthy and opted-out chats, worst first")
+    p.add_argument("line", metavar="PHONE_OR_ID")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("check-config", "validate the config and explain what it sets up")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("test-alert", "send a test notification to every channel and report each")
@@ -270,6 +273,12 @@ def _history(args: argparse.Namespace) -> int:
                          limit=args.limit)
 
 
+def _chats(args: argparse.Namespace) -> int:
+    from monitor.cli.chats import print_chats
+
+    return print_chats(load(args, secrets=False), line=args.line, as_json=args.json)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from monitor.cli.commands import explain_config
     from monitor.cli.shapes import config_json, dump
@@ -383,6 +392,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "poll": _poll,
     "status": _status,
     "history": _history,
+    "chats": _chats,
     "check-config": _check_config,
     "test-alert": _test_alert,
     "db": _db,

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.core.chat_record import WORST_LIMIT, WORST_ORDER, ChatRecord
 from monitor.core.chats import ChatHealthSummary, WorstChat
 from monitor.errors import StoreError
-from monitor.store.schema import ChatRow, ChatSweep, as_utc
+from monitor.store.schema import ChatRow, ChatSweep, Line, as_utc
 
 # Bound the IN lists: SQLite's default limit of bound parameters is 32766 on current
 # builds but 999 on old ones; a page is at most 100 chats anyway.
@@ -208,11 +208,14 @@ class ShownChat:
     doc_url: str | None
 
 
-def line_chats(session: Session, phone_number: str, *,
+def line_chats(session: Session, phone_or_id: str, *,
                statuses: Sequence[str] | None = None) -> list[ShownChat]:
-    """The chats of a line (by phone number), every account, in the given statuses (all
-    but HEALTHY unless told), worst first. For ``reputation-monitor chats``."""
-    query = select(ChatRow).where(ChatRow.phone_number == phone_number)
+    """The chats of a line (its phone number, or its id as the poll knows it), every
+    account, in the given statuses (all but HEALTHY unless told), worst first. For
+    ``reputation-monitor chats``."""
+    phone = session.scalar(select(Line.phone_number).where(Line.line_id == phone_or_id)
+                           .limit(1)) or phone_or_id
+    query = select(ChatRow).where(ChatRow.phone_number == phone)
     if statuses is None:
         query = query.where(ChatRow.status != "HEALTHY")
     else:
