@@ -35,6 +35,8 @@ class ChatRecord:
         return (self.changed_at, self.updated_at) >= (other.changed_at, other.updated_at)
 
 
-def same_summary(a: ChatHealthSummary | None, b: ChatHealthSummary) -> bool:
-    """Equal but for when each was computed: the test for "this line's summary changed"."""
-    return a is not None and (a.counts, a.active, a.worst) == (b.counts, b.active, b.worst)
+def fingerprint(summary: ChatHealthSummary) -> int:
+    """Equal for two summaries equal but for when each was computed: what is remembered
+    per line (an int, not the summary: 100,000 lines of summaries would cost tens of MB)
+    to tell "this line's summary changed"."""
+    return hash((tuple(sorted(summary.counts.items())), summary.active, summary.worst))

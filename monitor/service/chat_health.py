@@ -24,7 +24,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.core.chat_record import ChatRecord, same_summary
+from monitor.core.chat_record import ChatRecord, fingerprint
 from monitor.core.chats import ChatHealthSummary
 from monitor.core.model import LineState
 from monitor.metrics import Metrics
@@ -55,7 +55,10 @@ class ChatHealth:
         self._window = window
         self._clock = clock
         self._leases = leases
-        self._told: dict[tuple[str, str], ChatHealthSummary] = {}
+        # Per account: each line's last summary handed over (its fingerprint), and the
+        # lines whose last summary had chats not HEALTHY.
+        self._told: dict[str, dict[str, int]] = {}
+        self._troubled: dict[str, set[str]] = {}
 
     async def record(self, account: str, records: Sequence[ChatRecord], *,
                      progress: SweepProgress | None = None,
@@ -77,16 +80,21 @@ class ChatHealth:
             return []
         summaries = await asyncio.to_thread(summarise, self._sessions, account, wanted,
                                             since=now - self._window, now=now)
-        fresh = [s for s in summaries
-                 if not same_summary(self._told.get((account, s.phone_number)), s)]
+        told = self._told.setdefault(account, {})
+        fresh = [s for s in summaries if told.get(s.phone_number) != fingerprint(s)]
         if not fresh:
             return []
         target = self._targets.get(account)
         if target is None or not self._leases.holds(account):
             return []  # the holder's own sweep summarises these lines
         await target.apply_chat_health(fresh, now)
+        troubled = self._troubled.setdefault(account, set())
         for summary in fresh:
-            self._told[(account, summary.phone_number)] = summary
+            told[summary.phone_number] = fingerprint(summary)
+            if summary.worst:
+                troubled.add(summary.phone_number)
+            else:
+                troubled.discard(summary.phone_number)
             line = target.find(summary.phone_number)
             self._metrics.set_unhealthy_chats(
                 account, line.line_id if line else "", summary.phone_number,
@@ -95,8 +103,7 @@ class ChatHealth:
 
     def told_lines(self, account: str) -> set[str]:
         """Lines whose last summary handed over had chats not HEALTHY."""
-        return {phone for (acc, phone), s in self._told.items()
-                if acc == account and (s.unhealthy or s.opted_out or s.worst)}
+        return set(self._troubled.get(account, ()))
 
     async def count_account(self, account: str) -> dict[str, int]:
         """The account's chats active in the window, by status, into the metrics."""
@@ -108,5 +115,5 @@ class ChatHealth:
 
     def forget(self, account: str) -> None:
         """Another replica took the account, or it came back here: start afresh."""
-        for key in [k for k in self._told if k[0] == account]:
-            del self._told[key]
+        self._told.pop(account, None)
+        self._troubled.pop(account, None)
