@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.api.client import LinqClient
 from monitor.core.budget import RequestBudget
-from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, StoreError
+from monitor.errors import ApiAuthError, ApiError, ApiRateLimited, LeaseLost, StoreError
 from monitor.metrics import Metrics
 from monitor.service.chat_health import ChatHealth
 from monitor.store.chats import SweepProgress, load_progress, troubled_lines
@@ -90,10 +90,14 @@ class ChatSweeper:
         self._health.forget(self.account)
 
     async def tick(self, now: datetime) -> Tick:
-        """Fetch and apply at most one page. Raises nothing but CancelledError: failures
+        """Fetch and apply at most one page. Raises LeaseLost when the poller could not
+        record what the chats changed because the account's lease is gone; other failures
         are logged, counted and retried on a later tick."""
         try:
             return await self._tick(now)
+        except LeaseLost:
+            self._progress = None
+            raise
         except StoreError as exc:
             log.error("chat sweep: cannot store: %s", exc, extra={"account": self.account})
             self._progress = None  # re-read: what was stored is the truth

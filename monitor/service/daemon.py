@@ -196,10 +196,24 @@ class Daemon:
                          when.isoformat(timespec="seconds"))
 
     async def _chat_job(self, account: str) -> None:
-        if not self._coordinator.holds(account):
+        # The chats' lines must be known first: the summaries are about lines the poller
+        # holds (and /metrics names them by id).
+        if (not self._coordinator.holds(account)
+                or self._runtime.pollers[account].last_success_at is None):
             return
-        with log_context(account=account):
-            await self._runtime.sweepers[account].tick(utcnow())
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)  # shutdown cancels a tick in flight, as it does a poll
+        try:
+            with log_context(account=account):
+                await self._runtime.sweepers[account].tick(utcnow())
+        except asyncio.CancelledError:
+            return
+        except LeaseLost as exc:
+            log.warning("chat health not applied: %s", exc)
+            self._coordinator.lost(account)
+        finally:
+            self._inflight.discard(task)
 
     async def _policy_loop(self) -> None:
         """Re-check time-based policy every ``policy_interval`` (never two rounds at once)."""
