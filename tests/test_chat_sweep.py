@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +18,7 @@ from monitor.core.model import LineState
 from monitor.metrics import Metrics
 from monitor.service.chat_health import ChatHealth
 from monitor.service.chats import ChatSweeper, SweepSettings, Tick
-from monitor.simulator import Simulator, SimulatorServer
+from monitor.simulator import Simulator, SimulatorServer, load_scenario
 from monitor.store.chats import SweepProgress, load_progress, save_progress
 from monitor.store.schema import ChatRow
 from monitor.webhooks.process import ALONE
@@ -199,3 +200,31 @@ async def test_a_cursor_the_api_refuses_restarts_the_sweep_from_the_top(
     assert await s.tick(clock.now) == Tick.FAILED  # 400 for the cursor
     assert await s.tick(clock.now) == Tick.DONE
 
+
+
+async def test_in_the_souring_scenario_the_line_summaries_sour_before_the_line_does(
+        sessions: sessionmaker[Session]) -> None:
+    sim = Simulator(load_scenario("souring-chats"))
+    line = "+12025550004"
+    seen: list[tuple[int, int, int, str]] = []
+    handed: list[set[str]] = []
+    with SimulatorServer(sim) as server:
+        async with LinqClient(base_url=server.url, token="sim-token") as client:
+            poller, clock = Poller(), Clock()
+            s = sweeper(client, sessions, poller, clock, interval=timedelta(0))
+            for _ in range(14):  # a poll (one scenario step), then a full sweep
+                items = orjson.loads(sim.next_response().body)["phone_numbers"]
+                reputation = next(i["reputation"]["status"] for i in items
+                                  if i["phone_number"] == line)
+                clock.now = sim.scenario_time()
+                poller.calls.clear()
+                await sweep(s, clock, step=timedelta(0))
+                handed.append(set(poller.handed()))
+                if (summary := poller.handed().get(line)) is not None:
+                    seen.append((summary.unhealthy, summary.opted_out, len(summary.worst),
+                                 reputation))
+    assert len(handed[0]) == 10  # the first sweep: every line
+    assert all(lines <= {line} for lines in handed[1:])  # then only the souring one
+    assert seen == [(0, 0, 0, "HEALTHY"),
+                    (1, 0, 1, "HEALTHY"), (3, 0, 3, "HEALTHY"), (3, 1, 4, "HEALTHY"),
+                    (4, 1, 5, "HEALTHY"), (5, 2, 7, "HEALTHY"), (7, 2, 9, "HEALTHY")]
