@@ -148,3 +148,8 @@ def test_message_and_chat_events_carry_the_chats_health_and_are_signed() -> None
     message = orjson.loads(sender.message_event(desk.chat(chat_id)).body)
     assert message["event_type"] == "message.received"
     assert message["data"]["chat"]["owner_handle"]["handle"] == "+12025550001"
+
+
+def test_a_scenario_sets_the_chats_rate_limit() -> None:
+    sim = Simulator(parse_scenario("chats_rate_limit = 2\n"))
+    assert [sim.chats.list({}).status for _ in range(3)] == [200, 200, 429]

@@ -7,6 +7,7 @@ A scenario is TOML (see ``scenarios/demo.toml`` for a commented example)::
     loop = false            # after the last step: start over (true) or keep the last state
     legacy = "none"         # "both" | "only" | "none": emit the deprecated `health_status`
     chats = 20              # chats per line (GET /v3/chats), all HEALTHY at first
+    chats_rate_limit = 30   # GET /v3/chats requests a minute before 429 + Retry-After
     start = 2026-11-01T00:00:00Z   # the scenario clock at step 0 (default: when loaded)
     step_seconds = 21600    # scenario time per step: days of chat history in a few polls
 
@@ -125,6 +126,7 @@ class Scenario(BaseModel):
     loop: bool = False
     legacy: LegacyMode = "none"
     chats: int = Field(default=0, ge=0, le=1000)
+    chats_rate_limit: int | None = Field(default=None, ge=1)
     start: datetime | None = None
     step_seconds: float = Field(default=0.0, ge=0)
     line: list[LineSpec] = Field(default_factory=list)

@@ -75,7 +75,7 @@ class Simulator:
         self._fleet.reset(self._scenario.initial_lines())
         # The scenario clock starts when the scenario says, else now.
         self._start = self._scenario.start or datetime.now(UTC)
-        self.chats = ChatDesk()  # GET /v3/chats (its own lock)
+        self.chats = ChatDesk(rate_limit=self._scenario.chats_rate_limit)  # its own lock
         self._reset_chats()
         self._queue: deque[_Answer] = deque()
         self._next_step = 0
