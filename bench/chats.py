@@ -14,8 +14,10 @@ beside the measured work per page. Three sweeps are measured:
 
 - cold: every chat new (every row inserted, every line summarised);
 - steady: nothing changed (one read per page, no chat written, nothing handed over);
-- changed: 1 % of the chats changed health since the last sweep (changed in the database
-  behind the sweep's back, which the next sweep finds and corrects: the same writes).
+- changed: 1 % of the stored chats altered behind the sweep's back (set AT_RISK in the
+  database), which the sweep finds and writes back: the same writes as 1 % of the chats
+  changing health at Linq. The lines' summaries come back to what was last handed over,
+  so none is handed over again: the hand-over cost shows in the cold sweep.
 
 ``--pages`` stops each sweep after that many pages (for very large fleets); the figures
 per page are then extrapolated to the whole account, and the output says so.
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import event, select, update
 
 from bench.__main__ import database, free_port, machine, peak_rss_mb
@@ -43,6 +46,7 @@ from monitor.metrics import Metrics
 from monitor.service.chat_health import ChatHealth
 from monitor.service.chats import ChatSweeper, SweepSettings, Tick
 from monitor.store import migrate
+from monitor.store.chats import SweepProgress, save_progress
 from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.schema import ChatRow
 from monitor.webhooks.process import ALONE
@@ -95,7 +99,6 @@ async def simulator(lines: int, chats: int) -> tuple[Any, str]:
         sys.executable, "-m", "bench.simproc", "--lines", str(lines), "--port", str(port),
         "--chats", str(chats))
     url = f"http://127.0.0.1:{port}"
-    import httpx
     async with httpx.AsyncClient() as client:
         for _ in range(3000):
             try:
@@ -131,15 +134,18 @@ async def run(args: argparse.Namespace) -> None:
                                 window=timedelta(days=7), clock=lambda: clock[0], leases=ALONE)
             sweeps: list[Sweep] = []
             async with LinqClient(base_url=url, token="bench-token") as client:
-                # No rest between sweeps; the budget is the default's spacing per tick.
-                sweeper = ChatSweeper("bench", client, sessions, health, metrics,
-                                      settings=SweepSettings(rpm, timedelta(0)))
                 for name in ("cold", "steady", "changed"):
                     if name == "changed":
                         with sessions.begin() as session:
                             ids = list(session.scalars(select(ChatRow.chat_id)))[::100]
                             session.execute(update(ChatRow).where(ChatRow.chat_id.in_(ids))
                                             .values(status="AT_RISK"))
+                    # Each sweep from the top (a sweep cut short by --pages leaves a
+                    # cursor); chat health's memory carries over, as in the daemon. No
+                    # rest between sweeps; the budget is the default's spacing per tick.
+                    save_progress(sessions, "bench", SweepProgress())
+                    sweeper = ChatSweeper("bench", client, sessions, health, metrics,
+                                          settings=SweepSettings(rpm, timedelta(0)))
                     writes[0] = 0
                     handed_before = poller.handed
                     page_walls: list[float] = []
@@ -155,10 +161,6 @@ async def run(args: argparse.Namespace) -> None:
                         pages += 1
                         if tick == Tick.DONE or (args.pages and pages >= args.pages):
                             break
-                    if tick != Tick.DONE:
-                        sweeper.forget()  # start the next sweep from the top
-                        from monitor.store.chats import SweepProgress, save_progress
-                        save_progress(sessions, "bench", SweepProgress())
                     sweeps.append(Sweep(name, pages, time.perf_counter() - wall0,
                                         time.process_time() - cpu0, writes[0],
                                         poller.handed - handed_before, page_walls))
