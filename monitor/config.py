@@ -728,6 +728,28 @@ class ChatsConfig(_Section):
     """Chat health: the sweep of every chat (and chat webhook events), and the WATCH
     early warning derived from it."""
 
+    # Off by default: chat health is a BETA field of Linq's API, and the sweep spends API
+    # requests on an endpoint whose rate limit Linq does not document.
+    enabled: bool = False
+    """Sweep every chat of each account (``GET /v3/chats``) for chat health, the early
+    warning's source; message and chat webhooks are applied whether or not this is on."""
+    # 20 a minute (one request every 3 s, 2,000 chats a minute) sits far below any limit a
+    # partner API plausibly sets, beside the reputation poll's one request a minute, and
+    # still sweeps 200,000 chats in under two hours.
+    requests_per_minute: int = Field(default=20, ge=1, le=600)
+    """Most ``GET /v3/chats`` requests per account and minute (each lists 100 chats); a
+    429's ``Retry-After`` pauses the sweep on top of this."""
+    interval: Duration = timedelta(hours=1)
+    """A full sweep starts at most this often; a longer sweep is followed at once by the
+    next."""
+    window: Duration = timedelta(days=7)
+    """A line's summary counts its chats active (``updated_at``) within this long."""
+
+    @field_validator("interval", "window")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        return _longer_than_zero(value)
+
     watch: ChatWatchConfig = ChatWatchConfig()
     """When chat health puts a line on WATCH."""
 
@@ -748,7 +770,7 @@ class Config(_Section):
     ha: HaConfig = HaConfig()
     """Several replicas sharing one PostgreSQL database."""
     chats: ChatsConfig = ChatsConfig()
-    """Chat health and the WATCH early warning."""
+    """Chat health: the sweep, chat webhook events and the WATCH early warning."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Lowest level logged; ``--log-level`` overrides."""
     log_format: Literal["text", "json"] = "text"

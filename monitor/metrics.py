@@ -29,6 +29,7 @@ from prometheus_client import (
 )
 
 from monitor.core import status as st
+from monitor.core.chats import CHAT_STATUSES
 from monitor.core.labels import Labeler
 from monitor.core.model import LineState
 
@@ -106,6 +107,32 @@ class Metrics:
         self.leader = Gauge("linq_reputation_leader",
                             "1 on the replica that holds the account's polling lease.",
                             ["account", "replica"], registry=r)
+        # Chat health (monitor/service/chats.py). Per line only where a line has chats not
+        # HEALTHY (absent means 0), per account by status: cardinality stays flat.
+        self.line_unhealthy_chats = Gauge(
+            "linq_reputation_line_unhealthy_chats",
+            "The line's chats AT_RISK or CRITICAL among those active in the [chats] window; "
+            "absent when there are none.", ["account", "line_id", "phone_number"], registry=r)
+        self.account_chats = Gauge(
+            "linq_reputation_line_chats",
+            "Chats active in the [chats] window per account and health status (after each "
+            "full sweep).", ["account", "status"], registry=r)
+        self.chat_sweep_requests = Counter(
+            "linq_reputation_chat_sweep_requests",
+            "GET /v3/chats requests of the chat sweep by outcome (ok, rate_limited, error).",
+            ["account", "outcome"], registry=r)
+        self.chat_sweep_pages = Counter("linq_reputation_chat_sweep_pages",
+                                        "Chat pages fetched and applied by the sweep.",
+                                        ["account"], registry=r)
+        self.chat_sweep_progress = Gauge("linq_reputation_chat_sweep_progress_pages",
+                                         "Pages of the current chat sweep done so far.",
+                                         ["account"], registry=r)
+        self.chat_sweep_duration = Gauge(
+            "linq_reputation_chat_sweep_last_duration_seconds",
+            "How long the last full chat sweep took.", ["account"], registry=r)
+        self.chat_sweep_completed = Gauge(
+            "linq_reputation_chat_sweep_last_completed_timestamp_seconds",
+            "Unix time the last full chat sweep completed.", ["account"], registry=r)
         self.live_replicas = Gauge("linq_reputation_replicas",
                                    "Replicas with a fresh heartbeat, as this replica sees it.",
                                    registry=r)
@@ -123,6 +150,8 @@ class Metrics:
             for reason in ("running", "per_hour", "cooldown"):
                 self.audits_skipped.labels(account, reason)
             self.webhook_events_expired.labels(account)
+            for outcome in ("ok", "rate_limited", "error"):
+                self.chat_sweep_requests.labels(account, outcome)
             for before in st.MONITOR_STATUSES:
                 for after in st.MONITOR_STATUSES:
                     if before != after:
@@ -133,6 +162,20 @@ class Metrics:
         for outcome in ("accepted", "duplicate", "rejected", "malformed", "too_large",
                         "ignored"):
             self.webhooks.labels(outcome)
+
+    def set_unhealthy_chats(self, account: str, line_id: str, phone_number: str,
+                            unhealthy: int) -> None:
+        """A line's unhealthy chats; 0 removes its series (absent means none)."""
+        if unhealthy:
+            self.line_unhealthy_chats.labels(account, line_id, phone_number).set(unhealthy)
+        else:
+            with contextlib.suppress(KeyError):
+                self.line_unhealthy_chats.remove(account, line_id, phone_number)
+
+    def set_account_chats(self, account: str, counts: dict[str, int]) -> None:
+        """The account's chats in the window by status; every documented status present."""
+        for status in (*CHAT_STATUSES, *counts):
+            self.account_chats.labels(account, status).set(counts.get(status, 0))
 
     def update_service_status(self, states: Iterable[LineState]) -> None:
         """Keep ``linq_reputation_line_flagged`` in step with lines' service status."""

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.both_databases
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"polls", "lines", "transitions", "notifications", "history_summaries",
           "poll_summaries", "silences", "troubles", "leases", "replicas", "webhook_events",
-          "audits", "alembic_version"}
+          "audits", "chats", "chat_sweeps", "alembic_version"}
 
 
 def test_it_upgrades_an_empty_database_to_a_schema_matching_the_models(database_url: str

@@ -23,6 +23,7 @@ import httpx
 import orjson
 
 from monitor import __version__
+from monitor.api.chats import PAGE_LIMIT, ChatPage, parse_chat_page
 from monitor.api.gcpause import gc_paused
 from monitor.api.payload import PhoneNumberList, parse_phone_numbers
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited
@@ -99,8 +100,28 @@ class LinqClient:
         lines = await asyncio.to_thread(_parse, body, trace_id)
         return ListResult(lines=lines, trace_id=trace_id, attempts=attempts)
 
-    async def _get(self, path: str) -> tuple[httpx.Response, bytearray, int]:
+    async def list_chats(self, *, cursor: str | None = None, limit: int = PAGE_LIMIT,
+                         line: str | None = None, retry: bool = False) -> ChatPage:
+        """One page of ``GET /v3/chats`` (every line's chats unless `line` is given).
+
+        Without `retry` it makes exactly one request: the chat sweep spends a request
+        budget and waits out a Retry-After on its own schedule. Raises as
+        `list_phone_numbers` does; an ApiRateLimited carries the server's Retry-After.
+        """
+        params = {"limit": str(limit)}
+        if cursor is not None:
+            params["cursor"] = cursor
+        if line is not None:
+            params["from"] = line
+        response, body, _ = await self._get("/v3/chats", params=params,
+                                            max_retries=None if retry else 0)
+        trace_id = response.headers.get("x-trace-id")
+        return parse_chat_page(body, trace_id=trace_id)
+
+    async def _get(self, path: str, *, params: dict[str, str] | None = None,
+                   max_retries: int | None = None) -> tuple[httpx.Response, bytearray, int]:
         """The successful response (already closed), its body and the attempts it took."""
+        retries = self._max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
             attempt += 1
@@ -108,7 +129,7 @@ class LinqClient:
                 # httpx's timeout bounds each network operation; a body trickling in a byte
                 # at a time never trips it, so the whole attempt gets a deadline too.
                 async with asyncio.timeout(self._deadline):
-                    response, body = await self._fetch(path)
+                    response, body = await self._fetch(path, params)
             except TimeoutError:
                 error: ApiError = ApiError(f"no complete answer within {self._deadline:.0f}s")
                 wait = None
@@ -127,7 +148,7 @@ class LinqClient:
                 wait = _retry_after(response)
                 if wait is not None and wait > MAX_INLINE_WAIT:
                     raise _rate_limited(error, wait)
-            if attempt > self._max_retries:
+            if attempt > retries:
                 if isinstance(error, ApiRateLimited) or error.status == 429:
                     raise _rate_limited(error, wait)
                 raise error
@@ -137,7 +158,8 @@ class LinqClient:
             await asyncio.sleep(delay)
 
 
-    async def _fetch(self, path: str) -> tuple[httpx.Response, bytearray]:
+    async def _fetch(self, path: str, params: dict[str, str] | None = None
+                     ) -> tuple[httpx.Response, bytearray]:
         """GET ``path``; a success's body is read into one buffer of our own.
 
         httpx's ``.content`` collects the body in chunks and then joins them, two copies of
@@ -147,7 +169,7 @@ class LinqClient:
         freed as soon as the parse is done with it. Error bodies are small; httpx reads
         those as usual.
         """
-        async with self._http.stream("GET", path) as response:
+        async with self._http.stream("GET", path, params=params) as response:
             if not response.is_success:
                 await response.aread()
                 return response, bytearray()

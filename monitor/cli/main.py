@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=arguments.positive_int, default=50, metavar="N",
                    help="show at most N changes (default 50); says how many more exist")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("chats", "list a line's unhealthy and opted-out chats, worst first")
+    p.add_argument("line", metavar="PHONE_OR_ID")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("check-config", "validate the config and explain what it sets up")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("test-alert", "send a test notification to every channel and report each")
@@ -110,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="webhook_command", required=True, metavar="ACTION")
     reg = _subcommand(webhook, "register", "subscribe phone_number.status_updated to a URL")
     reg.add_argument("--url", required=True, help="the daemon's public https://.../webhooks/linq")
+    reg.add_argument("--chats", action="store_true", help="also the message and chat events "
+                     "that carry a chat's health (applied at once, between chat sweeps)")
     lst = _subcommand(webhook, "list", "list the account's subscriptions")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     rm = _subcommand(webhook, "delete", "delete a subscription")
@@ -268,6 +273,12 @@ def _history(args: argparse.Namespace) -> int:
                          limit=args.limit)
 
 
+def _chats(args: argparse.Namespace) -> int:
+    from monitor.cli.chats import print_chats
+
+    return print_chats(load(args, secrets=False), line=args.line, as_json=args.json)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from monitor.cli.commands import explain_config
     from monitor.cli.shapes import config_json, dump
@@ -365,7 +376,7 @@ def _webhook(args: argparse.Namespace) -> int:
     config = load(args)
     if args.webhook_command == "register":
         text = run_async(subscriptions.register(config, account_name=args.account,
-                                                url=args.url))
+                                                url=args.url, chats=args.chats))
     elif args.webhook_command == "list":
         text = run_async(subscriptions.list_subscriptions(config, account_name=args.account,
                                                           as_json=args.json))
@@ -381,6 +392,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "poll": _poll,
     "status": _status,
     "history": _history,
+    "chats": _chats,
     "check-config": _check_config,
     "test-alert": _test_alert,
     "db": _db,

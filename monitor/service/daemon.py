@@ -107,6 +107,14 @@ class Daemon:
                                                   second=at.second, timezone=channel.zone),
                     args=[channel.name], id=f"digest:{channel.name}", max_instances=1,
                     coalesce=True, misfire_grace_time=3600)
+        if self._config.chats.enabled:
+            for account in self._config.accounts:
+                # One tick per slot of the request budget; a tick makes one request at most.
+                sweeper = self._runtime.sweepers[account.name]
+                self._scheduler.add_job(
+                    self._chat_job, IntervalTrigger(seconds=sweeper.interval.total_seconds()),
+                    args=[account.name], id=f"chats:{account.name}", max_instances=1,
+                    coalesce=True, misfire_grace_time=None, next_run_time=datetime.now(UTC))
         if self._config.database.retention is not None:
             # Daily, at a quiet hour; the work is one transaction of deletes and summaries.
             self._scheduler.add_job(self._prune_job, CronTrigger(hour=3, minute=30, timezone=UTC),
@@ -198,6 +206,26 @@ class Daemon:
                 job.modify(next_run_time=when)
                 log.info("next poll of %s delayed to %s (Retry-After)", account,
                          when.isoformat(timespec="seconds"))
+
+    async def _chat_job(self, account: str) -> None:
+        # The chats' lines must be known first: the summaries are about lines the poller
+        # holds (and /metrics names them by id).
+        if (not self._coordinator.holds(account)
+                or self._runtime.pollers[account].last_success_at is None):
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)  # shutdown cancels a tick in flight, as it does a poll
+        try:
+            with log_context(account=account):
+                await self._runtime.sweepers[account].tick(utcnow())
+        except asyncio.CancelledError:
+            return
+        except LeaseLost as exc:
+            log.warning("chat health not applied: %s", exc)
+            self._coordinator.lost(account)
+        finally:
+            self._inflight.discard(task)
 
     async def _policy_loop(self) -> None:
         """Re-check time-based policy every ``policy_interval`` (never two rounds at once)."""
@@ -291,6 +319,7 @@ class Daemon:
     def lease_acquired(self, account: str) -> None:
         """A lease was acquired: start from the database's state and poll at once."""
         self._runtime.pollers[account].forget()
+        self._runtime.sweepers[account].forget()
         job = self._scheduler.get_job(f"poll:{account}")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
@@ -304,6 +333,7 @@ class Daemon:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
         self._runtime.pollers[account].forget()
+        self._runtime.sweepers[account].forget()
 
     async def _prune_job(self) -> None:
         retention = self._config.database.retention

@@ -35,6 +35,8 @@ from monitor.core.timing import ChannelTiming
 from monitor.errors import SchemaMismatch, StoreError
 from monitor.metrics import Metrics
 from monitor.service.audits import AuditPolicy, AuditRunner
+from monitor.service.chat_health import ChatHealth
+from monitor.service.chats import ChatSweeper, SweepSettings
 from monitor.service.poller import AccountPoller
 from monitor.service.silences import Silences
 from monitor.store import migrate
@@ -46,6 +48,7 @@ from monitor.store.engine import (
     sqlite_path,
 )
 from monitor.store.state import load_lines
+from monitor.webhooks.chats import ChatEvents
 from monitor.webhooks.liveness import PushWatch
 from monitor.webhooks.process import ALONE, Leases, WebhookProcessor
 from monitor.webhooks.verify import Signer
@@ -234,10 +237,15 @@ class Runtime:
             flapping_for=lambda s: s.flapping)
         self._directory_read: dict[str, datetime] = {}  # accounts others poll: when read
         self.push = PushWatch(expected_url=config.server.webhook_url)  # push liveness
+        # Chat health from the sweep and from webhooks, into one state per line.
+        self.chat_health = ChatHealth(sessions, self.pollers, self.metrics,
+                                      window=config.chats.window, clock=utcnow, leases=leases)
         self.webhooks = WebhookProcessor(
             sessions, self.pollers, webhook_signers(config), self.metrics, clock=utcnow,
             leases=leases, on_queued=self.doorbell.ring, on_assigned=poll_now,
-            unmatched_expiry={a.name: a.webhook_unmatched_expiry for a in config.accounts})
+            unmatched_expiry={a.name: a.webhook_unmatched_expiry for a in config.accounts},
+            chats=ChatEvents(self.chat_health))
+        self.sweepers: dict[str, ChatSweeper] = {}  # filled when entered, like the pollers
         self._audit_clients: dict[str, AuditClient] = {}
         self.audits = AuditRunner(
             sessions, self._audit_clients,
@@ -295,6 +303,10 @@ class Runtime:
                 hold=self.audits.hold(account.name), watch=watch,
                 fence=functools.partial(self._leases.fence, account.name),
             )
+            self.sweepers[account.name] = ChatSweeper(
+                account.name, client, self.sessions, self.chat_health, self.metrics,
+                settings=SweepSettings(self.config.chats.requests_per_minute,
+                                       self.config.chats.interval))
         await self.refresh_silences()
         await self.audits.load()
         return self

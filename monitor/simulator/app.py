@@ -93,7 +93,15 @@ def build_app(sim: Simulator) -> Starlette:
         return Response(render_error(404, trace_id=new_trace_id()), status_code=404,
                         media_type=JSON)
 
+    async def list_chats(request: Request) -> Response:
+        if not authorised(request):
+            return Response(render_error(401, trace_id=new_trace_id()), status_code=401)
+        reply = sim.chats.list(request.query_params)
+        return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
+
     routes = [Route(path, list_phone_numbers, methods=["GET"]) for path in LIST_PATHS]
+    for prefix in ("", "/api/partner"):
+        routes.append(Route(prefix + "/v3/chats", list_chats, methods=["GET"]))
     for prefix in ("", "/api/partner"):
         routes.append(Route(prefix + "/v3/webhook-subscriptions", subscriptions,
                             methods=["GET", "POST"]))

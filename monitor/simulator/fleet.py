@@ -107,6 +107,9 @@ class Fleet:
             return phone_or_id
         return self._id_by_phone.get(phone_or_id)
 
+    def phone(self, line_id: str) -> str:
+        return str(self._items[line_id]["phone_number"])
+
     def resolve(self, phone_or_id: str) -> str:
         """Like `find`, but raises KeyError for an unknown line."""
         line_id = self.find(phone_or_id)

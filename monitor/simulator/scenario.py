@@ -6,6 +6,10 @@ A scenario is TOML (see ``scenarios/demo.toml`` for a commented example)::
     lines = 12              # generated lines +12025550001 ... +12025550012, all HEALTHY
     loop = false            # after the last step: start over (true) or keep the last state
     legacy = "none"         # "both" | "only" | "none": emit the deprecated `health_status`
+    chats = 20              # chats per line (GET /v3/chats), all HEALTHY at first
+    chats_rate_limit = 30   # GET /v3/chats requests a minute before 429 + Retry-After
+    start = 2026-11-01T00:00:00Z   # the scenario clock at step 0 (default: when loaded)
+    step_seconds = 21600    # scenario time per step: days of chat history in a few polls
 
     [[line]]                # explicit extra lines
     phone_number = "+12025559000"
@@ -20,11 +24,17 @@ A scenario is TOML (see ``scenarios/demo.toml`` for a commented example)::
     raw = '{"data": []}'    # answer this exact text instead of the fleet (with `error`: its body)
     delay = 1.5             # seconds to wait before answering
     legacy_field = true     # this answer also carries `health_status`
+    chats = { "+12025550001" = { AT_RISK = 3, CRITICAL = 1 } }  # the line's unhealthy chats now
 
 Within a step, state changes apply in the order remove, add, set, and always before the
 answer, so an error step still moves the story on. Loading validates the whole story up
 front (a `set` of a line that is not there at that point is an error), because a typo found
 at start-up is cheaper than a scenario that silently does nothing at step 14.
+
+The scenario clock: step N (counting from 1) happens at ``start + N * step_seconds``; chat
+health changes are stamped with it, so a scenario can tell a story of days (chats souring
+one after another) in a few seconds of polls. A step's ``chats`` gives, per line, how many
+of its chats are in each unhealthy status from then on (the rest HEALTHY).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 import uuid
+from datetime import datetime, timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -93,6 +104,8 @@ class Step(BaseModel):
     raw: str | None = None
     delay: float = Field(default=0.0, ge=0)
     legacy_field: bool = False
+    chats: dict[str, dict[Literal["AT_RISK", "CRITICAL", "OPTED_OUT"], int]] = Field(
+        default_factory=dict)
 
     @model_validator(mode="after")
     def _retry_after_needs_error(self) -> Step:
@@ -113,8 +126,16 @@ class Scenario(BaseModel):
     lines: int = Field(default=0, ge=0, le=9999)
     loop: bool = False
     legacy: LegacyMode = "none"
+    chats: int = Field(default=0, ge=0, le=1000)
+    chats_rate_limit: int | None = Field(default=None, ge=1)
+    start: datetime | None = None
+    step_seconds: float = Field(default=0.0, ge=0)
     line: list[LineSpec] = Field(default_factory=list)
     step: list[Step] = Field(default_factory=list)
+
+    def step_time(self, start: datetime, step: int) -> datetime:
+        """The scenario clock at step `step` (0: before the first), from `start`."""
+        return start + timedelta(seconds=self.step_seconds * step)
 
     def initial_lines(self) -> list[LineSpec]:
         """The fleet before the first step: generated lines first, then explicit ones."""
@@ -140,6 +161,13 @@ class Scenario(BaseModel):
                 fleet.add(spec, f"{where}.add[{index}]")
             for key in step.changes:
                 fleet.phone_of(key, f"{where}.set")
+            for key, counts in step.chats.items():
+                fleet.phone_of(key, f"{where}.chats")
+                if any(n < 0 for n in counts.values()) or sum(counts.values()) > self.chats:
+                    raise ValueError(f"{where}.chats: {key}: counts must be 0 or more and add "
+                                     f"up to at most `chats` ({self.chats})")
+        if self.start is not None and self.start.tzinfo is None:
+            raise ValueError("start: give a time zone, e.g. 2026-11-01T00:00:00Z")
         return self
 
 

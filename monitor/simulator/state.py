@@ -8,17 +8,24 @@ How a list request is answered, first match wins:
 1. a queued answer (`queue_error`, `queue_raw`, `queue_delay`), which consumes no step;
 2. the next scenario step: its changes apply, then its answer (error, raw, delay) is given;
 3. the current fleet, as a 200 body.
+
+Chats (``GET /v3/chats``) live in `ChatDesk` (``sim.chats``, its own lock). A scenario's
+``chats`` gives every initial line that many chats; a step's ``chats`` changes them at the
+scenario clock's time for that step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from monitor.simulator.audits import AuditDesk
+from monitor.simulator.chats import ChatDesk
 from monitor.simulator.fleet import Fleet
 from monitor.simulator.scenario import LegacyMode, Scenario, Step
 from monitor.simulator.webhooks import SubscriptionDesk
@@ -66,6 +73,10 @@ class Simulator:
         self._legacy: LegacyMode = self._scenario.legacy
         self._fleet = Fleet()
         self._fleet.reset(self._scenario.initial_lines())
+        # The scenario clock starts when the scenario says, else now.
+        self._start = self._scenario.start or datetime.now(UTC)
+        self.chats = ChatDesk(rate_limit=self._scenario.chats_rate_limit)  # its own lock
+        self._reset_chats()
         self._queue: deque[_Answer] = deque()
         self._next_step = 0
         self._request_count = 0
@@ -240,10 +251,11 @@ class Simulator:
             if not (steps and self._scenario.loop):
                 return _Answer()
             self._fleet.reset(self._scenario.initial_lines())
+            self._reset_chats()
             self._next_step = 0
         step = steps[self._next_step]
         self._next_step += 1
-        self._apply(step)
+        self._apply(step, self._scenario.step_time(self._start, self._next_step))
         return _Answer(
             status=step.error or 200,
             raw=step.raw.encode() if step.raw is not None else None,
@@ -253,7 +265,18 @@ class Simulator:
             legacy_field=step.legacy_field,
         )
 
-    def _apply(self, step: Step) -> None:
+    def _reset_chats(self) -> None:
+        self.chats.clear()
+        if self._scenario.chats:
+            for spec in self._scenario.initial_lines():
+                self.chats.add_chats(spec.phone_number, self._scenario.chats, at=self._start)
+
+    def scenario_time(self) -> datetime:
+        """The scenario clock now: when the last step taken happened (its start before)."""
+        with self._lock:
+            return self._scenario.step_time(self._start, self._next_step)
+
+    def _apply(self, step: Step, at: datetime) -> None:
         # The scenario was checked at load time, but methods above may have changed the
         # fleet since; apply each change as "make it so" rather than failing mid-poll.
         fleet = self._fleet
@@ -268,6 +291,12 @@ class Simulator:
         for key, status in step.changes.items():
             if (line_id := fleet.find(key)) is not None:
                 fleet.set_status(line_id, status)
+        for key, counts in step.chats.items():
+            if (line_id := fleet.find(key)) is not None:
+                # A line added by a step has no chats of its own: nothing to sour.
+                with contextlib.suppress(ValueError):
+                    self.chats.set_counts(fleet.phone(line_id),
+                                          {str(k): n for k, n in counts.items()}, at=at)
 
     def _reply(self, answer: _Answer) -> SimResponse:
         trace_id = new_trace_id()

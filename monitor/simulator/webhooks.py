@@ -1,7 +1,8 @@
 """The simulator's webhook sender: Linq's phone-number events (``status_updated``,
 ``assigned``, ``released``, ``forwarding_updated``, shaped as in ``linq-python``'s
-``PhoneNumber*WebhookEvent`` models), signed with a ``whsec_`` secret the way Linq signs
-them, or deliberately unsigned, forged or stale.
+``PhoneNumber*WebhookEvent`` models), and message and chat events carrying
+``chat.health_status``, signed with a ``whsec_`` secret the way Linq signs them, or
+deliberately unsigned, forged or stale.
 
     sender = WebhookSender(secret)
     sender.send(url, sender.status_updated("+12025550101", new_status="FLAGGED"))
@@ -85,6 +86,32 @@ class WebhookSender:
             "summary": "Forwarding number updated", "occurred_at": _iso(datetime.now(UTC)),
             "actor": {"type": "api"}, "origin": "api", "phone_number": phone_number,
             "change": {"from": before, "to": after}}, event_id=event_id)
+
+    def message_event(self, chat: dict[str, Any], *, event_type: str = "message.received",
+                      at: datetime | None = None, event_id: str | None = None) -> Delivery:
+        """A message event (``MessageEventV2``, 2026-02-03 format) in `chat` (a chat in the
+        API's shape, e.g. ``sim.chats.chat(id)``): ``data.chat`` carries its id, health
+        and our handle as ``owner_handle``."""
+        moment = _iso(at or datetime.now(UTC))
+        me = next((h for h in chat["handles"] if h.get("is_me")), chat["handles"][0])
+        other = next((h for h in chat["handles"] if h is not me), me)
+        inbound = event_type == "message.received"
+        data = {
+            "id": f"msg_{uuid.uuid4().hex[:16]}",
+            "chat": {"id": chat["id"], "health_status": chat["health_status"],
+                     "is_group": chat.get("is_group", False), "owner_handle": me},
+            "direction": "inbound" if inbound else "outbound",
+            "parts": [{"type": "text", "value": "hello"}],
+            "sender_handle": other if inbound else me,
+            "service": chat.get("service") or "iMessage",
+            "sent_at": moment,
+        }
+        return self.event(event_type, data, event_id=event_id)
+
+    def chat_event(self, chat: dict[str, Any], *, event_type: str = "chat.created",
+                   event_id: str | None = None) -> Delivery:
+        """A chat event whose ``data`` is the whole chat (``chat.created``'s shape)."""
+        return self.event(event_type, dict(chat), event_id=event_id)
 
     def event(self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
               ) -> Delivery:

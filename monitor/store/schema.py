@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -322,3 +323,42 @@ class Replica(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ChatRow(Base):
+    """One chat's health as last seen (sweep or webhook). Written only when its status or
+    times change: a sweep over unchanged chats reads and writes nothing here."""
+
+    __tablename__ = "chats"
+
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    phone_number: Mapped[str] = mapped_column(String(32))  # our line
+    status: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())  # health_status.updated_at
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())  # last activity: the window
+    doc_url: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # A line's summary: its chats active in the window.
+        Index("ix_chats_line", "account", "phone_number", "updated_at"),
+        # The lines with unhealthy chats, re-summarised at the end of a sweep.
+        Index("ix_chats_status", "account", "status", "phone_number"),
+    )
+
+
+class ChatSweep(Base):
+    """Where an account's chat sweep is (``cursor``; None between sweeps) and what the
+    current and the last full sweep cost, so a restart resumes rather than starts over."""
+
+    __tablename__ = "chat_sweeps"
+
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pages: Mapped[int] = mapped_column(Integer)
+    requests: Mapped[int] = mapped_column(Integer)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_duration: Mapped[float | None] = mapped_column(Float)  # seconds
+    last_pages: Mapped[int | None] = mapped_column(Integer)
+    last_requests: Mapped[int | None] = mapped_column(Integer)

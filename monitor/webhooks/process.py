@@ -55,6 +55,7 @@ from monitor.store.webhook_events import (
     unmatched_for,
     unmatched_numbers,
 )
+from monitor.webhooks.chats import ChatEvents, is_chat_event
 from monitor.webhooks.event import (
     APPLIED,
     EventData,
@@ -153,8 +154,10 @@ class WebhookProcessor:
         on_queued: Callable[[], None] = lambda: None,
         on_assigned: Callable[[str], None] = lambda account: None,
         unmatched_expiry: Mapping[str, timedelta] | None = None,
+        chats: ChatEvents | None = None,
     ) -> None:
         self._sessions = sessions
+        self._chats = chats  # message.* / chat.* events: their chat's health (webhooks/chats.py)
         self._pollers = pollers
         self._signers = list(signers)
         self._metrics = metrics
@@ -208,6 +211,8 @@ class WebhookProcessor:
             log.info("forwarding of %s changed from %s to %s (recorded; no alert)",
                      change.phone_number or "-", change.before or "none",
                      change.after or "none", extra={"account": verified.account})
+        if row_id is not None and self._chats is not None and is_chat_event(envelope.event_type):
+            self._chats.schedule(verified.account, body)
         return Receipt(verified.account, event_id, row_id is None, envelope.event_type,
                        known=envelope.data is not None)
 
@@ -229,6 +234,8 @@ class WebhookProcessor:
         """Wait until every applier is idle (shutdown, tests)."""
         while self._appliers:
             await asyncio.gather(*list(self._appliers.values()), return_exceptions=True)
+        if self._chats is not None:
+            await self._chats.drain()
 
     async def _applier(self, account: str) -> None:
         try:

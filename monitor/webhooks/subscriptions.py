@@ -1,7 +1,8 @@
 """``reputation-monitor webhook register|list|delete``: Linq's webhook subscriptions.
 
-``register`` subscribes ``phone_number.status_updated`` to an HTTPS URL and prints the
-signing secret: Linq shows it only this once, so the output says where to put it.
+``register`` subscribes ``phone_number.status_updated`` (and, with ``--chats``, the message
+and chat events that carry a chat's health) to an HTTPS URL and prints the signing secret:
+Linq shows it only this once, so the output says where to put it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from monitor.api.client import _error_from_response, _transport_reason, tls_veri
 from monitor.config import DEFAULT_WEBHOOK_SECRET_ENV, AccountConfig, Config
 from monitor.errors import ApiError, ConfigError
 from monitor.webhooks.event import STATUS_UPDATED
+
+# The events whose data carries ``chat.health_status`` (or the whole chat): chat health
+# applied as it happens, between two sweeps.
+CHAT_EVENTS = ("message.sent", "message.received", "message.delivered", "message.read",
+               "message.failed", "chat.created")
 
 PATH = "/v3/webhook-subscriptions"
 
@@ -55,18 +61,20 @@ async def _call(account: AccountConfig, method: str, path: str,
         raise ApiError("the answer is not JSON") from None
 
 
-async def register(config: Config, *, account_name: str | None, url: str) -> str:
+async def register(config: Config, *, account_name: str | None, url: str,
+                   chats: bool = False) -> str:
     if not url.startswith("https://"):
         raise ConfigError("--url", "Linq only delivers to https:// URLs")
     account = pick_account(config, account_name)
+    events = [STATUS_UPDATED, *(CHAT_EVENTS if chats else ())]
     created = await _call(account, "POST", PATH, {"target_url": url,
-                                                  "subscribed_events": [STATUS_UPDATED]})
+                                                  "subscribed_events": events})
     if not isinstance(created, dict):
         raise ApiError("the answer is not a subscription")
     secret = created.get("signing_secret")
     variable = account.webhook_secret_env or DEFAULT_WEBHOOK_SECRET_ENV
     return "\n".join([
-        f"subscribed {STATUS_UPDATED} for account {account.name}: "
+        f"subscribed {', '.join(events)} for account {account.name}: "
         f"id {created.get('id', '?')}, target {created.get('target_url', url)}",
         "",
         f"signing secret (Linq shows it only now): {secret}",
