@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import pydantic
 import pytest
 from linq.types import (
+    ChatCreatedWebhookEvent,
+    MessageReceivedWebhookEvent,
     PhoneNumberAssignedWebhookEvent,
     PhoneNumberForwardingUpdatedWebhookEvent,
     PhoneNumberListResponse,
@@ -136,6 +139,15 @@ def test_it_serves_webhook_subscriptions_the_sdk_reads(api: httpx.Client) -> Non
         == [("https://monitor.example/webhooks/linq", False)]
 
 
+def _a_chat() -> dict[str, Any]:
+    """A chat as the simulator serves it (GET /v3/chats), for the chat-bearing events."""
+    sim = Simulator()
+    sim.add_line(PHONE)
+    (chat_id,) = sim.chats.add_chats(PHONE, 1, at=datetime(2026, 11, 1, tzinfo=UTC),
+                                     status="AT_RISK")
+    return sim.chats.chat(chat_id)
+
+
 # Each event builder of WebhookSender, called with every key Linq sends, and its model.
 EVENTS: dict[str, tuple[Callable[[WebhookSender], Delivery], type[pydantic.BaseModel]]] = {
     "status_updated": (
@@ -145,6 +157,8 @@ EVENTS: dict[str, tuple[Callable[[WebhookSender], Delivery], type[pydantic.BaseM
         PhoneNumberStatusUpdatedWebhookEvent),
     "assigned": (lambda sender: sender.assigned(PHONE), PhoneNumberAssignedWebhookEvent),
     "released": (lambda sender: sender.released(PHONE), PhoneNumberReleasedWebhookEvent),
+    "message_event": (lambda sender: sender.message_event(_a_chat()), MessageReceivedWebhookEvent),
+    "chat_event": (lambda sender: sender.chat_event(_a_chat()), ChatCreatedWebhookEvent),
     "forwarding_updated": (
         lambda sender: sender.forwarding_updated(PHONE, before=None, after="+14155550199"),
         PhoneNumberForwardingUpdatedWebhookEvent),

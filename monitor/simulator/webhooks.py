@@ -110,8 +110,11 @@ class WebhookSender:
 
     def chat_event(self, chat: dict[str, Any], *, event_type: str = "chat.created",
                    event_id: str | None = None) -> Delivery:
-        """A chat event whose ``data`` is the whole chat (``chat.created``'s shape)."""
-        return self.event(event_type, dict(chat), event_id=event_id)
+        """A chat event whose ``data`` is the chat in ``chat.created``'s shape: the chat as
+        listed, less ``is_archived``, which that event does not carry (linq-python's
+        ``ChatCreatedWebhookEvent``)."""
+        data = {key: value for key, value in chat.items() if key != "is_archived"}
+        return self.event(event_type, data, event_id=event_id)
 
     def event(self, event_type: str, data: dict[str, Any], *, event_id: str | None = None
               ) -> Delivery:
