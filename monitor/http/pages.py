@@ -180,7 +180,7 @@ def page_routes(sources: PageSources, *, token: str | None,
             rows.append({**view, "name": name_for(state), "since_at": state.since,
                          "silenced": _silenced(silences, state, view["labels"], now)})
         statuses = sorted({s for c in chosen.counts.values() for s in c}
-                          | set(st.KNOWN_STATUSES), key=lambda s: (st.rank(s), s))
+                          | set(st.MONITOR_STATUSES), key=lambda s: (st.rank(s), s))
         pages = max(1, -(-chosen.matched // PAGE_SIZE))
         base = {k: v for k, v in (("account", filters.account), ("status", filters.status),
                                   ("label", filters.label), ("q", filters.text)) if v}
