@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from monitor.cli.commands import default_author
 from monitor.cli.lines import LineFilter, worst_first
 from monitor.simulator import Simulator, SimulatorServer
 from tests.support.daemon import cli, free_port, write_config
@@ -265,6 +266,9 @@ def test_silence_list_json_gives_each_silence_with_its_matcher_and_state(
     assert silence["expired_at"] is None and silence["until"] == silence["ends_at"]
     states = {s["id"]: s["state"] for s in json.loads(every.stdout)}
     assert states == {1: "active", 2: "expired"}
+    [ended] = [s for s in json.loads(every.stdout) if s["id"] == 2]
+    assert ended["expired_by"] == default_author()  # who ran `silence expire`
+    assert silence["expired_by"] is None
 
 
 def test_webhook_list_json_gives_the_subscriptions_and_no_secret(

@@ -155,6 +155,8 @@ async def test_a_write_needs_the_csrf_token_that_belongs_to_its_cookie(
     assert (await client.post("/silences/1/expire", data={"csrf": csrf})).status_code == 400
     expired = await client.post("/silences/1/expire", data={"csrf": csrf, "by": "Bo"})
     assert expired.status_code == 303
+    # Recorded, not only logged: who ended it early shows on the page (from the database).
+    assert "(expired by Bo (status page))" in (await client.get(expired.headers["location"])).text
     again = await client.post("/silences/1/expire", data={"csrf": csrf, "by": "Bo"})
     assert again.status_code == 409 and "already ended" in again.text
     huge = await client.post(f"/silences/{2**70}/expire", data={"csrf": csrf, "by": "Bo"})

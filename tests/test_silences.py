@@ -108,7 +108,7 @@ def test_silences_are_stored_listed_and_expired(sessions: sessionmaker[Session])
     assert listed == [line, label]  # read back exactly as written, in start order
     assert load_silences(sessions, NOW) == [line, label]  # the upcoming one is loaded too
 
-    expired = expire_silence(sessions, line.id, NOW + timedelta(minutes=5))
+    expired = expire_silence(sessions, line.id, NOW + timedelta(minutes=5), by="ada")
     assert expired.expired_at == NOW + timedelta(minutes=5)
     assert load_silences(sessions, NOW + timedelta(minutes=5)) == [label]
     assert list_silences(sessions, NOW + timedelta(minutes=5), include_expired=True) == [
@@ -120,12 +120,12 @@ def test_silences_are_stored_listed_and_expired(sessions: sessionmaker[Session])
 def test_expiring_an_unknown_or_ended_silence_says_why(sessions: sessionmaker[Session]) -> None:
     done = stored(sessions, MatcherKind.ACCOUNT, "main", length=timedelta(minutes=30))
     with pytest.raises(UsageError, match="no silence with id 999"):
-        expire_silence(sessions, 999, NOW)
+        expire_silence(sessions, 999, NOW, by="ada")
     with pytest.raises(UsageError, match=f"silence {done.id} has already ended: it ended"):
-        expire_silence(sessions, done.id, NOW + timedelta(hours=1))
-    expire_silence(sessions, done.id, NOW + timedelta(minutes=1))
+        expire_silence(sessions, done.id, NOW + timedelta(hours=1), by="ada")
+    expire_silence(sessions, done.id, NOW + timedelta(minutes=1), by="ada")
     with pytest.raises(UsageError, match="it was expired at 2026-11-27 08:01:00 UTC"):
-        expire_silence(sessions, done.id, NOW + timedelta(minutes=2))
+        expire_silence(sessions, done.id, NOW + timedelta(minutes=2), by="ada")
 
 
 @pytest.mark.both_databases

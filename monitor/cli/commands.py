@@ -503,7 +503,7 @@ def print_silences(config: Config, *, include_expired: bool, as_json: bool = Fal
 def expire_silence(config: Config, silence_id: int) -> int:
     engine, sessions = open_current(config)
     try:
-        silence = silences.expire_silence(sessions, silence_id, utcnow())
+        silence = silences.expire_silence(sessions, silence_id, utcnow(), by=default_author())
     finally:
         engine.dispose()
     print(f"silence {silence.id} ({silence.matcher}) expired at {format_time(silence.until)}")

@@ -41,7 +41,8 @@ def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
             "reason": silence.reason, "created_by": silence.created_by,
             "created_at": silence.created_at.isoformat(),
             "starts_at": silence.starts_at.isoformat(), "ends_at": silence.ends_at.isoformat(),
-            "expired_at": iso(silence.expired_at), "until": silence.until.isoformat(),
+            "expired_at": iso(silence.expired_at), "expired_by": silence.expired_by,
+            "until": silence.until.isoformat(),
             "state": silence.state(now)}
 
 

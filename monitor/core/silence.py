@@ -46,6 +46,7 @@ class Silence:
     starts_at: datetime
     ends_at: datetime
     expired_at: datetime | None = None  # set when ended early by `silence expire`
+    expired_by: str | None = None  # who ended it early (None before that was recorded)
 
     @property
     def until(self) -> datetime:

@@ -263,7 +263,7 @@ def page_routes(sources: PageSources, *, token: str | None,
                                        status=404)
         try:
             expired = await asyncio.to_thread(silence_store.expire_silence, sources.sessions,
-                                              silence_id, clock())
+                                              silence_id, clock(), by=f"{by} (status page)")
         except UsageError as exc:
             return await silences_page(request, error=str(exc), status=409)
         log.info("silence expired from the status page id=%d matcher=%s at=%s by=%s",

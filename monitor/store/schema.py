@@ -292,6 +292,7 @@ class SilenceRow(Base):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # ended early
+    expired_by: Mapped[str | None] = mapped_column(String(200))  # who ended it early
 
     # The daemon reads the silences that have not ended before each planning step.
     __table_args__ = (Index("ix_silences_ends_at", "ends_at"),)

@@ -60,8 +60,10 @@ def load_silences(sessions: sessionmaker[Session], now: datetime) -> list[Silenc
     return list_silences(sessions, now)
 
 
-def expire_silence(sessions: sessionmaker[Session], silence_id: int, now: datetime) -> Silence:
-    """End a silence now. Raises UsageError if there is no such silence or it has ended."""
+def expire_silence(sessions: sessionmaker[Session], silence_id: int, now: datetime, *,
+                   by: str) -> Silence:
+    """End a silence now, recording who did. Raises UsageError if there is no such silence
+    or it has ended."""
     try:
         with sessions.begin() as session:
             # Conditional: of two people expiring the same silence, exactly one succeeds.
@@ -69,7 +71,7 @@ def expire_silence(sessions: sessionmaker[Session], silence_id: int, now: dateti
                 update(SilenceRow)
                 .where(SilenceRow.id == silence_id, SilenceRow.expired_at.is_(None),
                        SilenceRow.ends_at > now)
-                .values(expired_at=now)
+                .values(expired_at=now, expired_by=by)
                 .execution_options(synchronize_session=False)
             )
             done: bool = result.rowcount == 1  # type: ignore[attr-defined]
@@ -102,4 +104,5 @@ def known_line(sessions: sessionmaker[Session], phone_or_id: str) -> bool:
 def _to_silence(row: SilenceRow) -> Silence:
     return Silence(id=row.id, kind=MatcherKind(row.matcher_kind), value=row.matcher_value,
                    reason=row.reason, created_by=row.created_by, created_at=row.created_at,
-                   starts_at=row.starts_at, ends_at=row.ends_at, expired_at=row.expired_at)
+                   starts_at=row.starts_at, ends_at=row.ends_at, expired_at=row.expired_at,
+                   expired_by=row.expired_by)
