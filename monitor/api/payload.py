@@ -245,9 +245,12 @@ def _collect_typed(items: list[_Item]) -> PhoneNumberList:
                 continue
             line_id = result.line_id
         else:
-            status, doc_url = reputation.status, reputation.doc_url
+            status, doc_url, kind = reputation.status, reputation.doc_url, item.line_type
+            if kind is not None:  # iMessage | RCS: checked, then shared like the status
+                kind = _line_type(kind)
+                kind = None if kind is None else share(kind, kind)
             result = Observation(line_id, item.phone_number, share(status, status),
-                                 None if doc_url is None else share(doc_url, doc_url))
+                                 None if doc_url is None else share(doc_url, doc_url), kind)
         if line_id in seen:
             skipped.append(SkippedItem(index, "duplicate id", None, None))
             continue
