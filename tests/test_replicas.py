@@ -27,7 +27,7 @@ from monitor.simulator import SimResponse, Simulator, SimulatorServer
 from monitor.simulator.webhooks import WebhookSender, new_secret
 from monitor.store.engine import make_engine, make_sessionmaker
 from monitor.store.schema import Line, Notification, Poll, TransitionRow
-from tests.support.daemon import DaemonProcess, cli, wait_until, write_config
+from tests.support.daemon import DaemonProcess, cli, subscribe, wait_until, write_config
 from tests.support.receiver import Received, Receiver
 from tests.support.replicas import (
     HOST,
@@ -287,6 +287,7 @@ def test_a_webhook_at_any_replica_alerts_once_and_every_replica_gates_alike(
     secret = new_secret()
     monkeypatch.setenv("REPLICA_WEBHOOK_SECRET", secret)  # inherited by the replicas
     setup_fleet(sim, 1)
+    subscribe(sim)  # or the channel also hears that push is not set up
     replicas = start_replicas(tmp_path, 2, base_url=sim_server.url, database_url=postgres_url,
                               accounts=1, channel_url=receiver.url("ops"),
                               extra_account='webhook_secret_env = "REPLICA_WEBHOOK_SECRET"')

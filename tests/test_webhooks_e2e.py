@@ -11,7 +11,7 @@ import pytest
 
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.simulator.webhooks import WebhookSender, new_secret
-from tests.support.daemon import DaemonProcess, cli, write_config
+from tests.support.daemon import DaemonProcess, cli, subscribe, write_config
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,6 +26,7 @@ def test_a_signed_status_webhook_reaches_on_call_without_waiting_for_a_poll(
     secret = new_secret()
     monkeypatch.setenv("E2E_WEBHOOK_SECRET", secret)
     line_id = sim.add_line(LINE)
+    subscribe(sim)  # or the channel also hears that push is not set up
     config = write_config(
         tmp_path / "config.toml", base_url=sim_server.url, database_url=database_url,
         channels=[("pager", receiver.url("pager"), "CRITICAL")],

@@ -266,3 +266,11 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def subscribe(sim: Any) -> None:
+    """Give the simulated account the webhook subscription `webhook register` leaves behind,
+    so a daemon with webhooks on finds Linq pushing ``phone_number.status_updated`` to it
+    (push liveness) instead of rightly telling every channel it is not."""
+    sim.subscriptions.create({"target_url": "https://monitor.test/webhooks/linq",
+                              "subscribed_events": ["phone_number.status_updated"]})
