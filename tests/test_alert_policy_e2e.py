@@ -327,7 +327,7 @@ def test_the_daily_digest_is_delivered_at_its_time_of_day_once(
     sim.add_line(degraded)
     sim.add_line(healthy)
     # A time of day (to the second) that leaves the daemon time to start and poll twice.
-    due = datetime.now(UTC) + timedelta(seconds=15)
+    due = datetime.now(UTC) + timedelta(seconds=25)
     daemon = start(tmp_path, sim_server, database_url,
                    channels=[("ops", receiver.url("ops"), "CRITICAL")],
                    channel_options=f'group_wait = "0s"\ndigest = "{due:%H:%M:%S}"')
