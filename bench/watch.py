@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import random
 import sys
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -111,15 +112,16 @@ class Noise:
 
 
 @asynccontextmanager
-async def scenario_runtime(scenario: Scenario, db_url: str, clock: Clock
-                           ) -> AsyncIterator[tuple[Simulator, Runtime]]:
+async def scenario_runtime(scenario: Scenario, db_url: str, clock: Clock,
+                           watch: dict[str, Any]) -> AsyncIterator[tuple[Simulator, Runtime]]:
     sim = Simulator(scenario)
     with SimulatorServer(sim) as server:
         raw: dict[str, Any] = {
             "accounts": [{"name": "main", "base_url": server.url, "token": scenario.token,
                           "max_retries": 0, "timeout": "2s"}],
             "database": {"url": db_url},
-            "chats": {"enabled": True, "requests_per_minute": 600, "interval": "1h"},
+            "chats": {"enabled": True, "requests_per_minute": 600, "interval": "1h",
+                      "watch": watch},
         }
         config = parse_config(raw, environ={})
         engine, sessions = open_database(config)
@@ -146,7 +148,8 @@ async def sweep(rt: Runtime, clock: Clock) -> None:
     raise SystemExit("sweep: did not finish")
 
 
-async def run_scenario(name: str, db_url: str, *, steps: int | None, seed: int | None) -> Run:
+async def run_scenario(name: str, db_url: str, *, steps: int | None, seed: int | None,
+                       watch: dict[str, Any]) -> Run:
     scenario = load_scenario(name)
     noisy = seed is not None
     scenario = scenario.model_copy(update={
@@ -157,7 +160,7 @@ async def run_scenario(name: str, db_url: str, *, steps: int | None, seed: int |
     clock = Clock(scenario.start or START)
     phones = [spec.phone_number for spec in scenario.initial_lines()]
     result = Run(name, count, len(phones))
-    async with scenario_runtime(scenario, db_url, clock) as (sim, rt):
+    async with scenario_runtime(scenario, db_url, clock, watch) as (sim, rt):
         noise = Noise(sim, phones, seed) if noisy else None
         poller = rt.pollers["main"]
         last_id = 0
@@ -198,9 +201,10 @@ def hours(steps: int) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     async with database(args.db) as db_url:
-        souring = await run_scenario("souring-chats", db_url, steps=None, seed=None)
+        souring = await run_scenario("souring-chats", db_url, steps=None, seed=None,
+                                     watch=args.watch)
     print(f"\nWATCH lead time and false warnings; db {args.db}; default [chats.watch] "
-          f"thresholds; {machine()}\n")
+          f"thresholds{' but ' + str(args.watch) if args.watch else ''}; {machine()}\n")
     print("| scenario | lines x chats | steps (6 h each) | WATCH at step | AT_RISK at step "
           "| lead time | WATCH warnings on other lines |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -216,7 +220,8 @@ async def main_async(args: argparse.Namespace) -> None:
         runs = []
         for seed in range(args.seeds):
             async with database(args.db) as db_url:
-                runs.append(await run_scenario(name, db_url, steps=args.steps, seed=seed))
+                runs.append(await run_scenario(name, db_url, steps=args.steps, seed=seed,
+                                                 watch=args.watch))
         shares = [s for r in runs for s in r.unhealthy_share]
         warnings = sum(len(r.warnings) for r in runs)
         where = "; ".join(f"seed {i}: step {s} {p}" for i, r in enumerate(runs)
@@ -232,7 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="noise seeds per scenario")
     parser.add_argument("--steps", type=int, default=24,
                         help="steps of the noisy scenarios (6 h each)")
-    asyncio.run(main_async(parser.parse_args(argv if argv is not None else sys.argv[1:])))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [chats.watch] key other than its default, e.g. rise_share=0")
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    args.watch = {key: tomllib.loads(f"v = {value}")["v"]
+                  for key, value in (item.split("=", 1) for item in args.set)}
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
