@@ -214,7 +214,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"| souring-chats | {souring.lines} x {CHATS} | {souring.steps} | "
           f"{souring.watch_step} | {souring.at_risk_step} | {lead} | {len(others)} |")
     print("\n| scenario (with noise) | lines x chats | steps (6 h each) | seeds | mean "
-          "unhealthy | most unhealthy chats on a line | WATCH warnings |")
+          "unhealthy | most unhealthy chats on a line | WATCH warnings (per seed) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name in ("steady", "flaky-api"):
         runs = []
@@ -224,11 +224,10 @@ async def main_async(args: argparse.Namespace) -> None:
                                                  watch=args.watch))
         shares = [s for r in runs for s in r.unhealthy_share]
         warnings = sum(len(r.warnings) for r in runs)
-        where = "; ".join(f"seed {i}: step {s} {p}" for i, r in enumerate(runs)
-                          for s, p in r.warnings)
+        per_seed = ", ".join(str(len(r.warnings)) for r in runs)
         print(f"| {name} | {runs[0].lines} x {CHATS} | {args.steps} | {args.seeds} | "
               f"{sum(shares) / len(shares):.1%} | {max(r.most_unhealthy for r in runs)} | "
-              f"{warnings} |" + (f" ({where})" if where else ""))
+              f"{warnings} ({per_seed}) |")
 
 
 def main(argv: list[str] | None = None) -> None:
