@@ -151,7 +151,6 @@ async def sweep(rt: Runtime, clock: Clock) -> None:
 async def run_scenario(name: str, db_url: str, *, steps: int | None, seed: int | None,
                        watch: dict[str, Any]) -> Run:
     scenario = load_scenario(name)
-    noisy = seed is not None
     scenario = scenario.model_copy(update={
         "start": scenario.start or START,
         "step_seconds": scenario.step_seconds or STEP.total_seconds(),
@@ -161,7 +160,7 @@ async def run_scenario(name: str, db_url: str, *, steps: int | None, seed: int |
     phones = [spec.phone_number for spec in scenario.initial_lines()]
     result = Run(name, count, len(phones))
     async with scenario_runtime(scenario, db_url, clock, watch) as (sim, rt):
-        noise = Noise(sim, phones, seed) if noisy else None
+        noise = Noise(sim, phones, seed) if seed is not None else None
         poller = rt.pollers["main"]
         last_id = 0
         for step in range(1, count + 1):

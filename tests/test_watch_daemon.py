@@ -106,25 +106,33 @@ def test_souring_chats_found_by_the_sweep_warn_the_watch_channel_and_clear(
     assert [m.path for m in receiver.messages] == ["/early", "/early"]
 
 
-def test_chats_already_sour_at_the_first_sweep_warn_too(
+def test_a_line_whose_chats_were_swept_before_a_poll_found_it_warns_once_found(
         tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
         receiver: Receiver) -> None:
-    """The first sweep may land before the first poll has loaded the lines: the summary
-    the poller could not place must be handed over again, not taken as told."""
-    sim.add_lines(1)
+    """A number joins the account between polls and the sweep lists its chats, already
+    sour, first: the summary the poller could not place is handed over again once a poll
+    knows the line, though none of its chats changed since."""
+    sim.add_lines(1)  # CALM's number comes later
     at = datetime.now(UTC)
     sim.chats.add_chats(SOURING, 20, at=at)
-    sim.chats.set_counts(SOURING, {"CRITICAL": 4}, at=at)
+    sim.chats.add_chats(CALM, 20, at=at)
+    sim.chats.set_counts(CALM, {"CRITICAL": 4}, at=at)
     config = write_config(
         tmp_path / "config.toml", base_url=sim_server.url, database_url=database_url,
-        channels=channels(receiver), poll_interval="1h",
+        channels=channels(receiver),
         extra='\n[chats]\nenabled = true\nrequests_per_minute = 600\ninterval = "1s"\n'
               + WATCH)
     daemon = DaemonProcess(config, log=tmp_path / "daemon.log").start()
     try:
+        wait_until(lambda: daemon.value("linq_reputation_line_chats", account="main",
+                                        status="CRITICAL") == 4,
+                   what="a sweep over the unknown number's chats")
+        assert receiver.messages == []
+        sim.add_lines(1)
         (warning,) = receiver.wait_for(1, path="early", timeout=30)
-        assert "HEALTHY → WATCH" in warning.title, warning.title
-        assert gate(daemon, SOURING)["advice"] == "slow_down"
+        assert warning.title.startswith(f"[WATCH] {CALM} degraded: HEALTHY → WATCH"), \
+            warning.title
+        assert gate(daemon, CALM)["advice"] == "slow_down"
     finally:
         daemon.stop()
 
