@@ -251,6 +251,11 @@ def main() -> None:
         from bench.webhooks import main as webhooks
 
         sys.exit(webhooks(sys.argv[2:]))
+    if sys.argv[1:2] == ["watch"]:  # python -m bench watch ... (bench/watch.py)
+        from bench.watch import main as watch
+
+        watch(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["whole"]:
         from bench import whole
 

@@ -90,15 +90,19 @@ class ChatHealth:
         await target.apply_chat_health(fresh, now)
         troubled = self._troubled.setdefault(account, set())
         for summary in fresh:
+            line = target.find(summary.phone_number)
+            if line is None:
+                # A number the poller does not know yet (chats seen before the poll that
+                # finds the line): not told, so the summary is handed over again once it
+                # does (the end of a sweep re-summarises every line with chats not HEALTHY).
+                continue
             told[summary.phone_number] = fingerprint(summary)
             if summary.worst:
                 troubled.add(summary.phone_number)
             else:
                 troubled.discard(summary.phone_number)
-            line = target.find(summary.phone_number)
-            self._metrics.set_unhealthy_chats(
-                account, line.line_id if line else "", summary.phone_number,
-                summary.unhealthy)
+            self._metrics.set_unhealthy_chats(account, line.line_id, summary.phone_number,
+                                              summary.unhealthy)
         return fresh
 
     def told_lines(self, account: str) -> set[str]:

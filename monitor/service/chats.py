@@ -15,6 +15,9 @@ after the sweep's start has passed, and starts over from the top.
   `CHECKPOINT_PAGES` pages otherwise, and at the end of a sweep: a restart loses at most
   that many pages of progress. A stored cursor the API no longer accepts (a 4xx other
   than 401/403/429) restarts the sweep from the top.
+- **Restored at start.** The first tick (after a start or a lease moving here) summarises
+  every line with stored chats not HEALTHY, so the WATCH assessments are rebuilt from the
+  store before any page is fetched.
 - **Cheap when nothing changed.** An unchanged page is one read of the stored rows and no
   write (but the periodic checkpoint); no summary is computed, nothing reaches the poller.
 """
@@ -107,9 +110,10 @@ class ChatSweeper:
         if self._paused_until is not None and now < self._paused_until:
             return Tick.PAUSED
         if self._progress is None:
-            self._progress = await asyncio.to_thread(load_progress, self._sessions,
-                                                     self.account)
-            self._publish(self._progress)
+            progress = await asyncio.to_thread(load_progress, self._sessions, self.account)
+            self._publish(progress)
+            await self._restore()
+            self._progress = progress
         progress = self._progress
         if progress.started_at is None:
             if not self._due(progress, now):
@@ -170,6 +174,14 @@ class ChatSweeper:
         await self._health.resummarise(self.account, lines)
         await self._health.count_account(self.account)
         return Tick.DONE
+
+    async def _restore(self) -> None:
+        """Started, or the lease came here: summarise every line with stored chats not
+        HEALTHY now, from the store, rather than at the end of the next full sweep. A line
+        the database holds as WATCH gets its reasons and worst chats back (its reminders
+        would otherwise lack them for a whole sweep), or clears if its chats have."""
+        lines = await asyncio.to_thread(troubled_lines, self._sessions, self.account)
+        await self._health.resummarise(self.account, lines)
 
     def _due(self, progress: SweepProgress, now: datetime) -> bool:
         if progress.completed_at is None:

@@ -8,8 +8,9 @@ the first summary (a fleet without chat health pays nothing for it).
 
 Assessments are derived data, not stored: after a restart a line the database holds as
 WATCH is taken to be on WATCH (so a poll does not clear it) until its chats are
-summarised again. The poller owns the lock and the writes (service/poller.py
-``apply_chat_health``); this holds no I/O.
+summarised again (the chat sweep's first tick re-summarises every line with chats not
+HEALTHY from the stored chats); a notice before that says so. The poller owns the lock
+and the writes (service/poller.py ``apply_chat_health``); this holds no I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from monitor.core.model import LineMeta, LineState, Notice, NoticeKind, Observat
 from monitor.core.watch import DEFAULT_RULES, SOURCE, WatchRules, overlay
 
 CLEARED = "Its chats recovered: every WATCH signal is below its exit level."
+# A line kept on WATCH from the database has no assessment of its own until its chats are
+# summarised again (the chat sweep's first tick does so): say that rather than nothing.
+RESTORED = ("on WATCH since before the monitor restarted; why, and its worst chats, come "
+            "back with the next summary of its chats")
 
 
 class ChatWatch:
@@ -91,7 +96,8 @@ class ChatWatch:
             found = pending.get(entry.line_id) or self._assessments.get(entry.line_id)
             if found is None:
                 return notice
-            return replace(notice, entry=replace(entry, watch_reasons=found.reasons,
+            return replace(notice, entry=replace(entry,
+                                                 watch_reasons=found.reasons or (RESTORED,),
                                                  chats=found.worst))
         if (entry.kind is NoticeKind.RECOVERED and entry.source == SOURCE
                 and entry.reason is None):
