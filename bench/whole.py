@@ -96,6 +96,7 @@ class Whole:
     peak_rss_mb: float = 0.0
     audits: int = 0
     messages: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # of each message's body, bytes
     oneshot: dict[str, float] = field(default_factory=dict)
     mass: dict[str, float] = field(default_factory=dict)
 
@@ -289,7 +290,7 @@ async def bench(args: argparse.Namespace) -> Whole:
                 yield url
 
     async with simulator(args.lines) as sim_url, db() as db_url, \
-            receiver(whole.messages) as channel:
+            receiver(whole.messages, whole.sizes) as channel:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(timeout=120, headers=headers) as http:
             items = orjson.loads((await http.get(sim_url + "/v3/phone_numbers")).content)[
@@ -360,10 +361,15 @@ async def bench(args: argparse.Namespace) -> Whole:
                             await http.post(sim_url + "/_sim/set",
                                             content=orjson.dumps(fleet.step(changes)))
                     if args.mass:
-                        after = [m - mass_at for m in whole.messages if m >= mass_at]
+                        after = [(m - mass_at, size) for m, size in
+                                 zip(whole.messages, whole.sizes, strict=True) if m >= mass_at]
                         whole.mass["messages"] = len(after)
-                        whole.mass["first_message"] = min(after, default=float("nan"))
-                        whole.mass["last_message"] = max(after, default=float("nan"))
+                        whole.mass["last_message"] = max((t for t, _ in after),
+                                                         default=float("nan"))
+                        # The grouped message of the mass event: the largest one (alerts
+                        # of earlier changes, held for their audits, may still arrive).
+                        big = max(after, key=lambda m: m[1], default=(float("nan"), 0))
+                        whole.mass["grouped_at"], whole.mass["grouped_kb"] = big[0], big[1] / 1024
                         whole.mass["cpu"] = cpu_seconds(proc.pid) - mass_cpu
                         whole.mass["window"] = time.monotonic() - mass_at
                         whole.mass["audits"] = (await asyncio.to_thread(count_rows, db_url))[
@@ -420,8 +426,9 @@ def report(args: argparse.Namespace, whole: Whole) -> str:
     ] + ([] if not args.mass else [
         "mass event: {lines:.0f} lines turned CRITICAL in one poll; the poll that saw it "
         "completed {poll_done:.2f} s after the change (its duration {poll_s:.2f} s, CPU of "
-        "its interval {poll_cpu:.2f} s); the channel got {messages:.0f} message(s), the first "
-        "{first_message:.2f} s and the last {last_message:.2f} s after the change; CPU "
+        "its interval {poll_cpu:.2f} s); the channel got {messages:.0f} message(s) after the "
+        "change, the largest ({grouped_kb:.0f} KB, the grouped one) {grouped_at:.2f} s and "
+        "the last {last_message:.2f} s after it; CPU "
         "{cpu:.2f} s over the {window:.0f} s window; audits started {audits:.0f}; "
         "peak RSS {rss_before_mb:.0f} MB before, {after:.0f} MB after".format(
             **whole.mass, after=whole.peak_rss_mb)]))
