@@ -198,13 +198,13 @@ def annotate(sessions: sessionmaker[Session], account: str,
             # ix_transitions_at, and a cold poll gives 100k transitions the same ``at``, so
             # each chunk visited them all (0.06 s a chunk, ``transition_id`` above); through
             # the line's index it visits only the chunk's lines.
-            at = func.coalesce(TransitionRow.at, TransitionRow.at)
+            unindexed_at = func.coalesce(TransitionRow.at, TransitionRow.at)
             rows = session.execute(
                 select(TransitionRow.id, TransitionRow.line_id, TransitionRow.at,
                        TransitionRow.to_status)
                 .where(TransitionRow.account == account,
                        TransitionRow.line_id.in_({t.line_id for t, _ in chunk}),
-                       at.in_({t.at for t, _ in chunk}))).all()
+                       unindexed_at.in_({t.at for t, _ in chunk}))).all()
             for row_id, line_id, at, to_status in rows:
                 lines = lines_of.get((line_id, at, to_status))
                 if lines is not None:
