@@ -68,9 +68,11 @@ class Run:
 
 
 @asynccontextmanager
-async def receiver(received: list[float] | None = None) -> AsyncIterator[str]:
+async def receiver(received: list[float] | None = None,
+                   sizes: list[int] | None = None) -> AsyncIterator[str]:
     """A channel endpoint that accepts every notification (Apprise's json:// posts here);
-    the time of each one is appended to `received` when given."""
+    the time of each one is appended to `received` when given, its body's size to
+    `sizes`."""
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with suppress(ConnectionError, asyncio.IncompleteReadError):
@@ -84,6 +86,8 @@ async def receiver(received: list[float] | None = None) -> AsyncIterator[str]:
                 await reader.readexactly(length)
                 if received is not None:
                     received.append(time.monotonic())
+                if sizes is not None:
+                    sizes.append(length)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
         writer.close()

@@ -96,7 +96,9 @@ class Whole:
     peak_rss_mb: float = 0.0
     audits: int = 0
     messages: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # of each message's body, bytes
     oneshot: dict[str, float] = field(default_factory=dict)
+    mass: dict[str, float] = field(default_factory=dict)
 
 
 def write_config(directory: Path, *, sim_url: str, db_url: str, interval: str, port: int,
@@ -257,6 +259,13 @@ class Fleet:
             self.status[line_id] = "CRITICAL" if i < max(1, n // 50) else "AT_RISK"
         return {i: self.status[i] for i in chosen}
 
+    def mass(self, count: int) -> dict[str, str]:
+        """`count` lines not yet CRITICAL turn CRITICAL at once (a mass event)."""
+        healthy = [i for i in self.ids if self.status[i] != "CRITICAL"]
+        batch = dict.fromkeys(self.rng.sample(healthy, min(count, len(healthy))), "CRITICAL")
+        self.status.update(batch)
+        return batch
+
     def step(self, count: int) -> dict[str, str]:
         batch = {}
         for line_id in self.rng.sample(self.ids, count):
@@ -281,7 +290,7 @@ async def bench(args: argparse.Namespace) -> Whole:
                 yield url
 
     async with simulator(args.lines) as sim_url, db() as db_url, \
-            receiver(whole.messages) as channel:
+            receiver(whole.messages, whole.sizes) as channel:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(timeout=120, headers=headers) as http:
             items = orjson.loads((await http.get(sim_url + "/v3/phone_numbers")).content)[
@@ -313,6 +322,9 @@ async def bench(args: argparse.Namespace) -> Whole:
                     scraper: asyncio.Task[None] | None = None
                     print(f"{'poll':>4} {'poll s':>7} {'CPU s':>6} {'RSS MB':>7} {'peak MB':>8}")
                     last_cpu = 0.0
+                    total = args.polls + (args.mass_polls if args.mass else 0)
+                    mass_at = mass_cpu = 0.0
+                    mass_audits = 0
                     async for seconds in polls_done(proc, log):
                         now, cpu = time.monotonic(), cpu_seconds(proc.pid)
                         memory.sample()
@@ -324,7 +336,11 @@ async def bench(args: argparse.Namespace) -> Whole:
                         print(f"{n:>4} {seconds:>7.2f} {whole.polls[-1][2]:>6.2f} "
                               f"{memory.rss_kb / 1024:>7.0f} {memory.hwm_kb / 1024:>8.0f}",
                               flush=True)
-                        if n >= args.polls:
+                        if n == args.polls + 1 and args.mass:
+                            whole.mass["poll_done"] = now - mass_at
+                            whole.mass["poll_s"] = seconds
+                            whole.mass["poll_cpu"] = whole.polls[-1][2]
+                        if n >= total:
                             break
                         if scraper is None:
                             # By default 0.7 of an interval: the scrapes drift across
@@ -332,8 +348,32 @@ async def bench(args: argparse.Namespace) -> Whole:
                             scraper = asyncio.create_task(scrape_forever(
                                 f"http://127.0.0.1:{port}/metrics",
                                 args.scrape_every or interval * 0.7, whole))
-                        await http.post(sim_url + "/_sim/set",
-                                        content=orjson.dumps(fleet.step(changes)))
+                        if n == args.polls and args.mass:
+                            # The mass event; afterwards no change, so every message
+                            # the channel gets from here on is the mass event's.
+                            mass_audits = (await asyncio.to_thread(count_rows, db_url))[0]
+                            batch = fleet.mass(args.mass)
+                            mass_at, mass_cpu = time.monotonic(), cpu_seconds(proc.pid)
+                            whole.mass["lines"] = len(batch)
+                            whole.mass["rss_before_mb"] = memory.hwm_kb / 1024
+                            await http.post(sim_url + "/_sim/set", content=orjson.dumps(batch))
+                        elif n < args.polls:
+                            await http.post(sim_url + "/_sim/set",
+                                            content=orjson.dumps(fleet.step(changes)))
+                    if args.mass:
+                        after = [(m - mass_at, size) for m, size in
+                                 zip(whole.messages, whole.sizes, strict=True) if m >= mass_at]
+                        whole.mass["messages"] = len(after)
+                        whole.mass["last_message"] = max((t for t, _ in after),
+                                                         default=float("nan"))
+                        # The grouped message of the mass event: the largest one (alerts
+                        # of earlier changes, held for their audits, may still arrive).
+                        big = max(after, key=lambda m: m[1], default=(float("nan"), 0))
+                        whole.mass["grouped_at"], whole.mass["grouped_kb"] = big[0], big[1] / 1024
+                        whole.mass["cpu"] = cpu_seconds(proc.pid) - mass_cpu
+                        whole.mass["window"] = time.monotonic() - mass_at
+                        whole.mass["audits"] = (await asyncio.to_thread(count_rows, db_url))[
+                            0] - mass_audits
                     for task in (watcher, scraper):
                         if task is not None:
                             task.cancel()
@@ -348,7 +388,7 @@ async def bench(args: argparse.Namespace) -> Whole:
 
 
 def report(args: argparse.Namespace, whole: Whole) -> str:
-    steady = whole.polls[args.warmup + 1:] or whole.polls[1:]
+    steady = whole.polls[args.warmup + 1:args.polls + 1] or whole.polls[1:args.polls + 1]
     cpu = [c for _, _, c in steady]
     windows = [(end - dur, end) for end, dur, _ in whole.polls]
     during = [s.seconds for s in whole.scrapes if any(a <= s.start <= b for a, b in windows)]
@@ -383,7 +423,15 @@ def report(args: argparse.Namespace, whole: Whole) -> str:
         f"{len(whole.messages)}",
         f"one-shot `poll`: CPU {o['cpu']:.2f} s, wall {o['wall']:.2f} s, "
         f"peak RSS {o['rss_mb']:.0f} MB",
-    ])
+    ] + ([] if not args.mass else [
+        "mass event: {lines:.0f} lines turned CRITICAL in one poll; the poll that saw it "
+        "completed {poll_done:.2f} s after the change (its duration {poll_s:.2f} s, CPU of "
+        "its interval {poll_cpu:.2f} s); the channel got {messages:.0f} message(s) after the "
+        "change, the largest ({grouped_kb:.0f} KB, the grouped one) {grouped_at:.2f} s and "
+        "the last {last_message:.2f} s after it; CPU "
+        "{cpu:.2f} s over the {window:.0f} s window; audits started {audits:.0f}; "
+        "peak RSS {rss_before_mb:.0f} MB before, {after:.0f} MB after".format(
+            **whole.mass, after=whole.peak_rss_mb)]))
 
 
 def main() -> None:
@@ -403,6 +451,11 @@ def main() -> None:
                         help="seconds between scrapes (default 0.7 of the interval)")
     parser.add_argument("--no-audits", dest="audits", action="store_false",
                         help="audit_on = [] (to tell the audits' cost from the rest)")
+    parser.add_argument("--mass", type=int, default=0,
+                        help="after --polls, turn N lines CRITICAL in one poll (a mass "
+                             "event), then --mass-polls polls with no change")
+    parser.add_argument("--mass-polls", type=int, default=8,
+                        help="polls watched after the mass event")
     parser.add_argument("--smoke", action="store_true",
                         help="1,000 lines, 3 polls, 1 s apart: a check that it runs")
     args = parser.parse_args()

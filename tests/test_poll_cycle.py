@@ -4,6 +4,7 @@ what it stores, how many rows it writes, and what a failed poll leaves alone."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -147,3 +148,24 @@ async def test_a_skipped_item_keeps_its_last_known_state(
     with runtime.sessions() as session:
         line = session.get_one(Line, ("main", ids[0]))
         assert (line.present, line.status) == (True, "AT_RISK")
+
+
+async def test_a_cold_start_logs_the_first_degraded_lines_and_counts_the_rest(
+        runtime: Runtime, sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    from monitor.service.poller import FIRST_SEEN_LOGGED
+
+    sim.add_lines(FIRST_SEEN_LOGGED + 7, status="AT_RISK")
+    healthy = sim.add_lines(20, prefix="+1303")
+    with caplog.at_level(logging.INFO, logger="monitor.service.poller"):
+        await poll(runtime)
+        sim.set_status(healthy[0], "CRITICAL")
+        await poll(runtime)
+    info = [r.getMessage() for r in caplog.records
+            if r.name == "monitor.service.poller" and r.levelno == logging.INFO]
+    first_seen = [m for m in info if m.startswith("transition") and " - -> " in m]
+    assert len(first_seen) == FIRST_SEEN_LOGGED
+    assert not any("HEALTHY" in m for m in first_seen)
+    assert "7 more lines first seen degraded (each logged at DEBUG; `status` lists them)" in info
+    # A change after the cold start is logged as before.
+    assert [m for m in info if m.startswith("transition") and "CRITICAL" in m
+            and " - -> " not in m]
