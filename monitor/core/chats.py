@@ -51,28 +51,29 @@ class WatchThresholds:
     Defaults, for a line with a few dozen active chats (Linq's guidance names no number):
     - ``min_active`` 10: below ten chats active in the window, one or two bad chats swing
       the share by 10-50 points; the share and fast-rise signals wait for ten.
-    - ``enter_share`` 0.20 / ``exit_share`` 0.10: one conversation in five unhealthy is
-      well above what a line with ordinary traffic shows (a few percent), yet early enough
-      to act on before Linq's status moves; it clears only at half that, so noise around
-      20 % does not flap.
+    - ``enter_share`` 0.25 / ``exit_share`` 0.10: one conversation in four unhealthy is
+      far above what a line with ordinary traffic shows (a few percent), yet early enough
+      to act on before Linq's status moves; it clears well below that, so noise near the
+      entry level does not flap. 0.20 warned falsely on 20-chat lines about once per 46
+      line-days of simulated noise; 0.25 once in 3,000 (bench/watch.py, docs/early-warning.md).
     - ``enter_unhealthy`` 10 / ``exit_unhealthy`` 5: "many AT_RISK or CRITICAL chats",
       whatever the share: on a line with hundreds of chats 10 unhealthy ones are a small
       share but already a pattern Linq can see.
     - ``enter_opted_out`` 5 / ``exit_opted_out`` 2: recipients opting out (STOP) are the
       clearest complaint signal carriers act on; five within the window is a pattern.
-    - ``rise_share`` 0.15 within ``rise_within`` 24h: a jump of 15 points in a day (e.g.
-      from 2 % to 17 %) warns even below ``enter_share``: the slope is the early signal.
-      ``rise_share`` 0 turns it off.
+    - ``rise_share`` 0.25 within ``rise_within`` 24h: a jump of 25 points in a day (e.g.
+      from 0 % to 25 % before the share has settled there) is the slope signal; 15 points
+      is three chats of twenty, which noise alone reaches. ``rise_share`` 0 turns it off.
     """
 
     min_active: int = 10
-    enter_share: float = 0.20
+    enter_share: float = 0.25
     exit_share: float = 0.10
     enter_unhealthy: int = 10
     exit_unhealthy: int = 5
     enter_opted_out: int = 5
     exit_opted_out: int = 2
-    rise_share: float = 0.15
+    rise_share: float = 0.25
     rise_within: timedelta = timedelta(hours=24)
 
 
