@@ -95,8 +95,8 @@ def to_record(chat: _Chat, *, line: str | None = None, active_at: datetime | Non
     """A decoded chat as the monitor keeps it; None without our line or any timestamp."""
     phone = line or next((h.handle for h in chat.handles if h.is_me and h.handle), None)
     health = chat.health_status
-    changed = _time(health.updated_at)
-    updated = _time(chat.updated_at) or active_at
+    changed = parse_time(health.updated_at)
+    updated = parse_time(chat.updated_at) or active_at
     changed = changed or updated
     updated = updated or changed
     if phone is None or not chat.id or not health.status or changed is None or updated is None:
@@ -106,8 +106,10 @@ def to_record(chat: _Chat, *, line: str | None = None, active_at: datetime | Non
                       health.doc_url or None)
 
 
-def _time(value: str | None) -> datetime | None:
-    if not value:
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time from Linq as a UTC datetime (naive means UTC), or None when it is
+    missing or not one: a bad time never fails a page or an event."""
+    if not isinstance(value, str) or not value:
         return None
     try:
         moment = datetime.fromisoformat(value)

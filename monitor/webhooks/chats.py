@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 
-from monitor.api.chats import decode_chat
+from monitor.api.chats import decode_chat, parse_time
 from monitor.core.chat_record import ChatRecord
 from monitor.errors import LeaseLost, StoreError
 
@@ -47,14 +46,14 @@ def chat_record(body: bytes) -> ChatRecord | None:
         return None
     event_type = document.get("event_type")
     data: dict[str, Any] = document["data"]
-    created = _time(document.get("created_at"))
+    created = parse_time(document.get("created_at"))
     if isinstance(event_type, str) and event_type.startswith("message."):
         chat = data.get("chat")
         owner = chat.get("owner_handle") if isinstance(chat, dict) else None
         line = owner.get("handle") if isinstance(owner, dict) else None
         if not isinstance(line, str) or not line:
             return None
-        return decode_chat(chat, line=line, active_at=_time(data.get("sent_at")) or created)
+        return decode_chat(chat, line=line, active_at=parse_time(data.get("sent_at")) or created)
     if isinstance(event_type, str) and event_type.startswith("chat."):
         return decode_chat(data, active_at=created)
     return None
@@ -95,12 +94,3 @@ class ChatEvents:
             log.error("chat event not applied: %s", exc,
                       extra={"account": account, "chat_id": record.chat_id})
 
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
