@@ -76,7 +76,9 @@ def held_rows(rt: Runtime) -> int:
 # The mass event (5,000 lines) costs ~15 s a database here, so the fast suite runs
 # 1,200 lines (still more than one IN-list chunk) and the full size runs with the slow tests.
 @pytest.mark.both_databases  # one transaction annotates thousands of rows: chunked IN lists
-@pytest.mark.parametrize("lines", [1200, pytest.param(5000, marks=pytest.mark.slow)])
+# Over a thousand lines through the real daemon code: both sizes run in .ci/run's slow suite.
+@pytest.mark.slow
+@pytest.mark.parametrize("lines", [1200, 5000])
 async def test_it_starts_at_most_the_budget_in_a_mass_event_and_sends_every_alert(
         make_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver, lines: int) -> None:
     sim.audits.configure(delay=3600)  # the audits that start keep running

@@ -16,7 +16,8 @@ from monitor.store.chats import load_progress
 from monitor.store.engine import make_engine, make_sessionmaker
 from tests.support.daemon import DaemonProcess, cli, wait_until, write_config
 
-pytestmark = [pytest.mark.both_databases, pytest.mark.timeout(120)]
+# Real daemons, one per database (~25-50 s each on 2 cores): .ci/run's slow suite.
+pytestmark = [pytest.mark.both_databases, pytest.mark.timeout(120), pytest.mark.slow]
 
 LINE = "+12020000002"  # the second of Simulator.add_lines' numbers
 

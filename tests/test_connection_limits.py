@@ -56,6 +56,7 @@ def daemon(tmp_path: Path, sim: Simulator, sim_server: SimulatorServer) -> Itera
         process.stop()
 
 
+@pytest.mark.slow  # a real daemon, 500 sockets
 def test_health_and_metrics_answer_while_500_idle_and_trickling_connections_are_open(
         daemon: DaemonProcess) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -133,6 +133,7 @@ async def test_a_forwarding_update_is_recorded_and_alerts_no_one(
         assert session.scalars(select(Notification)).all() == []
 
 
+@pytest.mark.slow  # a real daemon, ~35 s on 2 cores
 def test_the_daemon_records_an_assigned_line_without_waiting_for_its_poll_interval(
     tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
     monkeypatch: pytest.MonkeyPatch,

@@ -83,6 +83,7 @@ def test_rejections_in_a_row_raise_the_alarm_once_and_an_accepted_one_clears_it(
     assert watch.findings([]) == {SIGNATURES: None}
 
 
+@pytest.mark.slow  # a real daemon, ~40 s on 2 cores
 def test_the_daemon_tells_the_channels_once_and_readyz_says_why(
         tmp_path: Path, sim: Simulator, sim_server: SimulatorServer,
         receiver: Receiver) -> None:

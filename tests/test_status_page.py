@@ -55,7 +55,8 @@ if _reason is not None:
 
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
+# Chromium and a real daemon (~60 s on 2 cores): .ci/run's slow suite runs these.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ from monitor.simulator.webhooks import WebhookSender, new_secret
 from tests.support.daemon import DaemonProcess, wait_until, write_config
 from tests.support.receiver import Receiver
 
-pytestmark = [pytest.mark.both_databases, pytest.mark.timeout(120)]
+# Real daemons per case and database (~100 s together on 2 cores): .ci/run's slow suite.
+pytestmark = [pytest.mark.both_databases, pytest.mark.timeout(120), pytest.mark.slow]
 
 SOURING = "+12020000001"  # Simulator.add_lines' numbers
 CALM = "+12020000002"
