@@ -148,6 +148,7 @@ def test_it_counts_the_hour_and_the_running_audits() -> None:
     assert busy.audit == [] and {r for _, r in busy.skip} == {SkipReason.RUNNING}
 
 
+@pytest.mark.slow  # two runtimes per database: .ci/run's slow suite
 @pytest.mark.both_databases  # the cooldown and the hour are read back from stored audits
 async def test_it_does_not_audit_a_line_again_within_the_cooldown_even_after_a_restart(
         make_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver) -> None:
@@ -179,6 +180,7 @@ async def test_it_does_not_audit_a_line_again_within_the_cooldown_even_after_a_r
     assert skipped(restarted, "cooldown") == 1
 
 
+@pytest.mark.slow  # two runtimes per database: .ci/run's slow suite
 @pytest.mark.both_databases
 async def test_the_hourly_budget_survives_a_restart(
         make_runtime: RuntimeFactory, sim: Simulator, receiver: Receiver) -> None:

@@ -110,6 +110,7 @@ def explained(engine: Engine, captured: Captured) -> Iterator[tuple[str, str, li
         yield phase, sql, explain(engine, sql, params)
 
 
+@pytest.mark.slow  # a populated database per case and database: .ci/run's slow suite
 async def test_it_serves_every_audit_delivery_and_policy_query_by_an_index(
         database_url: str, sim: Simulator, sim_server: SimulatorServer, receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,7 @@ def reminders(rt: Runtime) -> list[str]:
             Notification.kind == NoticeKind.REMINDER.value).order_by(Notification.id)))
 
 
+@pytest.mark.slow  # two runtimes per database: .ci/run's slow suite
 async def test_a_line_kept_on_watch_gets_its_reasons_back_from_the_stored_chats(
         database_url: str, sim: Simulator, sim_server: SimulatorServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,6 +94,7 @@ async def test_a_line_kept_on_watch_gets_its_reasons_back_from_the_stored_chats(
         assert poller.find(LINE).status == "WATCH"  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # two runtimes per database: .ci/run's slow suite
 async def test_a_line_whose_stored_chats_cleared_leaves_watch_at_the_first_tick(
         database_url: str, sim: Simulator, sim_server: SimulatorServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
