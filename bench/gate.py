@@ -18,11 +18,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
+from bench import running
 from tests.support.daemon import free_port
 
 LUA = """
@@ -51,7 +49,8 @@ def main() -> int:
                                 str(args.lines), "--port", str(sim_port)])
         daemon: subprocess.Popen[bytes] | None = None
         try:
-            _wait(f"http://127.0.0.1:{sim_port}/_sim/health", lambda r: r.status_code == 200)
+            running.wait(f"http://127.0.0.1:{sim_port}/_sim/health",
+                         lambda r: r.status_code == 200)
             config = work / "config.toml"
             (work / "token").write_text("bench-token")
             config.write_text(f"""
@@ -74,10 +73,7 @@ per_line = "severity"
                 [sys.executable, "-m", "monitor", "run", "--config", str(config),
                  "--log-level", "WARNING"], stdout=subprocess.DEVNULL)
             base = f"http://127.0.0.1:{port}"
-            listing = _wait(base + "/api/v1/lines",
-                            lambda r: r.status_code == 200 and r.json()["count"] == args.lines,
-                            timeout=300)
-            phones = [line["phone_number"] for line in listing.json()["lines"]]
+            phones = running.phones(base, expected=args.lines, timeout=300)
             script = work / "gate.lua"
             script.write_text(LUA % ", ".join(f'"{p}"' for p in phones))
             result = subprocess.run(
@@ -97,20 +93,6 @@ per_line = "severity"
           f"non-2xx: {errors.group(1) if errors else 0}, "
           f"cpus: {os.cpu_count()}")
     return 0
-
-
-def _wait(url: str, ready: object, *, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = httpx.get(url, timeout=10)
-            if ready(response):  # type: ignore[operator]
-                return response
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{url} not ready after {timeout}s")
-        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import running
 from monitor.simulator.webhooks import WebhookSender, new_secret
 from tests.support.daemon import free_port
 from tests.support.receiver import Receiver
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                                 str(args.lines), "--port", str(sim_port)])
         daemon: subprocess.Popen[bytes] | None = None
         try:
-            _wait(f"http://127.0.0.1:{sim_port}/_sim/health", lambda r: r.status_code == 200)
+            running.wait(f"http://127.0.0.1:{sim_port}/_sim/health",
+                         lambda r: r.status_code == 200)
             db = work / "monitor.db"
             config = work / "config.toml"
             (work / "token").write_text("bench-token")
@@ -91,11 +93,7 @@ group_wait = "0s"
                  "--log-level", "WARNING"], stdout=subprocess.DEVNULL,
                 env={**os.environ, "BENCH_WEBHOOK_SECRET": secret})
             base = f"http://127.0.0.1:{port}"
-            listing = _wait(base + "/api/v1/lines?status=HEALTHY",
-                            lambda r: r.status_code == 200 and r.json()["count"] == args.lines,
-                            timeout=600)
-            phones = [line["phone_number"] for line in listing.json()["lines"]]
-            del listing
+            phones = running.phones(base, expected=args.lines, query="status=HEALTHY")
             _store_unmatched(db, args.backlog, sender)
 
             flagged = sender.status_updated(phones[0], previous_status="ACTIVE",
@@ -114,15 +112,15 @@ group_wait = "0s"
                            for i in range(args.burst - len(known))]
             rng.shuffle(deliveries)
             requests = [_request(d.body, sender.headers(d), port) for d in deliveries]
-            cpu_before = _cpu_seconds(daemon.pid)
+            cpu_before = running.cpu_seconds(daemon.pid)
             started = time.perf_counter()
             statuses = asyncio.run(_send_all(requests, port))
             accepted_after = time.perf_counter() - started
-            cpu_accepted = _cpu_seconds(daemon.pid) - cpu_before
+            cpu_accepted = running.cpu_seconds(daemon.pid) - cpu_before
             while _pending(db):
                 time.sleep(0.05)
             applied_after = time.perf_counter() - started
-            cpu_applied = _cpu_seconds(daemon.pid) - cpu_before
+            cpu_applied = running.cpu_seconds(daemon.pid) - cpu_before
         finally:
             for process in (daemon, sim):
                 if process is not None:
@@ -155,11 +153,6 @@ def _store_unmatched(db: Path, count: int, sender: WebhookSender) -> None:
         connection.executemany(
             "INSERT INTO webhook_events (event_id, account, event_type, received_at, "
             "payload, state, phone_number) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _pending(db: Path) -> int:
@@ -197,20 +190,6 @@ async def _send_all(requests: list[bytes], port: int) -> list[int]:
 
     await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
     return statuses
-
-
-def _wait(url: str, ready: object, *, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = httpx.get(url, timeout=30)
-            if ready(response):  # type: ignore[operator]
-                return response
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{url} not ready after {timeout}s")
-        time.sleep(0.5)
 
 
 if __name__ == "__main__":

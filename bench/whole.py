@@ -53,9 +53,9 @@ from sqlalchemy.engine import make_url
 
 from bench.__main__ import TOKEN, database, free_port, simulator
 from bench.daemon import Memory, daemon, polls_done, receiver
+from bench.running import cpu_seconds
 from monitor.store.schema import Audit, Notification
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATUSES = ("HEALTHY", "AT_RISK", "CRITICAL")
 WEIGHTS = {"HEALTHY": 0.45, "AT_RISK": 0.35, "CRITICAL": 0.20}
 
@@ -71,13 +71,6 @@ with httpx.Client(timeout=120, headers={"Authorization": "Bearer " + token}) as 
         out.append((time.process_time() - cpu, time.perf_counter() - wall))
 print(json.dumps(out))
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid`, in seconds."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 @dataclass

@@ -302,10 +302,11 @@ class ServerConfig(_Section):
     checked to have an active ``phone_number.status_updated`` subscription to it (to any
     URL when not set); when not, the channels hear it as the monitor's own trouble."""
     allowed_hosts: list[str] = Field(default_factory=list)
-    """Host names (``name`` for any port, or ``name:port``) that ``/metrics`` and
-    ``/api/v1`` answer to; any other ``Host`` header gets 421, against DNS rebinding. Empty
-    (the default): any host. ``/healthz``, ``/readyz`` and ``/webhooks/linq`` are not
-    checked (probes and Linq reach them by address or through a proxy)."""
+    """Host names (``name`` for any port, or ``name:port``) that ``/metrics``, ``/api/v1``
+    and the status page answer to; any other ``Host`` header gets 421, against DNS
+    rebinding. Empty (the default): any host. ``/healthz``, ``/readyz`` and
+    ``/webhooks/linq`` are not checked (probes and Linq reach them by address or through a
+    proxy)."""
 
     _api_token: SecretStr | None = PrivateAttr(default=None)
     _secrets_skipped: bool = PrivateAttr(default=False)

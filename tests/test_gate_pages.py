@@ -105,20 +105,22 @@ async def test_a_bad_limit_or_cursor_is_a_json_400(runtime: Runtime, query: str)
 
 # -- the Host allow-list -------------------------------------------------------------------
 
-async def test_metrics_and_the_gate_answer_only_the_allowed_host_names(
+async def test_metrics_the_gate_and_the_status_page_answer_only_the_allowed_host_names(
         make_runtime: Callable[..., Runtime]) -> None:
     async with make_runtime(allowed_hosts=["monitor.internal", "127.0.0.1:9464"]) as rt, \
             gate_for(rt, "monitor.internal:9464") as allowed, \
             gate_for(rt, "127.0.0.1:9464") as by_address, \
             gate_for(rt, "attacker.example") as rebound, \
             gate_for(rt, "127.0.0.1:8080") as other_port:
-        for path in ("/metrics", "/api/v1/lines"):
+        for path in ("/metrics", "/api/v1/lines", "/", "/health", "/silences"):
             assert (await allowed.get(path)).status_code == 200, path
             assert (await by_address.get(path)).status_code == 200, path
             assert (await rebound.get(path)).status_code == 421, path
             assert (await other_port.get(path)).status_code == 421, path
         # Probes and Linq's deliveries do not come by name.
         assert (await rebound.get("/healthz")).status_code == 200
+        assert (await rebound.get("/readyz")).status_code in (200, 503)
+        assert (await rebound.post("/webhooks/linq", content=b"{}")).status_code != 421
 
 
 async def test_without_an_allow_list_any_host_is_answered(runtime: Runtime) -> None:

@@ -9,9 +9,11 @@ Pure ASGI (no BaseHTTPMiddleware), so the streamed /metrics body passes through 
   slow client or a stuck handler cannot hold a connection and its memory forever.
 - Paths under ``protected`` need ``Authorization: Bearer <token>``, compared in constant
   time; the token is never logged or echoed.
-- With ``allowed_hosts``, paths under ``host_checked`` answer only requests whose ``Host``
-  header names one of them (421 otherwise): a page on another site that rebinds its own
-  DNS name to this address cannot read ``/metrics`` or the gate through a browser.
+- With ``allowed_hosts``, every path except those in ``host_exempt`` (exact paths: probes
+  and Linq's deliveries, which come by address or through a proxy) answers only requests
+  whose ``Host`` header names one of them (421 otherwise): a page on another site that
+  rebinds its own DNS name to this address cannot read ``/metrics``, the gate or the
+  status page through a browser.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ class Guard:
         on_too_large: Callable[[str], None] = lambda path: None,
         body_limits: Mapping[str, int] | None = None,
         allowed_hosts: Sequence[str] = (),
-        host_checked: Sequence[str] = (),
+        host_exempt: Sequence[str] = (),
     ) -> None:
         self.app = app
         self._hosts = frozenset(h.lower() for h in allowed_hosts)
-        self._host_checked = tuple(host_checked)
+        # Exact paths, not prefixes: the status page's /health must not pass as /healthz.
+        self._host_exempt = frozenset(host_exempt)
         self.max_body = max_body
         self._body_limits = dict(body_limits or {})  # exact path -> a tighter limit
         self.timeout = timeout
@@ -56,8 +59,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        if self._hosts and path.startswith(self._host_checked) and not self._host_allowed(
-                scope):
+        if self._hosts and path not in self._host_exempt and not self._host_allowed(scope):
             await _plain(send, 421, b"misdirected request: this host name is not served\n")
             return
         if self._token is not None and path.startswith(self._protected) and not self._authorised(

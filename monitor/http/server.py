@@ -127,7 +127,8 @@ def build_app(runtime: Runtime, *, started_at: datetime,
                  timeout=server.request_timeout.total_seconds(), token=token,
                  protected=("/api/", "/metrics") if server.protect_metrics else ("/api/",),
                  on_too_large=lambda path: _count_too_large(runtime, path),
-                 allowed_hosts=server.allowed_hosts, host_checked=("/api/", "/metrics"))
+                 allowed_hosts=server.allowed_hosts,
+                 host_exempt=("/healthz", "/readyz", WEBHOOK_PATH))
 
 
 def _count_too_large(runtime: Runtime, path: str) -> None:
