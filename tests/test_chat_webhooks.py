@@ -10,20 +10,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitor.config import parse_config
-from monitor.http.server import build_app
 from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
-from monitor.simulator.webhooks import Delivery, WebhookSender, new_secret
+from monitor.simulator.webhooks import Delivery
 from monitor.store.chats import line_chats
 from monitor.webhooks.chats import chat_record
 from tests.support.daemon import cli, migrated_config, parse_metrics, sample_value
+from tests.support.webhooks import app_client, deliver, sender, webhook_config
 
 pytestmark = pytest.mark.both_databases
 
 LINE = "+12025550101"
-SECRET = new_secret()
-sender = WebhookSender(SECRET)
 T0 = datetime.now(UTC) - timedelta(days=1)
 
 
@@ -31,11 +28,7 @@ T0 = datetime.now(UTC) - timedelta(days=1)
 async def runtime(database_url: str, sim: Simulator, sim_server: SimulatorServer
                   ) -> AsyncIterator[Runtime]:
     sim.add_line(LINE)
-    config = parse_config({
-        "accounts": [{"name": "main", "base_url": sim_server.url, "token": "sim-token",
-                      "max_retries": 0, "webhook_secret_env": "TEST_WEBHOOK_SECRET"}],
-        "database": {"url": database_url},
-    }, environ={"TEST_WEBHOOK_SECRET": SECRET})
+    config = webhook_config(database_url, sim_server.url)
     engine, sessions = open_database(config)
     async with Runtime(config, engine, sessions) as rt:
         assert (await rt.pollers["main"].poll()).ok  # the line is known, with its id
@@ -44,17 +37,12 @@ async def runtime(database_url: str, sim: Simulator, sim_server: SimulatorServer
 
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(runtime, started_at=datetime.now(UTC))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://monitor") as c:
+    async with app_client(runtime) as c:
         yield c
 
 
 async def post(client: httpx.AsyncClient, runtime: Runtime, delivery: Delivery) -> int:
-    response = await client.post("/webhooks/linq", content=delivery.body,
-                                 headers=sender.headers(delivery))
-    await runtime.webhooks.drain()
-    return response.status_code
+    return (await deliver(client, runtime, delivery)).status_code
 
 
 def shown(rt: Runtime) -> list[tuple[str, str]]:

@@ -13,20 +13,17 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from monitor.config import parse_config
-from monitor.http.server import build_app
 from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
-from monitor.simulator.webhooks import WebhookSender, new_secret
+from monitor.simulator.webhooks import Delivery
 from monitor.store.schema import Line, Notification, TransitionRow, WebhookEvent
 from tests.support.daemon import DaemonProcess, wait_until, write_config
 from tests.support.receiver import Receiver
+from tests.support.webhooks import SECRET, app_client, channel, deliver, sender, webhook_config
 
 pytestmark = pytest.mark.both_databases
 
 LINE = "+12025550101"
-SECRET = new_secret()
-sender = WebhookSender(SECRET)
 
 
 @pytest.fixture
@@ -37,13 +34,8 @@ def polls_asked() -> list[str]:
 @pytest.fixture
 async def runtime(database_url: str, sim_server: SimulatorServer, receiver: Receiver,
                   polls_asked: list[str]) -> AsyncIterator[Runtime]:
-    config = parse_config({
-        "accounts": [{"name": "main", "base_url": sim_server.url, "token": "sim-token",
-                      "max_retries": 0, "webhook_secret_env": "TEST_WEBHOOK_SECRET"}],
-        "database": {"url": database_url},
-        "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops"),
-                                 "group_wait": "0s"}]},
-    }, environ={"TEST_WEBHOOK_SECRET": SECRET})
+    config = webhook_config(database_url, sim_server.url,
+                            channels=[channel("ops", receiver.url("ops"))])
     engine, sessions = open_database(config)
     async with Runtime(config, engine, sessions, poll_now=polls_asked.append) as rt:
         yield rt
@@ -51,17 +43,12 @@ async def runtime(database_url: str, sim_server: SimulatorServer, receiver: Rece
 
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(runtime, started_at=datetime.now(UTC))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://monitor") as c:
+    async with app_client(runtime) as c:
         yield c
 
 
-async def deliver(client: httpx.AsyncClient, runtime: Runtime, delivery) -> int:  # type: ignore[no-untyped-def]
-    response = await client.post("/webhooks/linq", content=delivery.body,
-                                 headers=sender.headers(delivery))
-    await runtime.webhooks.drain()
-    return response.status_code
+async def post(client: httpx.AsyncClient, runtime: Runtime, delivery: Delivery) -> int:
+    return (await deliver(client, runtime, delivery)).status_code
 
 
 async def poll(rt: Runtime) -> None:
@@ -82,7 +69,7 @@ async def test_a_released_line_is_removed_at_once_and_the_next_poll_agrees(
     await poll(runtime)
     with runtime.sessions() as session:
         paged = len(session.scalars(select(Notification)).all())  # the AT_RISK sighting
-    assert await deliver(client, runtime, sender.released(LINE)) == 200
+    assert await post(client, runtime, sender.released(LINE)) == 200
 
     assert (await client.get(f"/api/v1/lines/{LINE}")).status_code == 404
     with runtime.sessions() as session:
@@ -106,7 +93,7 @@ async def test_a_release_older_than_what_a_poll_saw_since_is_ignored(
     sim.add_line(LINE)
     await poll(runtime)
     old = sender.released(LINE, changed_at=datetime.now(UTC) - timedelta(days=1))
-    assert await deliver(client, runtime, old) == 200
+    assert await post(client, runtime, old) == 200
     assert runtime.pollers["main"].find(LINE) is not None
     assert event_states(runtime) == [
         ("phone_number.released", "ignored", "older than what is known")]
@@ -115,7 +102,7 @@ async def test_a_release_older_than_what_a_poll_saw_since_is_ignored(
 async def test_an_assigned_number_brings_the_next_poll_forward(
         runtime: Runtime, client: httpx.AsyncClient, polls_asked: list[str]) -> None:
     await poll(runtime)
-    assert await deliver(client, runtime, sender.assigned(LINE)) == 200
+    assert await post(client, runtime, sender.assigned(LINE)) == 200
     assert polls_asked == ["main"]
     assert event_states(runtime) == [
         ("phone_number.assigned", "applied", "poll brought forward")]
@@ -126,7 +113,7 @@ async def test_a_forwarding_update_is_recorded_and_alerts_no_one(
     sim.add_line(LINE)
     await poll(runtime)
     delivery = sender.forwarding_updated(LINE, before=None, after="+14155550000")
-    assert await deliver(client, runtime, delivery) == 200
+    assert await post(client, runtime, delivery) == 200
     assert event_states(runtime) == [("phone_number.forwarding_updated", "other", None)]
     assert runtime.metrics.webhooks.labels("accepted")._value.get() == 1
     with runtime.sessions() as session:

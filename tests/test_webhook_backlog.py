@@ -15,32 +15,24 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
-from monitor.config import parse_config
-from monitor.http.server import build_app
+from monitor.config import Config
 from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
-from monitor.simulator.webhooks import WebhookSender, new_secret
 from monitor.store.retention import prune
 from monitor.store.schema import WebhookEvent
 from tests.support.receiver import Receiver
+from tests.support.webhooks import app_client, channel, sender, webhook_config
 
 pytestmark = pytest.mark.both_databases
 
 LINE = "+12025550101"
-SECRET = new_secret()
 BACKLOG = 10_000
-sender = WebhookSender(SECRET)
 
 
-def make_config(database_url: str, sim_url: str, receiver: Receiver, **account: object):
-    return parse_config({
-        "accounts": [{"name": "main", "base_url": sim_url, "token": "sim-token",
-                      "max_retries": 0, "webhook_secret_env": "TEST_WEBHOOK_SECRET",
-                      **account}],
-        "database": {"url": database_url},
-        "alerts": {"channels": [{"name": "pager", "url": receiver.url("pager"),
-                                 "group_wait": "0s", "min_status": "CRITICAL"}]},
-    }, environ={"TEST_WEBHOOK_SECRET": SECRET})
+def make_config(database_url: str, sim_url: str, receiver: Receiver, **account: object
+                ) -> Config:
+    return webhook_config(database_url, sim_url, **account, channels=[
+        channel("pager", receiver.url("pager"), min_status="CRITICAL")])
 
 
 @pytest.fixture
@@ -54,9 +46,7 @@ async def runtime(database_url: str, sim_server: SimulatorServer, receiver: Rece
 
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(runtime, started_at=datetime.now(UTC))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://monitor") as c:
+    async with app_client(runtime) as c:
         yield c
 
 

@@ -15,34 +15,25 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from monitor.config import parse_config
-from monitor.http.server import build_app
 from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
-from monitor.simulator.webhooks import Delivery, WebhookSender, new_secret
+from monitor.simulator.webhooks import Delivery, new_secret
 from monitor.store.schema import Line, Notification, TransitionRow, WebhookEvent
 from tests.support.receiver import Receiver
+from tests.support.webhooks import app_client, channel, deliver, sender, webhook_config
 
 # These touch SQL: each test runs on SQLite and on PostgreSQL.
 pytestmark = pytest.mark.both_databases
 
 LINE = "+12025550101"
-SECRET = new_secret()
 
 
 @pytest.fixture
 async def runtime(database_url: str, sim_server: SimulatorServer, receiver: Receiver
                   ) -> AsyncIterator[Runtime]:
-    config = parse_config({
-        "accounts": [{"name": "main", "base_url": sim_server.url, "token": "sim-token",
-                      "max_retries": 0, "webhook_secret_env": "TEST_WEBHOOK_SECRET"}],
-        "database": {"url": database_url},
-        "alerts": {"channels": [{"name": "ops", "url": receiver.url("ops"),
-                                     "group_wait": "0s"},
-                                {"name": "pager", "url": receiver.url("pager"),
-                                     "group_wait": "0s",
-                                 "min_status": "CRITICAL"}]},
-    }, environ={"TEST_WEBHOOK_SECRET": SECRET})
+    config = webhook_config(database_url, sim_server.url, channels=[
+        channel("ops", receiver.url("ops")),
+        channel("pager", receiver.url("pager"), min_status="CRITICAL")])
     engine, sessions = open_database(config)
     async with Runtime(config, engine, sessions) as rt:
         yield rt
@@ -50,22 +41,8 @@ async def runtime(database_url: str, sim_server: SimulatorServer, receiver: Rece
 
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(runtime, started_at=datetime.now(UTC))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://monitor") as c:
+    async with app_client(runtime) as c:
         yield c
-
-
-sender = WebhookSender(SECRET)
-
-
-async def post(client: httpx.AsyncClient, runtime: Runtime, delivery: Delivery, *,
-               headers: dict[str, str] | None = None) -> httpx.Response:
-    """Deliver like Linq does, then wait for the event to be applied."""
-    response = await client.post("/webhooks/linq", content=delivery.body,
-                                 headers=sender.headers(delivery) if headers is None else headers)
-    await runtime.webhooks.drain()
-    return response
 
 
 async def poll(rt: Runtime) -> int:
@@ -95,7 +72,7 @@ async def test_a_signed_status_webhook_alerts_and_the_next_poll_sends_nothing_ag
 ) -> None:
     sim.add_line(LINE)
     await poll(runtime)
-    response = await post(client, runtime, sender.status_updated(
+    response = await deliver(client, runtime, sender.status_updated(
         LINE, previous_reputation="HEALTHY", new_reputation="CRITICAL"))
     assert response.status_code == 200
     assert [(t.from_status, t.to_status, t.source) for t in transitions(runtime)] == [
@@ -123,7 +100,7 @@ async def test_a_webhook_about_what_a_poll_already_saw_sends_nothing(
     changed_at = datetime.now(UTC)
     sim.set_status(LINE, "AT_RISK")
     assert await poll(runtime) == 1
-    response = await post(client, runtime, sender.status_updated(
+    response = await deliver(client, runtime, sender.status_updated(
         LINE, previous_reputation="HEALTHY", new_reputation="AT_RISK", changed_at=changed_at))
     assert response.status_code == 200
     assert len(notifications(runtime)) == 1
@@ -135,10 +112,10 @@ async def test_an_older_event_never_rolls_a_line_back(
     sim.add_line(LINE)
     await poll(runtime)
     now = datetime.now(UTC)
-    await post(client, runtime, sender.status_updated(
+    await deliver(client, runtime, sender.status_updated(
         LINE, new_reputation="CRITICAL", new_status="FLAGGED", changed_at=now))
     # Delivered late: the AT_RISK that came before the CRITICAL, and the ACTIVE before FLAGGED.
-    await post(client, runtime, sender.status_updated(
+    await deliver(client, runtime, sender.status_updated(
         LINE, new_reputation="AT_RISK", new_status="ACTIVE",
         changed_at=now - timedelta(minutes=1)))
     with runtime.sessions() as session:
@@ -153,8 +130,8 @@ async def test_a_redelivered_event_changes_nothing(
     sim.add_line(LINE)
     await poll(runtime)
     delivery = sender.status_updated(LINE, new_reputation="AT_RISK")
-    first = await post(client, runtime, delivery)
-    again = await post(client, runtime, delivery)
+    first = await deliver(client, runtime, delivery)
+    again = await deliver(client, runtime, delivery)
     assert (first.status_code, first.json()["duplicate"]) == (200, False)
     assert (again.status_code, again.json()["duplicate"]) == (200, True)
     assert len(transitions(runtime)) == 1
@@ -169,7 +146,7 @@ async def test_flagged_pages_every_channel_and_active_is_a_recovery(
     await poll(runtime)
     await runtime.deliverer.run_once()
     receiver.wait_for(1, path="ops")
-    await post(client, runtime, sender.status_updated(
+    await deliver(client, runtime, sender.status_updated(
         LINE, previous_status="ACTIVE", new_status="FLAGGED"))
     await runtime.deliverer.run_once()
     flagged = receiver.wait_for(1, path="pager")[0]
@@ -179,7 +156,7 @@ async def test_flagged_pages_every_channel_and_active_is_a_recovery(
     gauge = runtime.metrics.line_flagged.labels("main", line_id, LINE)
     assert gauge._value.get() == 1
 
-    await post(client, runtime, sender.status_updated(
+    await deliver(client, runtime, sender.status_updated(
         LINE, previous_status="FLAGGED", new_status="ACTIVE"))
     await runtime.deliverer.run_once()
     restored = receiver.wait_for(2, path="pager")[1]
@@ -194,7 +171,7 @@ async def test_flagged_pages_every_channel_and_active_is_a_recovery(
 async def test_an_event_for_an_unknown_line_is_kept_and_applied_once_a_poll_sees_the_line(
         runtime: Runtime, client: httpx.AsyncClient, sim: Simulator) -> None:
     await poll(runtime)
-    response = await post(client, runtime, sender.status_updated(LINE, new_status="FLAGGED"))
+    response = await deliver(client, runtime, sender.status_updated(LINE, new_status="FLAGGED"))
     assert response.status_code == 200
     assert event_states(runtime) == ["unmatched"]
     sim.add_line(LINE)
@@ -214,7 +191,7 @@ async def test_a_poll_in_flight_while_a_webhook_lands_does_not_undo_it(
     in_flight = asyncio.create_task(runtime.pollers["main"].poll())
     while sim.request_count == asked:  # until the poll's request is being answered
         await asyncio.sleep(0.01)
-    await post(client, runtime, sender.status_updated(LINE, new_reputation="CRITICAL"))
+    await deliver(client, runtime, sender.status_updated(LINE, new_reputation="CRITICAL"))
     outcome = await in_flight
     assert outcome.ok and outcome.transitions == 0
     assert runtime.pollers["main"].find(LINE).status == "CRITICAL"  # type: ignore[union-attr]
@@ -233,7 +210,7 @@ async def test_it_answers_each_kind_of_request_as_documented(
     delivery = Delivery(body, "evt-1")
     chosen = {"signed": sender.headers(delivery), "none": {},
               "forged": sender.headers(delivery, secret=new_secret())}[headers]
-    response = await post(client, runtime, delivery, headers=chosen)
+    response = await deliver(client, runtime, delivery, headers=chosen)
     assert response.status_code == status
     if status == 401:
         assert response.text == "unauthorized\n"  # no hint of which check failed
@@ -243,7 +220,7 @@ async def test_it_answers_each_kind_of_request_as_documented(
 async def test_it_refuses_a_body_past_the_limit_with_413(
         runtime: Runtime, client: httpx.AsyncClient) -> None:
     delivery = Delivery(b'{"pad": "' + b"x" * (1 << 20) + b'"}', "evt-big")
-    response = await post(client, runtime, delivery)
+    response = await deliver(client, runtime, delivery)
     assert response.status_code == 413
     assert event_states(runtime) == []
 
@@ -253,9 +230,9 @@ async def test_a_flagged_page_does_not_wait_for_its_audit_a_critical_one_does(
     sim.audits.configure(delay=3600)  # audits outlast the test unless it finishes them
     flagged_id, critical_id = sim.add_line(LINE), sim.add_line("+12025550102")
     await poll(runtime)
-    await post(client, runtime, sender.status_updated(
+    await deliver(client, runtime, sender.status_updated(
         LINE, new_reputation="CRITICAL", new_status="FLAGGED"))
-    await post(client, runtime, sender.status_updated("+12025550102", new_reputation="CRITICAL"))
+    await deliver(client, runtime, sender.status_updated("+12025550102", new_reputation="CRITICAL"))
     now = datetime.now(UTC)
     waiting = {n.line_id for n in notifications(runtime) if n.next_attempt_at > now}
     assert waiting == {critical_id}  # both start an audit; only the CRITICAL alert waits
