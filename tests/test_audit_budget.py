@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from monitor.config import parse_config
 from monitor.core.audit import AuditBudget, Candidate, SkipReason, choose
-from monitor.service.runtime import Runtime, open_database
+from monitor.service.runtime import Runtime
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store.schema import Audit, Notification
-from tests.support.receiver import Received, Receiver
+from tests.support.audits import audit_runtimes, deliver_until
+from tests.support.receiver import Receiver
 
 RuntimeFactory = Callable[..., Any]
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -30,35 +30,17 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 @pytest.fixture
 async def make_runtime(database_url: str, sim_server: SimulatorServer, receiver: Receiver
                        ) -> AsyncIterator[RuntimeFactory]:
-    opened: list[Runtime] = []
-
-    async def make(**account: Any) -> Runtime:
-        config = parse_config({
+    def document(**account: Any) -> dict[str, Any]:
+        return {
             "accounts": [{"name": "main", "base_url": sim_server.url, "token": "sim-token",
                           "max_retries": 0, "audit_wait": "10m", **account}],
             "database": {"url": database_url},
             "alerts": {"channels": [{"name": "pager", "url": receiver.url("pager"),
                                      "group_wait": "0s", "min_status": "CRITICAL"}]},
-        })
-        engine, sessions = open_database(config)
-        rt = await Runtime(config, engine, sessions).__aenter__()
-        opened.append(rt)
-        return rt
+        }
 
-    yield make
-    for rt in opened:
-        await rt.audits.cancel()
-        await rt.__aexit__(None, None, None)
-
-
-async def deliver_until(rt: Runtime, receiver: Receiver, count: int) -> list[Received]:
-    """Delivery rounds until ``count`` messages reached the pager. A row held for an audit
-    is not due for audit_wait (10 minutes here): waiting for it times the test out."""
-    async with asyncio.timeout(30):
-        while len(receiver.messages) < count:
-            await rt.deliverer.run_once()
-            await asyncio.sleep(0.02)
-    return list(receiver.messages)
+    async with audit_runtimes(document) as make:
+        yield make
 
 
 def skipped(rt: Runtime, reason: str) -> float | None:
@@ -89,7 +71,7 @@ async def test_it_starts_at_most_the_budget_in_a_mass_event_and_sends_every_aler
     assert (await rt.pollers["main"].poll()).ok
     # Every alert was written held for its audit: the first message comes only once the
     # alerts of the lines left out are released.
-    message = (await deliver_until(rt, receiver, 1))[0]
+    message = (await deliver_until(rt, receiver, 1, "pager"))[0]
     assert "no audit: budget (4 audits of this account already running" in message.message
     assert sim.audits.requested == 4
     assert skipped(rt, "running") == lines - 4
@@ -109,7 +91,7 @@ async def test_it_audits_the_worst_line_first(make_runtime: RuntimeFactory, sim:
     async with asyncio.timeout(20):
         while sim.audits.requested < 1:
             await asyncio.sleep(0.02)
-    message = (await deliver_until(rt, receiver, 1))[0]
+    message = (await deliver_until(rt, receiver, 1, "pager"))[0]
     assert "+12025550101" in message.message and "no audit: budget" in message.message
     with rt.sessions() as session:
         assert session.scalars(select(Audit.phone_number)).all() == ["+12025550102"]
@@ -159,7 +141,7 @@ async def test_it_does_not_audit_a_line_again_within_the_cooldown_even_after_a_r
     sim.set_status(line, "CRITICAL")
     assert (await rt.pollers["main"].poll()).ok
     await rt.audits.drain()
-    first = (await deliver_until(rt, receiver, 1))[0]
+    first = (await deliver_until(rt, receiver, 1, "pager"))[0]
     assert "Primary driver: low_engagement" in first.message
     await rt.audits.cancel()
     await rt.__aexit__(None, None, None)
@@ -168,11 +150,11 @@ async def test_it_does_not_audit_a_line_again_within_the_cooldown_even_after_a_r
     assert (await restarted.pollers["main"].poll()).ok
     sim.set_status(line, "HEALTHY")
     assert (await restarted.pollers["main"].poll()).ok
-    await deliver_until(restarted, receiver, 2)  # the recovery
+    await deliver_until(restarted, receiver, 2, "pager")  # the recovery
     sim.set_status(line, "CRITICAL")
     assert (await restarted.pollers["main"].poll()).ok
     await restarted.audits.drain()
-    messages = await deliver_until(restarted, receiver, 3)
+    messages = await deliver_until(restarted, receiver, 3, "pager")
     assert re.search(r"no audit: this line was audited \d+s ago, within the audit cooldown "
                      rf"\(6h\); its latest report: reputation-monitor audit show \{line}",
                      messages[-1].message), messages[-1].message
@@ -190,7 +172,7 @@ async def test_the_hourly_budget_survives_a_restart(
     sim.set_many({phones[0]: "CRITICAL", phones[1]: "CRITICAL"})
     assert (await rt.pollers["main"].poll()).ok
     await rt.audits.drain()
-    await deliver_until(rt, receiver, 1)
+    await deliver_until(rt, receiver, 1, "pager")
     await rt.audits.cancel()
     await rt.__aexit__(None, None, None)
 
@@ -199,7 +181,7 @@ async def test_the_hourly_budget_survives_a_restart(
     sim.set_status(phones[2], "CRITICAL")
     assert (await restarted.pollers["main"].poll()).ok
     await restarted.audits.drain()
-    messages = await deliver_until(restarted, receiver, 2)
+    messages = await deliver_until(restarted, receiver, 2, "pager")
     assert "no audit: budget (2 audits of this account started in the last hour" in (
         messages[-1].message)
     assert sim.audits.requested == 2

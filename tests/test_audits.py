@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from monitor.config import parse_config
-from monitor.service.runtime import Runtime, open_database
+from monitor.service.runtime import Runtime
 from monitor.simulator import Simulator, SimulatorServer
 from monitor.store.schema import Audit, Notification
-from tests.support.receiver import Received, Receiver
+from tests.support.audits import audit_runtimes, deliver_until
+from tests.support.receiver import Receiver
 
 LINE = "+12025550101"
 RuntimeFactory = Callable[..., Any]
@@ -25,10 +25,8 @@ RuntimeFactory = Callable[..., Any]
 @pytest.fixture
 async def make_runtime(database_url: str, sim_server: SimulatorServer, receiver: Receiver
                        ) -> AsyncIterator[RuntimeFactory]:
-    opened: list[Runtime] = []
-
-    async def make(*, audit_wait: str = "10s") -> Runtime:
-        config = parse_config({
+    def document(*, audit_wait: str = "10s") -> dict[str, Any]:
+        return {
             "accounts": [{"name": "main", "base_url": sim_server.url, "token": "sim-token",
                           "max_retries": 0, "audit_wait": audit_wait}],
             "database": {"url": database_url},
@@ -37,16 +35,10 @@ async def make_runtime(database_url: str, sim_server: SimulatorServer, receiver:
                                     {"name": "pager", "url": receiver.url("pager"),
                                      "group_wait": "0s",
                                      "min_status": "CRITICAL"}]},
-        })
-        engine, sessions = open_database(config)
-        rt = await Runtime(config, engine, sessions).__aenter__()
-        opened.append(rt)
-        return rt
+        }
 
-    yield make
-    for rt in opened:
-        await rt.audits.cancel()
-        await rt.__aexit__(None, None, None)
+    async with audit_runtimes(document) as make:
+        yield make
 
 
 async def degrade(rt: Runtime, sim: Simulator, status: str = "CRITICAL") -> None:
@@ -54,16 +46,6 @@ async def degrade(rt: Runtime, sim: Simulator, status: str = "CRITICAL") -> None
     assert (await rt.pollers["main"].poll()).ok
     sim.set_status(LINE, status)
     assert (await rt.pollers["main"].poll()).ok
-
-
-async def deliver_until(rt: Runtime, receiver: Receiver, count: int, path: str
-                        ) -> list[Received]:
-    """Run delivery rounds until ``count`` messages reached ``path`` (held rows come due)."""
-    async with asyncio.timeout(30):
-        while len([m for m in receiver.messages if m.path == f"/{path}"]) < count:
-            await rt.deliverer.run_once()
-            await asyncio.sleep(0.05)
-    return [m for m in receiver.messages if m.path == f"/{path}"]
 
 
 def stored_audits(rt: Runtime) -> list[Audit]:

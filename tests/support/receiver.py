@@ -83,11 +83,15 @@ class Receiver:
         with self._cond:
             self.status = status
 
+    def messages_to(self, path: str | None) -> list[Received]:
+        """The messages received so far on channel ``path`` (all of them for None)."""
+        return [m for m in self.messages if path is None or m.path == f"/{path}"]
+
     def wait_for(self, count: int, *, timeout: float = 20.0, path: str | None = None
                  ) -> list[Received]:
         """Block until ``count`` messages (to ``path``, if given) arrived; return them."""
         def matching() -> list[Received]:
-            return [m for m in self.messages if path is None or m.path == f"/{path}"]
+            return self.messages_to(path)
 
         with self._cond:
             if not self._cond.wait_for(lambda: len(matching()) >= count, timeout):
