@@ -25,7 +25,9 @@ from typing import Any, TypeVar
 import httpx
 import pydantic
 import pytest
+from linq._models import BaseModel as SdkModel
 from linq.types import (
+    Chat,
     ChatCreatedWebhookEvent,
     MessageReceivedWebhookEvent,
     PhoneNumberAssignedWebhookEvent,
@@ -88,6 +90,31 @@ def test_it_serves_a_phone_number_list_the_sdk_reads(sim: Simulator, api: httpx.
         == [(PHONE, "AT_RISK", "iMessage"), ("+12025550102", "HEALTHY", "RCS"),
             ("+12025550103", "CRITICAL", None)]
     assert len(listing.phone_numbers) == 6
+
+
+class ChatsPage(SdkModel):
+    """A page of ``chats.list_chats`` as the SDK's ``ListChatsPagination`` reads it (that
+    class needs a client to build; its two fields are these)."""
+
+    chats: list[Chat]
+    next_cursor: str | None = None
+
+
+def test_it_serves_chat_pages_the_sdk_reads(sim: Simulator, api: httpx.Client) -> None:
+    sim.add_line(PHONE)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    sim.chats.add_chats(PHONE, 3, at=at)
+    sim.chats.add_chats(PHONE, 2, at=at, status="AT_RISK")
+
+    first = read_strictly(ChatsPage, api.get("/v3/chats", params={"limit": 3}).content)
+    assert first.next_cursor
+    rest = read_strictly(ChatsPage, api.get(
+        "/v3/chats", params={"limit": 3, "cursor": first.next_cursor}).content)
+
+    assert rest.next_cursor is None
+    chats = first.chats + rest.chats
+    assert [c.health_status.status for c in chats if c.health_status] == \
+        ["HEALTHY"] * 3 + ["AT_RISK"] * 2
 
 
 def test_it_starts_and_reads_audits_the_sdk_reads(sim: Simulator, api: httpx.Client) -> None:
