@@ -1,0 +1,107 @@
+"""Parsing a steady answer: items the previous answer already held are not decoded again.
+
+Between two polls of a large fleet nearly every item of ``GET /v3/phone_numbers`` is the
+same bytes as before (at 100k lines a poll sees ~150 changes). ``ItemRecall`` remembers,
+by a hash of each item's bytes, the Observation it decoded to; ``parse_recalled`` splits
+the body into raw items (no strings are built), reuses the remembered Observation of every
+item whose bytes it has seen, and decodes only the others. At 100k lines that is about a
+quarter of the CPU of decoding every item, and the transient memory of a poll drops from
+the decoded structs of every item (~50 MB) to one small object per item.
+
+The result is the one ``parse_phone_numbers`` returns for the same body: an item's
+Observation depends on its bytes alone, and whenever this path meets anything but
+well-formed items with unique ids (an item to skip, a duplicate, bytes that are not
+UTF-8, a body that is not a list), it hands the whole body to ``parse_phone_numbers``,
+whose rules then decide, and forgets what it remembered. Items are matched by Python's
+64-bit hash of their bytes (keyed per process): a changed item taken for another is a
+chance of about one in 10^14 per poll at 100k lines.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import cast
+
+import msgspec
+
+from monitor.api.payload import (
+    ITEM_DECODER,
+    RAW_BODY_DECODER,
+    PhoneNumberList,
+    observe,
+    parse_phone_numbers,
+    whole_list,
+)
+from monitor.core.model import Observation
+
+
+class ItemRecall:
+    """What the previous answer's items decoded to, by the hash of their bytes.
+
+    One per account (its client's): it holds one entry per line, sharing the Observation
+    objects the poller's line states were built from. Not thread-safe; a client parses one
+    answer at a time.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[int, Observation] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def forget(self) -> None:
+        self._seen = {}
+
+
+def parse_recalled(body: bytes | bytearray, recall: ItemRecall, *,
+                   trace_id: str | None = None) -> PhoneNumberList:
+    """``parse_phone_numbers(body)``, decoding only the items ``recall`` has not seen.
+
+    Raises ApiPayloadError as ``parse_phone_numbers`` does. Updates ``recall`` to this
+    body's items (empties it when the body took the general path).
+    """
+    parsed = _fast(body, recall)
+    if parsed is None:
+        recall.forget()
+        return parse_phone_numbers(body, trace_id=trace_id)
+    return parsed
+
+
+def _fast(body: bytes | bytearray, recall: ItemRecall) -> PhoneNumberList | None:
+    """The parse when every item is well-formed with a unique id, else None."""
+    try:
+        decoded = RAW_BODY_DECODER.decode(body)
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        return None
+    if not whole_list(decoded.next_cursor, decoded.has_more):
+        return None
+    items = decoded.phone_numbers
+    del decoded
+    keys = [hash(bytes(raw)) for raw in items]
+    get = recall._seen.get
+    found = [get(key) for key in keys]
+    shared: dict[str, str] = {}
+    for index, observation in enumerate(found):
+        if observation is None:  # a new or changed item
+            try:
+                item = ITEM_DECODER.decode(items[index])
+            except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+                return None
+            result = observe(item, shared)
+            if isinstance(result, str):
+                return None
+            found[index] = result
+    del items
+    observations = cast("list[Observation]", found)
+    seen = dict(zip(keys, observations, strict=True))
+    # Equal keys would be equal items (duplicates) or, once in 2^64, a clash: the
+    # general path sorts either out, as it does any repeated line id.
+    if len(seen) != len(keys) or len(set(map(_line_id, observations))) != len(keys):
+        return None
+    recall._seen = seen
+    return PhoneNumberList(observations, [])
+
+
+_line_id = itemgetter(0)  # Observation.line_id
