@@ -82,24 +82,31 @@ def _fast(body: bytes | bytearray, recall: ItemRecall) -> PhoneNumberList | None
     keys = [hash(bytes(raw)) for raw in items]
     get = recall._seen.get
     found = [get(key) for key in keys]
+    misses = [index for index, observation in enumerate(found) if observation is None]
     shared: dict[str, str] = {}
-    for index, observation in enumerate(found):
-        if observation is None:  # a new or changed item
-            try:
-                item = ITEM_DECODER.decode(items[index])
-            except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
-                return None
-            result = observe(item, shared)
-            if isinstance(result, str):
-                return None
-            found[index] = result
+    for index in misses:  # new or changed items
+        try:
+            item = ITEM_DECODER.decode(items[index])
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+            return None
+        result = observe(item, shared)
+        if isinstance(result, str):
+            return None
+        found[index] = result
     del items
     observations = cast("list[Observation]", found)
     seen = dict(zip(keys, observations, strict=True))
-    # Equal keys would be equal items (duplicates) or, once in 2^64, a clash: the
-    # general path sorts either out, as it does any repeated line id.
-    if len(seen) != len(keys) or len(set(map(_line_id, observations))) != len(keys):
+    # Equal keys are equal items (a line listed twice) or, once in 2^64, a clash: the
+    # general path sorts either out. Remembered items have distinct ids (they were one
+    # accepted answer's); a decoded one's id must be neither another decoded one's nor
+    # a remembered one's.
+    if len(seen) != len(keys):
         return None
+    if misses:
+        new_ids = {observations[index].line_id for index in misses}
+        if len(new_ids) != len(misses) or sum(
+                map(new_ids.__contains__, map(_line_id, observations))) != len(misses):
+            return None
     recall._seen = seen
     return PhoneNumberList(observations, [])
 
