@@ -75,6 +75,25 @@ def test_it_skips_and_fails_exactly_as_a_fresh_parse(second: bytes) -> None:
     both(body(item(1), item(2, "CRITICAL")), recall)  # and recovers after it
 
 
+FLEET = [item(n) for n in range(300)]
+
+
+@pytest.mark.parametrize("second", [
+    [*FLEET[:10], item(10, "CRITICAL"), *FLEET[11:]],  # changed in place
+    [*FLEET[:10], {**item(10, "CRITICAL"), "id": "line-20"}, *FLEET[11:]],  # repeats an id
+    [*FLEET[:10], item(10), *FLEET[10:]],  # a line listed twice
+    [item(1000), *FLEET],  # a line added at the front: every other one moved
+    FLEET[1:],  # the first one gone
+    [*FLEET[:5], *FLEET[6:150], *FLEET[150:][::-1], item(5)],  # reordered
+])
+def test_a_large_answer_parses_as_a_fresh_parse_however_it_changed(
+        second: list[dict[str, Any]]) -> None:
+    recall = ItemRecall()
+    both(body(*FLEET), recall)
+    both(body(*second), recall)
+    both(body(*FLEET), recall)
+
+
 @profiles(short=60, full=300)
 def test_any_sequence_of_bodies_parses_as_each_would_alone(examples: int) -> None:
     @settings(max_examples=examples, deadline=timedelta(seconds=5),
