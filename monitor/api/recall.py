@@ -83,7 +83,7 @@ def _fast(body: bytes | bytearray, recall: ItemRecall) -> PhoneNumberList | None
         return None
     items = decoded.phone_numbers
     del decoded
-    keys = [hash(bytes(raw)) for raw in items]
+    keys = array("q", map(hash, map(bytes, items)))
     old_keys, old = recall._keys, recall._observations
     found: list[Observation | None] = [
         observation if key == old_key else None
@@ -97,17 +97,20 @@ def _fast(body: bytes | bytearray, recall: ItemRecall) -> PhoneNumberList | None
             found[index] = by_key.get(keys[index])
         del by_key
         misses = [index for index, observation in enumerate(found) if observation is None]
+    # Only the items to decode are needed now: let go of the others' raw objects.
+    to_decode = [items[index] for index in misses]
+    del items
     shared: dict[str, str] = {}
-    for index in misses:  # new or changed items
+    for index, raw in zip(misses, to_decode, strict=True):  # new or changed items
         try:
-            item = ITEM_DECODER.decode(items[index])
+            item = ITEM_DECODER.decode(raw)
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             return None
         result = observe(item, shared)
         if isinstance(result, str):
             return None
         found[index] = result
-    del items
+    del to_decode
     observations = cast("list[Observation]", found)
     # A remembered item found in its place is one of the previous answer's, whose ids
     # were distinct, so only a decoded item can repeat an id; one found by hash may be
@@ -120,7 +123,7 @@ def _fast(body: bytes | bytearray, recall: ItemRecall) -> PhoneNumberList | None
         if len(new_ids) != len(misses) or sum(
                 map(new_ids.__contains__, map(_line_id, observations))) != len(misses):
             return None
-    recall._keys, recall._observations = array("q", keys), observations
+    recall._keys, recall._observations = keys, observations
     return PhoneNumberList(observations, [])
 
 
