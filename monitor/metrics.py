@@ -337,11 +337,15 @@ class LineSeries:
                 if full:
                     statuses = (st.KNOWN_STATUSES if state.status in st.KNOWN_STATUSES
                                 else (*st.KNOWN_STATUSES, state.status))
-                    for s in statuses:
-                        end = _status_end(s, s == state.status)
-                        status_set += (_STATUS, labels, end)
-                        sizes[0] += len(_STATUS) + len(labels) + len(end)
-                    end = f"}} {state.since.timestamp():.3f}\n".encode()
+                    # The end of one sample and the opening of the next are one string.
+                    status_set.append(_STATUS)
+                    sizes[0] += len(_STATUS)
+                    last = len(statuses) - 1
+                    for i, s in enumerate(statuses):
+                        end = _status_end(s, s == state.status, i < last)
+                        status_set += (labels, end)
+                        sizes[0] += len(labels) + len(end)
+                    end = _since_end(state.since.timestamp())
                     since += (_SINCE, labels, end)
                     sizes[2] += len(_SINCE) + len(labels) + len(end)
             block = (Spliced(tuple(status_set), sizes[0]), Spliced(tuple(severity), sizes[1]),
@@ -356,9 +360,17 @@ _SINCE = b"linq_reputation_line_status_since_timestamp_seconds{"
 
 
 @functools.lru_cache(maxsize=256)
-def _status_end(status: str, current: bool) -> bytes:
-    """A state-set sample after its labels."""
-    return f',status="{_escape(status)}"}} {1 if current else 0}\n'.encode()
+def _status_end(status: str, current: bool, more: bool) -> bytes:
+    """A state-set sample after its labels (and, if ``more``, the next one's opening)."""
+    return (f',status="{_escape(status)}"}} {1 if current else 0}\n'.encode()
+            + (_STATUS if more else b""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _since_end(timestamp: float) -> bytes:
+    """A since sample after its labels: one string per time, as lines seen together (a
+    cold start sees every line at once) share their ``since``."""
+    return f"}} {timestamp:.3f}\n".encode()
 
 
 @functools.lru_cache(maxsize=256)
