@@ -5,7 +5,7 @@ same bytes as before (at 100k lines a poll sees ~150 changes). ``ItemRecall`` re
 by a hash of each item's bytes, the Observation it decoded to; ``parse_recalled`` splits
 the body into raw items (no strings are built), reuses the remembered Observation of every
 item whose bytes it has seen, and decodes only the others. At 100k lines that is about a
-quarter of the CPU of decoding every item, and the transient memory of a poll drops from
+third of the CPU of decoding every item, and the transient memory of a poll drops from
 the decoded structs of every item (~50 MB) to one small object per item.
 
 The result is the one ``parse_phone_numbers`` returns for the same body: an item's
