@@ -16,6 +16,7 @@ per-line series count stays flat.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
@@ -190,7 +191,7 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     self.line_flagged.remove(*labels)
 
-    def pieces(self, *, lines: list[bytes] | None = None) -> list[bytes]:
+    def pieces(self, *, lines: list[Block] | None = None) -> list[Block]:
         """The whole exposition as byte blocks, for streaming without one huge copy.
 
         ``lines``: the per-line block, when the caller rendered it already
@@ -202,21 +203,50 @@ class Metrics:
                 *self.line_info.pieces()]
 
     def render(self) -> bytes:
-        return b"".join(self.pieces())
+        return text(self.pieces())
 
 
-def stream(pieces: list[bytes], *, chunk: int = 1 << 20) -> Iterator[bytes]:
+class Spliced:
+    """A block of exposition text kept as the byte strings it is made of, joined only
+    while it is sent (``stream``): a line's labels are repeated in each of its five
+    samples, and keeping one copy of them per line instead of one per sample more than
+    halves what the rendered series hold (70 MB of text at 100k lines; bench/RESULTS.md,
+    "RSS and steady CPU")."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: tuple[bytes, ...], size: int) -> None:
+        self.parts = parts
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+Block = bytes | Spliced
+
+
+def stream(pieces: Iterable[Block], *, chunk: int = 1 << 20) -> Iterator[bytes]:
     """Group small blocks into ~1 MiB writes."""
     group: list[bytes] = []
     size = 0
     for piece in pieces:
-        group.append(piece)
-        size += len(piece)
+        if isinstance(piece, Spliced):
+            group.extend(piece.parts)
+            size += piece.size
+        else:
+            group.append(piece)
+            size += len(piece)
         if size >= chunk:
             yield b"".join(group)
             group, size = [], 0
     if group:
         yield b"".join(group)
+
+
+def text(pieces: Iterable[Block]) -> bytes:
+    """The blocks joined into one byte string."""
+    return b"".join(stream(pieces))
 
 
 class LineSeries:
@@ -246,7 +276,7 @@ class LineSeries:
                           if mode == "full" or (mode == "severity" and i == 1)]
         # Touched only by ``pieces`` (one caller at a time: _render_lock).
         self._lines: list[dict[tuple[str, str], LineState]] = [{} for _ in range(self.BUCKETS)]
-        self._rendered: list[tuple[bytes, bytes, bytes] | None] = [None] * self.BUCKETS
+        self._rendered: list[tuple[Block, Block, Block] | None] = [None] * self.BUCKETS
         self._render_lock = threading.Lock()
         # States recorded by ``update`` and not applied yet, newest per line (so it stays
         # bounded by the number of lines however long nobody scrapes); _pending_lock is
@@ -262,8 +292,8 @@ class LineSeries:
             for state in states:
                 pending[(state.account, state.line_id)] = state
 
-    def pieces(self) -> list[bytes]:
-        """The exposition text as an ordered list of existing byte blocks (no copying).
+    def pieces(self) -> list[Block]:
+        """The exposition text as an ordered list of existing blocks (no copying).
 
         Safe on any thread. The list is a consistent snapshot: every ``update`` made
         before the call, none made after.
@@ -280,40 +310,73 @@ class LineSeries:
                 self._rendered[bucket] = None
             del pending
             blocks = [self._bucket(b) for b in range(self.BUCKETS)]
-        parts: list[bytes] = []
+        parts: list[Block] = []
         for family in self._families:
             name, help_text = _LINE_FAMILIES[family]
             parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode())
             parts.extend(block[family] for block in blocks if block[family])
         return parts
 
-    def _bucket(self, bucket: int) -> tuple[bytes, bytes, bytes]:
+    def _bucket(self, bucket: int) -> tuple[Block, Block, Block]:
         block = self._rendered[bucket]
         if block is None:
             full = self._mode == "full"
-            status_set: list[str] = []
-            severity: list[str] = []
-            since: list[str] = []
+            # Each sample is (its family's opening, the line's labels, its own end): the
+            # labels are one byte string per line, shared by the line's five samples.
+            status_set: list[bytes] = []
+            severity: list[bytes] = []
+            since: list[bytes] = []
+            sizes = [0, 0, 0]
             for state in self._lines[bucket].values():
                 labels = (f'account="{_escape(state.account)}",'
                           f'line_id="{_escape(state.line_id)}",'
-                          f'phone_number="{_escape(state.phone_number)}"')
-                severity.append(
-                    f"linq_reputation_line_severity{{{labels}}} {st.rank(state.status)}\n")
+                          f'phone_number="{_escape(state.phone_number)}"').encode()
+                end = _severity_end(state.status)
+                severity += (_SEVERITY, labels, end)
+                sizes[1] += len(_SEVERITY) + len(labels) + len(end)
                 if full:
                     statuses = (st.KNOWN_STATUSES if state.status in st.KNOWN_STATUSES
                                 else (*st.KNOWN_STATUSES, state.status))
-                    status_set.extend(
-                        f'linq_reputation_line_status{{{labels},status="{_escape(s)}"}} '
-                        f"{1 if s == state.status else 0}\n"
-                        for s in statuses)
-                    since.append(
-                        f"linq_reputation_line_status_since_timestamp_seconds{{{labels}}} "
-                        f"{state.since.timestamp():.3f}\n")
-            block = ("".join(status_set).encode(), "".join(severity).encode(),
-                     "".join(since).encode())
+                    # The end of one sample and the opening of the next are one string.
+                    status_set.append(_STATUS)
+                    sizes[0] += len(_STATUS)
+                    last = len(statuses) - 1
+                    for i, s in enumerate(statuses):
+                        end = _status_end(s, s == state.status, i < last)
+                        status_set += (labels, end)
+                        sizes[0] += len(labels) + len(end)
+                    end = _since_end(state.since.timestamp())
+                    since += (_SINCE, labels, end)
+                    sizes[2] += len(_SINCE) + len(labels) + len(end)
+            block = (Spliced(tuple(status_set), sizes[0]), Spliced(tuple(severity), sizes[1]),
+                     Spliced(tuple(since), sizes[2]))
             self._rendered[bucket] = block
         return block
+
+
+_STATUS = b"linq_reputation_line_status{"
+_SEVERITY = b"linq_reputation_line_severity{"
+_SINCE = b"linq_reputation_line_status_since_timestamp_seconds{"
+
+
+@functools.lru_cache(maxsize=256)
+def _status_end(status: str, current: bool, more: bool) -> bytes:
+    """A state-set sample after its labels (and, if ``more``, the next one's opening)."""
+    return (f',status="{_escape(status)}"}} {1 if current else 0}\n'.encode()
+            + (_STATUS if more else b""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _since_end(timestamp: float) -> bytes:
+    """A since sample after its labels: one string per time, as lines seen together (a
+    cold start sees every line at once) share their ``since``."""
+    return f"}} {timestamp:.3f}\n".encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _severity_end(status: str) -> bytes:
+    """A severity sample after its labels."""
+    return f"}} {st.rank(status)}\n".encode()
 
 
 class FlagSeries:

@@ -25,6 +25,26 @@ async def test_it_lists_lines_with_the_trace_id(sim: Simulator, sim_server: Simu
     assert result.trace_id is not None and len(result.trace_id) == 32
 
 
+async def test_successive_answers_of_any_size_each_read_whole(sim: Simulator,
+                                                              sim_server: SimulatorServer) -> None:
+    # The client reads each answer into the previous one's buffer: a longer, a shorter
+    # and a failed answer in between must not leave any of another's bytes behind.
+    ids = sim.add_lines(50)
+    async with client(sim_server, retries=0) as api:
+        assert len((await api.list_phone_numbers()).lines.observations) == 50
+        for line_id in ids[10:]:
+            sim.remove_line(line_id)
+        sim.set_status(ids[3], "CRITICAL")
+        shorter = (await api.list_phone_numbers()).lines.observations
+        assert [o.status for o in shorter] == ["HEALTHY"] * 3 + ["CRITICAL"] + ["HEALTHY"] * 6
+        sim.queue_raw("<html>gateway</html>")
+        with pytest.raises(ApiPayloadError):
+            await api.list_phone_numbers()
+        sim.add_lines(100, status="AT_RISK", prefix="+1303")
+        longer = (await api.list_phone_numbers()).lines.observations
+    assert len(longer) == 110 and longer[-1].status == "AT_RISK"
+
+
 async def test_it_works_with_the_documented_base_url_path(sim: Simulator,
                                                           sim_server: SimulatorServer) -> None:
     sim.add_lines(1)

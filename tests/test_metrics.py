@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.core.model import LineState
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, stream, text
 
 SINCE = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -65,8 +65,8 @@ def test_a_rendering_on_another_thread_shows_updates_made_before_it_and_none_aft
         first = pool.submit(metrics.line_series.pieces).result()
         metrics.line_series.update([line(5, "CRITICAL")])  # after that snapshot
         second = pool.submit(metrics.line_series.pieces).result()
-    assert b'line_id="id-5",phone_number="+12025550005"} 0' in b"".join(first)
-    assert b'line_id="id-5",phone_number="+12025550005"} 2' in b"".join(second)
+    assert b'line_id="id-5",phone_number="+12025550005"} 0' in text(first)
+    assert b'line_id="id-5",phone_number="+12025550005"} 2' in text(second)
 
 
 def test_an_undocumented_status_gets_its_own_sample_and_severity_3() -> None:
@@ -130,3 +130,15 @@ def test_counters_exist_at_zero_before_their_first_event() -> None:
                  outcome="gave_up") == 0
     assert value(metrics, "linq_reputation_transitions_total", account="main",
                  from_status="HEALTHY", to_status="CRITICAL") == 0
+
+
+def test_a_scrape_streams_the_same_text_whatever_the_write_size() -> None:
+    metrics = Metrics()
+    metrics.line_series.update([line(i, ("HEALTHY", "AT_RISK", "ODD")[i % 3])
+                                for i in range(3000)])
+    whole = metrics.render()
+    for chunk in (1, 1000, 1 << 20):
+        assert b"".join(stream(metrics.pieces(), chunk=chunk)) == whole
+    assert whole.count(b'linq_reputation_line_status{account="main",line_id="id-2",') == 4
+    assert (b'linq_reputation_line_status{account="main",line_id="id-2",'
+            b'phone_number="+12025550002",status="ODD"} 1\n') in whole

@@ -25,7 +25,8 @@ import orjson
 from monitor import __version__
 from monitor.api.chats import PAGE_LIMIT, ChatPage, parse_chat_page
 from monitor.api.gcpause import gc_paused
-from monitor.api.payload import PhoneNumberList, parse_phone_numbers
+from monitor.api.payload import PhoneNumberList
+from monitor.api.recall import ItemRecall, parse_recalled
 from monitor.errors import ApiAuthError, ApiError, ApiRateLimited
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ class LinqClient:
     ) -> None:
         self._max_retries = max_retries
         self._deadline = timeout
+        # The previous answer's items: a steady poll decodes only the changed ones.
+        self._recall = ItemRecall()
+        # The list's body buffer, kept for the next poll (None while a poll uses it): a
+        # new ~26 MB buffer each poll landed wherever the heap had room, and now and then
+        # it had none, so the peak RSS was the steady one plus a whole body (+25 MB at
+        # 100k lines); allocating it fresh with mmap instead costs ~0.07 s of CPU a poll
+        # in page faults (bench/RESULTS.md, "RSS and steady CPU").
+        self._buffer: bytearray | None = None
         verify = tls_verify(ca_bundle)
         self._http = httpx.AsyncClient(
             base_url=base_url,
@@ -92,12 +101,20 @@ class LinqClient:
         Raises ApiAuthError (401/403), ApiRateLimited (429 beyond retries or a long wait),
         ApiPayloadError (not JSON / wrong shape) or ApiError (anything else).
         """
-        response, body, attempts = await self._get("/v3/phone_numbers")
+        buffer, self._buffer = self._buffer, None
+        try:
+            response, body, attempts = await self._get("/v3/phone_numbers", buffer=buffer)
+        except BaseException:
+            self._buffer = buffer
+            raise
         trace_id = response.headers.get("x-trace-id")
         del response
-        # Off the event loop: at 100k lines parsing takes ~0.3 s of CPU, and /metrics
-        # scrapes must not wait for it.
-        lines = await asyncio.to_thread(_parse, body, trace_id)
+        try:
+            # Off the event loop: at 100k lines parsing takes ~0.3 s of CPU, and /metrics
+            # scrapes must not wait for it.
+            lines = await asyncio.to_thread(_parse, body, trace_id, self._recall)
+        finally:
+            self._buffer = body
         return ListResult(lines=lines, trace_id=trace_id, attempts=attempts)
 
     async def list_chats(self, *, cursor: str | None = None, limit: int = PAGE_LIMIT,
@@ -119,8 +136,11 @@ class LinqClient:
         return parse_chat_page(body, trace_id=trace_id)
 
     async def _get(self, path: str, *, params: dict[str, str] | None = None,
-                   max_retries: int | None = None) -> tuple[httpx.Response, bytearray, int]:
-        """The successful response (already closed), its body and the attempts it took."""
+                   max_retries: int | None = None, buffer: bytearray | None = None,
+                   ) -> tuple[httpx.Response, bytearray, int]:
+        """The successful response (already closed), its body and the attempts it took.
+
+        ``buffer``: read the body into this one (resized) when the length is known."""
         retries = self._max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
@@ -129,7 +149,7 @@ class LinqClient:
                 # httpx's timeout bounds each network operation; a body trickling in a byte
                 # at a time never trips it, so the whole attempt gets a deadline too.
                 async with asyncio.timeout(self._deadline):
-                    response, body = await self._fetch(path, params)
+                    response, body = await self._fetch(path, params, buffer)
             except TimeoutError:
                 error: ApiError = ApiError(f"no complete answer within {self._deadline:.0f}s")
                 wait = None
@@ -158,8 +178,8 @@ class LinqClient:
             await asyncio.sleep(delay)
 
 
-    async def _fetch(self, path: str, params: dict[str, str] | None = None
-                     ) -> tuple[httpx.Response, bytearray]:
+    async def _fetch(self, path: str, params: dict[str, str] | None = None,
+                     buffer: bytearray | None = None) -> tuple[httpx.Response, bytearray]:
         """GET ``path``; a success's body is read into one buffer of our own.
 
         httpx's ``.content`` collects the body in chunks and then joins them, two copies of
@@ -173,11 +193,12 @@ class LinqClient:
             if not response.is_success:
                 await response.aread()
                 return response, bytearray()
-            return response, await _read_body(response)
+            return response, await _read_body(response, buffer)
 
 
-async def _read_body(response: httpx.Response) -> bytearray:
-    """The whole (decoded) body; sized up front when the server says how long it is."""
+async def _read_body(response: httpx.Response, buffer: bytearray | None = None) -> bytearray:
+    """The whole (decoded) body; sized up front when the server says how long it is, in
+    ``buffer`` (resized) if given."""
     length = response.headers.get("content-length", "")
     identity = response.headers.get("content-encoding", "identity") == "identity"
     if not (identity and length.isdigit()):
@@ -185,7 +206,7 @@ async def _read_body(response: httpx.Response) -> bytearray:
         async for chunk in response.aiter_bytes():
             grown += chunk
         return grown
-    body = bytearray(int(length))
+    body = _sized(buffer, int(length))
     filled = 0
     with memoryview(body) as view:
         async for chunk in response.aiter_bytes():
@@ -198,9 +219,23 @@ async def _read_body(response: httpx.Response) -> bytearray:
     return body
 
 
-def _parse(body: bytearray, trace_id: str | None) -> PhoneNumberList:
+def _sized(buffer: bytearray | None, length: int) -> bytearray:
+    """A buffer of ``length`` bytes: ``buffer`` resized in place, or a new one."""
+    if buffer is None:
+        return bytearray(length)
+    try:
+        if len(buffer) > length:
+            del buffer[length:]
+        elif len(buffer) < length:
+            buffer[len(buffer):] = bytes(length - len(buffer))
+    except BufferError:  # still exported (a view outlived its parse): do not touch it
+        return bytearray(length)
+    return buffer
+
+
+def _parse(body: bytearray, trace_id: str | None, recall: ItemRecall) -> PhoneNumberList:
     with gc_paused():
-        return parse_phone_numbers(body, trace_id=trace_id)
+        return parse_recalled(body, recall, trace_id=trace_id)
 
 
 def _should_retry(response: httpx.Response) -> bool:

@@ -94,6 +94,8 @@ _BODY = msgspec.json.Decoder(_Body)
 _RAW_BODY = msgspec.json.Decoder(_RawBody)
 _ITEM = msgspec.json.Decoder(_Item)
 _ANY = msgspec.json.Decoder()
+# For monitor/api/recall.py, which decodes a steady answer's changed items only.
+RAW_BODY_DECODER, ITEM_DECODER = _RAW_BODY, _ITEM
 
 _LINE_TYPE_MAX = 32  # the width of lines.line_type
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -141,9 +143,14 @@ def _raw_items(body: bytes | bytearray, trace_id: str | None) -> list[msgspec.Ra
     return decoded.phone_numbers
 
 
+def whole_list(next_cursor: Any, has_more: Any) -> bool:
+    """False if the answer says more lines follow on another page."""
+    return not (has_more is True or (isinstance(next_cursor, str) and next_cursor))
+
+
 def _whole_list(next_cursor: Any, has_more: Any, trace_id: str | None) -> None:
     """Raise ApiPayloadError if the answer says more lines follow on another page."""
-    if has_more is True or (isinstance(next_cursor, str) and next_cursor):
+    if not whole_list(next_cursor, has_more):
         raise ApiPayloadError(_A_PAGE, trace_id=trace_id)
 
 
@@ -211,7 +218,7 @@ def _collect(items: Iterable[_Item | msgspec.Raw | Any]) -> PhoneNumberList:
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             skipped.append(SkippedItem(index, "item is not readable JSON", None, None))
             continue
-        result = _observe(value, shared) if isinstance(value, _Item) else _parse_item(value)
+        result = observe(value, shared) if isinstance(value, _Item) else _parse_item(value)
         if isinstance(result, str):
             skipped.append(_skipped(index, value, result))
         elif result.line_id in seen:
@@ -267,8 +274,10 @@ def _typed(raw: msgspec.Raw) -> _Item | Any:
         return _ANY.decode(raw)
 
 
-def _observe(item: _Item, shared: dict[str, str]) -> Observation | str:
-    """The fast path for a typed item; one with an empty field goes through the rules."""
+def observe(item: _Item, shared: dict[str, str]) -> Observation | str:
+    """The Observation of a typed item (its strings shared through ``shared``), or the
+    reason it cannot be used: the fast path, and one with an empty field goes through
+    the rules."""
     reputation = item.reputation if item.reputation is not None else item.health_status
     if not (item.id and item.phone_number and reputation is not None and reputation.status):
         return _parse_item(msgspec.to_builtins(item))

@@ -36,6 +36,7 @@ from monitor.ha.coordinator import Coordinator
 from monitor.ha.replica import identity
 from monitor.http.server import build_app, make_server
 from monitor.logs import log_context, set_process_fields
+from monitor.service.allocator import share_one_arena
 from monitor.service.digest import send_digest
 from monitor.service.runtime import Runtime, build_metrics, open_database, utcnow
 from monitor.service.trouble import check_troubles
@@ -417,6 +418,7 @@ async def run_daemon(
     me = identity(config.ha.replica)
     set_process_fields(replica=me.name)
     solo = lock_sqlite(config.database_url(), me)  # before the port: name the other daemon
+    share_one_arena()  # before any worker thread: see monitor/service/allocator.py
     # A poll parses and plans on worker threads while the event loop streams scrapes,
     # one write at a time; each write waits for the GIL, which CPython hands over only
     # after the switch interval (5 ms by default). A 70 MB scrape is ~70 writes, so
