@@ -57,7 +57,8 @@ class WatchThresholds:
       far above what a line with ordinary traffic shows (a few percent), yet early enough
       to act on before Linq's status moves; it clears well below that, so noise near the
       entry level does not flap. 0.20 warned falsely on 20-chat lines about once per 46
-      line-days of simulated noise; 0.25 once in 3,000 (bench/watch.py, docs/early-warning.md).
+      line-days of simulated noise; 0.25 about once per 1,700, and once per 40,000 with
+      the noise check below (bench/watch.py, docs/early-warning.md).
     - ``enter_unhealthy`` 10 / ``exit_unhealthy`` 5: "many AT_RISK or CRITICAL chats",
       whatever the share: on a line with hundreds of chats 10 unhealthy ones are a small
       share but already a pattern Linq can see.
