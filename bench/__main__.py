@@ -87,14 +87,15 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def simulator(lines: int) -> AsyncIterator[str]:
+async def simulator(lines: int, *, chats: int = 0) -> AsyncIterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.simproc", "--lines", str(lines),
-                             "--port", str(port)])
+                             "--port", str(port), "--chats", str(chats)])
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as client:
-            for _ in range(600):
+            # Making 2M chats takes the simulator minutes before it listens.
+            for _ in range(600 if not chats else 6000):
                 try:
                     if (await client.get(url + "/_sim/health")).status_code == 200:
                         break

@@ -2,6 +2,7 @@
 
     python -m bench watch
     python -m bench watch --seeds 10 --db postgresql
+    python -m bench watch --seeds 20 --first-seed 20 --model-seeds 2000
 
 The monitor side is the daemon's own code in this process: a `Runtime` (pollers, chat
 health, the sweeper, the WATCH assessment with the default ``[chats.watch]`` thresholds)
@@ -20,6 +21,10 @@ ticked at the sweep budget's spacing.
   a step. About 3 % of the chats are unhealthy at any time, fluctuating. Reported: the
   WATCH warnings (transitions to WATCH) per run of ``--steps`` steps, over ``--seeds``
   seeds (want 0), and the most unhealthy chats any line had at once.
+
+``--model-seeds N`` adds the core's ``assess`` alone on the steady scenario's noise for N
+seeds (no daemon, no simulator; seconds for thousands): the false-warning rate the few
+daemon seeds only sample.
 
 The figures are of the decision (when the thresholds fire), not of speed.
 """
@@ -43,6 +48,7 @@ import monitor.service.runtime as runtime_module
 from bench.__main__ import database, machine
 from monitor.config import parse_config
 from monitor.core import status as st
+from monitor.core.chats import Assessment, ChatHealthSummary, WatchThresholds, assess
 from monitor.service.chats import Tick
 from monitor.service.runtime import Runtime, open_database
 from monitor.simulator import Simulator, SimulatorServer
@@ -85,16 +91,15 @@ class Run:
     unhealthy_share: list[float] = field(default_factory=list)  # fleet-wide, per step
 
 
-class Noise:
+class Chain:
     """Each chat's health as a Markov chain (see the module docstring)."""
 
-    def __init__(self, sim: Simulator, phones: list[str], seed: int) -> None:
-        self._sim = sim
+    def __init__(self, chat_ids: list[str], seed: int) -> None:
         self._rng = random.Random(seed)
-        self._status = {chat_id_for(p, i): "HEALTHY" for p in phones for i in range(CHATS)}
+        self.status = dict.fromkeys(chat_ids, "HEALTHY")
 
-    def step(self, at: datetime) -> None:
-        for chat_id, status in self._status.items():
+    def step(self) -> None:
+        for chat_id, status in self.status.items():
             roll = self._rng.random()
             if status == "HEALTHY" and roll < P_SOUR:
                 pick, new = self._rng.random(), status
@@ -103,12 +108,55 @@ class Noise:
                         new = candidate
                         break
                     pick -= weight
-                self._status[chat_id] = new
+                self.status[chat_id] = new
             elif status in ("AT_RISK", "CRITICAL") and roll < P_RECOVER:
-                self._status[chat_id] = "HEALTHY"
+                self.status[chat_id] = "HEALTHY"
+
+
+class Noise:
+    """The chain's statuses, put into the simulator after every step."""
+
+    def __init__(self, sim: Simulator, phones: list[str], seed: int) -> None:
+        self._sim = sim
+        self._chain = Chain([chat_id_for(p, i) for p in phones for i in range(CHATS)], seed)
+
+    def step(self, at: datetime) -> None:
+        self._chain.step()
+        for chat_id, status in self._chain.status.items():
             # The simulator's copy may have been reset (a looping scenario): make it so.
-            if self._sim.chats.chat(chat_id)["health_status"]["status"] != self._status[chat_id]:
-                self._sim.chats.set_status(chat_id, self._status[chat_id], at=at)
+            if self._sim.chats.chat(chat_id)["health_status"]["status"] != status:
+                self._sim.chats.set_status(chat_id, status, at=at)
+
+
+def model(seeds: range, *, lines: int, steps: int, thresholds: WatchThresholds
+          ) -> list[int]:
+    """WATCH warnings per seed of the core's ``assess`` alone on the same noise: no
+    daemon, so thousands of seeds take seconds. Each line is assessed after a step when its
+    counts changed, as the sweep hands over only lines whose chats changed."""
+    warned = []
+    for seed in seeds:
+        phones = [f"+1202555{i:04d}" for i in range(1, lines + 1)]
+        chain = Chain([chat_id_for(p, i) for p in phones for i in range(CHATS)], seed)
+        last: dict[str, Assessment | None] = dict.fromkeys(phones)
+        seen: dict[str, dict[str, int]] = {}
+        entries = 0
+        for step in range(1, steps + 1):
+            chain.step()
+            at = START + step * STEP
+            for phone in phones:
+                counts = dict.fromkeys(("HEALTHY", "AT_RISK", "CRITICAL", "OPTED_OUT"), 0)
+                for i in range(CHATS):
+                    counts[chain.status[chat_id_for(phone, i)]] += 1
+                if seen.get(phone) == counts:
+                    continue
+                seen[phone] = counts
+                before = last[phone]
+                after = assess(ChatHealthSummary("main", phone, counts, CHATS, (), at),
+                               thresholds, before)
+                entries += after.watch and not (before is not None and before.watch)
+                last[phone] = after
+        warned.append(entries)
+    return warned
 
 
 @asynccontextmanager
@@ -215,24 +263,45 @@ async def main_async(args: argparse.Namespace) -> None:
     print("\n| scenario (with noise) | lines x chats | steps (6 h each) | seeds | mean "
           "unhealthy | most unhealthy chats on a line | WATCH warnings (per seed) |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for name in ("steady", "flaky-api"):
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for name in ("steady", "flaky-api") if args.seeds else ():
         runs = []
-        for seed in range(args.seeds):
+        for seed in seeds:
             async with database(args.db) as db_url:
                 runs.append(await run_scenario(name, db_url, steps=args.steps, seed=seed,
                                                  watch=args.watch))
         shares = [s for r in runs for s in r.unhealthy_share]
         warnings = sum(len(r.warnings) for r in runs)
         per_seed = ", ".join(str(len(r.warnings)) for r in runs)
-        print(f"| {name} | {runs[0].lines} x {CHATS} | {args.steps} | {args.seeds} | "
+        print(f"| {name} | {runs[0].lines} x {CHATS} | {args.steps} | {seeds.start}-"
+              f"{seeds.stop - 1} | "
               f"{sum(shares) / len(shares):.1%} | {max(r.most_unhealthy for r in runs)} | "
               f"{warnings} ({per_seed}) |")
+    if args.model_seeds:
+        thresholds = parse_config({
+            "accounts": [{"name": "main", "base_url": "http://127.0.0.1:9", "token": "t"}],
+            "chats": {"watch": args.watch}}, environ={}).chats.watch.rules().base
+        lines = 50
+        per_seed = model(range(args.model_seeds), lines=lines, steps=args.steps,
+                         thresholds=thresholds)
+        line_days = args.model_seeds * lines * args.steps * STEP / timedelta(days=1)
+        print(f"\nThe core's assess alone on the same noise (no daemon): {lines} x {CHATS}, "
+              f"{args.steps} steps, seeds 0-{args.model_seeds - 1}: {sum(per_seed)} WATCH "
+              f"warnings in {line_days:,.0f} line-days, "
+              f"{sum(per_seed) / line_days * 3000:.2f} per 3,000 line-days; seeds with any: "
+              f"{sum(1 for n in per_seed if n)}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench watch")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--seeds", type=int, default=5, help="noise seeds per scenario")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="noise seeds per scenario (0: the souring scenario only)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first noise seed (another set: e.g. --first-seed 20)")
+    parser.add_argument("--model-seeds", type=int, default=0,
+                        help="also run the core's assess alone on the steady scenario's "
+                             "noise for this many seeds (thousands take seconds)")
     parser.add_argument("--steps", type=int, default=24,
                         help="steps of the noisy scenarios (6 h each)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -25,6 +25,10 @@ Reported:
   from wait4's rusage).
 ``--outbox-rows N`` first fills the database with N delivered notifications (and their
 transitions), months old, to show whether the cost grows with the outbox's age.
+``--chats C`` gives every line C chats in the simulator and turns ``[chats] enabled`` on
+with ``--chat-rpm`` requests a minute, so the chat sweep runs (one page every 60/rpm s)
+through the measured polls; the sweep's pages and requests are read from ``/metrics`` when
+the last poll is in.
 """
 
 from __future__ import annotations
@@ -92,10 +96,11 @@ class Whole:
     sizes: list[int] = field(default_factory=list)  # of each message's body, bytes
     oneshot: dict[str, float] = field(default_factory=dict)
     mass: dict[str, float] = field(default_factory=dict)
+    sweep: dict[str, float] = field(default_factory=dict)  # --chats: pages, requests
 
 
 def write_config(directory: Path, *, sim_url: str, db_url: str, interval: str, port: int,
-                 channel: str, audits: bool) -> Path:
+                 channel: str, audits: bool, chat_rpm: int = 0) -> Path:
     token = directory / "token"
     token.write_text(TOKEN)
     config = directory / "config.toml"
@@ -120,7 +125,11 @@ listen = "127.0.0.1:{port}"
 name = "ops"
 url = "{channel}"
 min_status = "CRITICAL"
-""")
+""" + ("" if not chat_rpm else f"""
+[chats]
+enabled = true
+requests_per_minute = {chat_rpm}
+"""))
     config.chmod(0o600)
     token.chmod(0o600)
     return config
@@ -222,6 +231,18 @@ async def scrape_forever(url: str, every: float, whole: Whole) -> None:
         await asyncio.sleep(every)
 
 
+async def sweep_metrics(http: httpx.AsyncClient, url: str) -> dict[str, float]:
+    """The chat sweep's pages and requests so far, from the daemon's /metrics."""
+    found: dict[str, float] = {}
+    for line in (await http.get(url)).text.splitlines():
+        name = line.split("{", 1)[0]
+        if name == "linq_reputation_chat_sweep_pages_total":
+            found["pages"] = found.get("pages", 0.0) + float(line.rsplit(" ", 1)[1])
+        elif name == "linq_reputation_chat_sweep_requests_total":
+            found["requests"] = found.get("requests", 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
+
+
 def oneshot(config: Path) -> dict[str, float]:
     """CPU, wall and peak RSS of `reputation-monitor poll`, from wait4's rusage."""
     started = time.monotonic()
@@ -282,7 +303,7 @@ async def bench(args: argparse.Namespace) -> Whole:
             async with database(kind) as url:
                 yield url
 
-    async with simulator(args.lines) as sim_url, db() as db_url, \
+    async with simulator(args.lines, chats=args.chats) as sim_url, db() as db_url, \
             receiver(whole.messages, whole.sizes) as channel:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(timeout=120, headers=headers) as http:
@@ -306,7 +327,8 @@ async def bench(args: argparse.Namespace) -> Whole:
                 port = free_port()
                 config = write_config(Path(tmp), sim_url=sim_url, db_url=db_url,
                                       interval=f"{args.interval}s", port=port, channel=channel,
-                                      audits=args.audits)
+                                      audits=args.audits,
+                                      chat_rpm=args.chat_rpm if args.chats else 0)
                 log = Path(tmp) / "daemon.log"
                 spawned = time.monotonic()
                 async with daemon(config, log) as proc:
@@ -367,6 +389,10 @@ async def bench(args: argparse.Namespace) -> Whole:
                         whole.mass["window"] = time.monotonic() - mass_at
                         whole.mass["audits"] = (await asyncio.to_thread(count_rows, db_url))[
                             0] - mass_audits
+                    if args.chats:
+                        whole.sweep = await sweep_metrics(
+                            http, f"http://127.0.0.1:{port}/metrics")
+                        whole.sweep["cpu"] = cpu_seconds(proc.pid)
                     for task in (watcher, scraper):
                         if task is not None:
                             task.cancel()
@@ -397,6 +423,9 @@ def report(args: argparse.Namespace, whole: Whole) -> str:
     med = statistics.median(cpu) if cpu else float("nan")
     outbox = f", outbox pre-filled with {args.outbox_rows:,}" if args.outbox_rows else ""
     outbox += "" if args.audits else ", audits off"
+    if args.chats:
+        outbox += (f", {args.chats} chats a line, chat sweep at {args.chat_rpm} requests "
+                   "a minute")
     o = whole.oneshot
     return "\n".join([
         f"{args.lines:,} lines, {args.database.split('://')[0]}{outbox}, "
@@ -416,7 +445,11 @@ def report(args: argparse.Namespace, whole: Whole) -> str:
         f"{len(whole.messages)}",
         f"one-shot `poll`: CPU {o['cpu']:.2f} s, wall {o['wall']:.2f} s, "
         f"peak RSS {o['rss_mb']:.0f} MB",
-    ] + ([] if not args.mass else [
+    ] + ([] if not whole.sweep else [
+        "chat sweep by the last poll: {pages:.0f} pages, {requests:.0f} requests "
+        "(daemon CPU to then {cpu:.1f} s)".format(**{"pages": 0.0, "requests": 0.0,
+                                                   **whole.sweep})
+    ]) + ([] if not args.mass else [
         "mass event: {lines:.0f} lines turned CRITICAL in one poll; the poll that saw it "
         "completed {poll_done:.2f} s after the change (its duration {poll_s:.2f} s, CPU of "
         "its interval {poll_cpu:.2f} s); the channel got {messages:.0f} message(s) after the "
@@ -449,6 +482,11 @@ def main() -> None:
                              "event), then --mass-polls polls with no change")
     parser.add_argument("--mass-polls", type=int, default=8,
                         help="polls watched after the mass event")
+    parser.add_argument("--chats", type=int, default=0,
+                        help="chats per line in the simulator; turns the chat sweep on")
+    parser.add_argument("--chat-rpm", type=int, default=20,
+                        help="[chats] requests_per_minute with --chats (default 20, the "
+                             "config's default; 600 is its most)")
     parser.add_argument("--smoke", action="store_true",
                         help="1,000 lines, 3 polls, 1 s apart: a check that it runs")
     args = parser.parse_args()

@@ -666,6 +666,10 @@ class ChatWatchOverride(_Section):
     """As in ``[chats.watch]``, for the lines selected."""
     rise_within: Duration | None = None
     """As in ``[chats.watch]``, for the lines selected."""
+    baseline_share: float | None = Field(default=None, ge=0, lt=1)
+    """As in ``[chats.watch]``, for the lines selected."""
+    noise_chance: float | None = Field(default=None, gt=0, lt=1)
+    """As in ``[chats.watch]``, for the lines selected."""
 
     _rise_not_zero = field_validator("rise_within")(
         lambda value: None if value is None else _longer_than_zero(value))
@@ -700,6 +704,14 @@ class ChatWatchConfig(_Section):
     WATCH (``0``: off)."""
     rise_within: Duration = _W.rise_within
     """The window of ``rise_share``."""
+    baseline_share: float = Field(default=_W.baseline_share, ge=0, lt=1)
+    """The share of unhealthy chats (0-1) a line with ordinary traffic has: the share and
+    the rise put a line on WATCH only with more unhealthy chats than that traffic shows
+    (see ``noise_chance``; ``0``: no such check)."""
+    noise_chance: float = Field(default=_W.noise_chance, gt=0, lt=1)
+    """How unlikely (0-1) the line's unhealthy count must be under ``baseline_share``, its
+    active chats each unhealthy by chance, for the share or the rise to count (1e-5: 7
+    of 20 chats, 9 of 40)."""
     overrides: list[ChatWatchOverride] = []
     """Other thresholds by account and labels; entries apply in file order."""
 

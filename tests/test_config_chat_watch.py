@@ -39,7 +39,8 @@ def test_it_reads_thresholds_and_overrides_by_account_and_label() -> None:
         "enter_share": 0.3, "exit_share": 0.15, "rise_within": "12h",
         "overrides": [
             {"accounts": ["sales"], "min_active": 20},
-            {"labels": {"team": "support"}, "enter_unhealthy": 4, "exit_unhealthy": 2},
+            {"labels": {"team": "support"}, "enter_unhealthy": 4, "exit_unhealthy": 2,
+             "baseline_share": 0.1},
             {"accounts": ["sales"], "labels": {"team": "support"}, "min_active": 5},
         ]}), environ=ENV)
     rules = cfg.chats.watch.rules()
@@ -50,6 +51,7 @@ def test_it_reads_thresholds_and_overrides_by_account_and_label() -> None:
     assert rules.for_line("sales", LineMeta()).min_active == 20
     main_support = rules.for_line("main", support)
     assert (main_support.min_active, main_support.enter_unhealthy) == (10, 4)
+    assert (main_support.baseline_share, main_plain.baseline_share) == (0.1, 0.03)
     sales_support = rules.for_line("sales", support)  # later entries win
     assert (sales_support.min_active, sales_support.enter_unhealthy) == (5, 4)
     assert sales_support.enter_share == 0.3  # keys an override leaves alone: the base's
@@ -59,6 +61,8 @@ def test_it_reads_thresholds_and_overrides_by_account_and_label() -> None:
     ({"enter_share": 1.5}, "chats.watch.enter_share", "less than or equal to 1"),
     ({"min_active": 0}, "chats.watch.min_active", "greater than or equal to 1"),
     ({"rise_within": "0s"}, "chats.watch.rise_within", "longer than 0s"),
+    ({"noise_chance": 0}, "chats.watch.noise_chance", "greater than 0"),
+    ({"baseline_share": 1}, "chats.watch.baseline_share", "less than 1"),
     ({"rise_within": "24"}, "chats.watch.rise_within", "no unit"),
     ({"enter_shar": 0.2}, "chats.watch.enter_shar", "unknown key"),
     ({"exit_share": 0.3}, "chats.watch", "exit_share (0.3) must not be above enter_share"),

@@ -1,8 +1,10 @@
 """Chat health of a line, summarised: what the WATCH early warning is decided from."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 CHAT_STATUSES = ("HEALTHY", "AT_RISK", "CRITICAL", "OPTED_OUT")
 
@@ -55,7 +57,8 @@ class WatchThresholds:
       far above what a line with ordinary traffic shows (a few percent), yet early enough
       to act on before Linq's status moves; it clears well below that, so noise near the
       entry level does not flap. 0.20 warned falsely on 20-chat lines about once per 46
-      line-days of simulated noise; 0.25 once in 3,000 (bench/watch.py, docs/early-warning.md).
+      line-days of simulated noise; 0.25 about once per 1,700, and once per 40,000 with
+      the noise check below (bench/watch.py, docs/early-warning.md).
     - ``enter_unhealthy`` 10 / ``exit_unhealthy`` 5: "many AT_RISK or CRITICAL chats",
       whatever the share: on a line with hundreds of chats 10 unhealthy ones are a small
       share but already a pattern Linq can see.
@@ -64,6 +67,16 @@ class WatchThresholds:
     - ``rise_share`` 0.25 within ``rise_within`` 24h: a jump of 25 points in a day (e.g.
       from 0 % to 25 % before the share has settled there) is the slope signal; 15 points
       is three chats of twenty, which noise alone reaches. ``rise_share`` 0 turns it off.
+    - ``baseline_share`` 0.03 / ``noise_chance`` 1e-5: the share and the rise count only
+      when the line has more unhealthy chats than ordinary traffic shows: if each chat
+      were unhealthy with probability ``baseline_share`` (about what a line with ordinary
+      traffic has), that many of the line's active chats would be unhealthy at once with
+      probability below ``noise_chance`` (``noise_floor``). On twenty chats that is 7
+      (35 %), on forty 9, on a hundred 13; from about 35 active chats up the 25 % share
+      is the higher bar and the gate changes nothing. Six of twenty (30 %) is what the noise of
+      bench/watch.py sustained for 36 h on one line (docs/early-warning.md: no rule on
+      the line's own counts tells it from the souring line before 18 h ahead).
+      ``baseline_share`` 0 turns the gate off.
     """
 
     min_active: int = 10
@@ -75,6 +88,8 @@ class WatchThresholds:
     exit_opted_out: int = 2
     rise_share: float = 0.25
     rise_within: timedelta = timedelta(hours=24)
+    baseline_share: float = 0.03
+    noise_chance: float = 1e-5
 
 
 DEFAULT_THRESHOLDS = WatchThresholds()
@@ -106,6 +121,35 @@ def share_of(summary: ChatHealthSummary) -> float:
     return summary.unhealthy / summary.active if summary.active > 0 else 0.0
 
 
+@lru_cache(maxsize=4096)
+def noise_floor(active: int, baseline_share: float, noise_chance: float) -> int:
+    """The fewest unhealthy chats among ``active`` that ordinary traffic shows with
+    probability below ``noise_chance``: the smallest k with P(X >= k) < ``noise_chance``
+    for X ~ Binomial(``active``, ``baseline_share``). 0 when ``baseline_share`` is 0 (no
+    gate); ``active`` + 1 when even all of them are that likely."""
+    if baseline_share <= 0 or active <= 0:
+        return 0
+    if baseline_share >= 1:
+        return active + 1
+    log_p, log_q = math.log(baseline_share), math.log1p(-baseline_share)
+
+    def pmf(k: int) -> float:
+        return math.exp(math.lgamma(active + 1) - math.lgamma(k + 1)
+                        - math.lgamma(active - k + 1) + k * log_p + (active - k) * log_q)
+
+    # Sum the upper tail from the top down, starting where its terms are still far below
+    # anything a float adds up (40 standard deviations above the mean), so a line with
+    # thousands of chats costs a few hundred terms, once (cached).
+    mean = active * baseline_share
+    top = min(active, math.ceil(mean + 40 * math.sqrt(mean * (1 - baseline_share)) + 10))
+    tail = 0.0
+    for k in range(top, -1, -1):
+        tail += pmf(k)
+        if tail >= noise_chance:
+            return k + 1
+    return 0
+
+
 def assess(summary: ChatHealthSummary, thresholds: WatchThresholds = DEFAULT_THRESHOLDS,
            previous: Assessment | None = None) -> Assessment:
     """Whether the line's chats put it on WATCH, given what the last assessment said.
@@ -118,16 +162,20 @@ def assess(summary: ChatHealthSummary, thresholds: WatchThresholds = DEFAULT_THR
     now = summary.observed_at
     share = share_of(summary)
     enough = summary.active >= t.min_active
+    # Entering on the share or the rise also needs more unhealthy chats than ordinary
+    # traffic shows on that many (noise_floor); staying does not (the exit levels say).
+    unusual = enough and summary.unhealthy >= noise_floor(
+        summary.active, t.baseline_share, t.noise_chance)
     history = _history(previous, now, t.rise_within)
     enter: list[str] = []
-    if enough and share >= t.enter_share:
+    if unusual and share >= t.enter_share:
         enter.append(_share_text(summary, share, t.enter_share))
     if summary.unhealthy >= t.enter_unhealthy:
         enter.append(f"{summary.unhealthy} chats AT_RISK or CRITICAL "
                      f"(WATCH from {t.enter_unhealthy})")
     if summary.opted_out >= t.enter_opted_out:
         enter.append(f"{summary.opted_out} chats opted out (WATCH from {t.enter_opted_out})")
-    if enough and t.rise_share > 0 and history:
+    if unusual and t.rise_share > 0 and history:
         low = min(s for _, s in history)
         if share - low >= t.rise_share - 1e-9:
             enter.append(f"unhealthy share rose from {low:.0%} to {share:.0%} within "

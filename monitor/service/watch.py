@@ -82,11 +82,15 @@ class ChatWatch:
         return assess(summary, thresholds, self._assessments.get(state.line_id))
 
     def keep(self, line_id: str, assessment: Assessment) -> None:
-        self._assessments[line_id] = assessment
         if assessment.watch:
             self._watching.add(line_id)
         else:
             self._watching.discard(line_id)
+            # Only a WATCH line's summary is read again (its reasons and worst chats for
+            # reminders); the next assessment needs the history alone. A sweep summarises
+            # every line: at 100k lines the summaries would hold ~35 MB for nothing.
+            assessment = replace(assessment, summary=None)
+        self._assessments[line_id] = assessment
 
     def annotate(self, notice: Notice, pending: Mapping[str, Assessment]) -> Notice:
         """``notice`` with what the chats say: why a WATCH line is on WATCH and its worst

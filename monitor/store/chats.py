@@ -147,10 +147,13 @@ def summarise(sessions: sessionmaker[Session], account: str, phones: Iterable[st
                 chunk = wanted[start:start + _CHUNK]
                 active = (ChatRow.account == account, ChatRow.phone_number.in_(chunk),
                           ChatRow.updated_at >= since)
-                for phone, status, n in session.execute(
-                        select(ChatRow.phone_number, ChatRow.status, func.count())
-                        .where(*active).group_by(ChatRow.phone_number, ChatRow.status)):
-                    counts[phone][status] = n
+                # Counted here, not by a GROUP BY: SQLite serves that from ix_chats_status
+                # (its order saves a sort) and reads every chat of the account, ~80 ms a
+                # chunk at 1M chats for every page or chat event that changes a line; this
+                # reads the chunk's lines' chats through ix_chats_line.
+                for phone, status in session.execute(
+                        select(ChatRow.phone_number, ChatRow.status).where(*active)):
+                    counts[phone][status] += 1
                 for phone, chat_id, status, changed_at, doc_url in session.execute(
                         select(ChatRow.phone_number, ChatRow.chat_id, ChatRow.status,
                                ChatRow.changed_at, ChatRow.doc_url)
