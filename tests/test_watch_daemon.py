@@ -52,6 +52,17 @@ def gate(daemon: DaemonProcess, phone: str) -> dict[str, object]:
     return answer
 
 
+def start_sweeping(tmp_path: Path, database_url: str, sim_server: SimulatorServer,
+                   receiver: Receiver) -> DaemonProcess:
+    """A daemon sweeping the simulator's chats every second, with WATCH's thresholds."""
+    config = write_config(
+        tmp_path / "config.toml", base_url=sim_server.url, database_url=database_url,
+        channels=channels(receiver),
+        extra='\n[chats]\nenabled = true\nrequests_per_minute = 600\ninterval = "1s"\n'
+              + WATCH)
+    return DaemonProcess(config, log=tmp_path / "daemon.log").start()
+
+
 @pytest.fixture
 def sweeping(tmp_path: Path, database_url: str, sim: Simulator, sim_server: SimulatorServer,
              receiver: Receiver) -> Iterator[DaemonProcess]:
@@ -60,12 +71,7 @@ def sweeping(tmp_path: Path, database_url: str, sim: Simulator, sim_server: Simu
     for phone in (SOURING, CALM):
         sim.chats.add_chats(phone, 20, at=at)
     sim.chats.set_counts(CALM, {"AT_RISK": 1}, at=at)  # a few bad chats are ordinary
-    config = write_config(
-        tmp_path / "config.toml", base_url=sim_server.url, database_url=database_url,
-        channels=channels(receiver),
-        extra='\n[chats]\nenabled = true\nrequests_per_minute = 600\ninterval = "1s"\n'
-              + WATCH)
-    daemon = DaemonProcess(config, log=tmp_path / "daemon.log").start()
+    daemon = start_sweeping(tmp_path, database_url, sim_server, receiver)
     yield daemon
     daemon.stop()
 
@@ -118,12 +124,7 @@ def test_a_line_whose_chats_were_swept_before_a_poll_found_it_warns_once_found(
     sim.chats.add_chats(SOURING, 20, at=at)
     sim.chats.add_chats(CALM, 20, at=at)
     sim.chats.set_counts(CALM, {"CRITICAL": 4}, at=at)
-    config = write_config(
-        tmp_path / "config.toml", base_url=sim_server.url, database_url=database_url,
-        channels=channels(receiver),
-        extra='\n[chats]\nenabled = true\nrequests_per_minute = 600\ninterval = "1s"\n'
-              + WATCH)
-    daemon = DaemonProcess(config, log=tmp_path / "daemon.log").start()
+    daemon = start_sweeping(tmp_path, database_url, sim_server, receiver)
     try:
         wait_until(lambda: daemon.value("linq_reputation_line_chats", account="main",
                                         status="CRITICAL") == 4,
