@@ -25,10 +25,43 @@ from monitor.cli.main import main as cli_main
 TOKEN = "sim-token"
 
 
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports for servers the tests start in another process. A port taken with bind(0) comes
+# from the kernel's ephemeral range, and between closing it here and the daemon binding it
+# any outgoing connection on the machine may take it ("Address already in use" in CI).
+# Below that range nothing is handed out implicitly; each xdist worker gets its own slice
+# so two workers never offer the same port.
+_PORT_BASE = 15000
+_SLICE = 2000
+_next_port: dict[str, int] = {}
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    low = _PORT_BASE + (index % 8) * _SLICE
+    high = min(low + _SLICE, _ephemeral_floor())
+    if high - low < 100:  # an unusual port range: fall back to the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    start = _next_port.get(worker, low + (os.getpid() * 7) % (high - low))
+    for step in range(high - low):
+        port = low + (start - low + step) % (high - low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _next_port[worker] = port + 1
+        return port
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def write_config(
