@@ -24,7 +24,7 @@ ticked at the sweep budget's spacing.
 
 ``--model-seeds N`` adds the core's ``assess`` alone on the steady scenario's noise for N
 seeds (no daemon, no simulator; seconds for thousands): the false-warning rate the few
-daemon seeds only sample.
+daemon seeds only sample. ``--model-chats`` sets its chats a line (busier lines).
 
 The figures are of the decision (when the thresholds fire), not of speed.
 """
@@ -128,15 +128,15 @@ class Noise:
                 self._sim.chats.set_status(chat_id, status, at=at)
 
 
-def model(seeds: range, *, lines: int, steps: int, thresholds: WatchThresholds
-          ) -> list[int]:
+def model(seeds: range, *, lines: int, steps: int, thresholds: WatchThresholds,
+          chats: int = CHATS) -> list[int]:
     """WATCH warnings per seed of the core's ``assess`` alone on the same noise: no
     daemon, so thousands of seeds take seconds. Each line is assessed after a step when its
     counts changed, as the sweep hands over only lines whose chats changed."""
     warned = []
     for seed in seeds:
         phones = [f"+1202555{i:04d}" for i in range(1, lines + 1)]
-        chain = Chain([chat_id_for(p, i) for p in phones for i in range(CHATS)], seed)
+        chain = Chain([chat_id_for(p, i) for p in phones for i in range(chats)], seed)
         last: dict[str, Assessment | None] = dict.fromkeys(phones)
         seen: dict[str, dict[str, int]] = {}
         entries = 0
@@ -145,13 +145,13 @@ def model(seeds: range, *, lines: int, steps: int, thresholds: WatchThresholds
             at = START + step * STEP
             for phone in phones:
                 counts = dict.fromkeys(("HEALTHY", "AT_RISK", "CRITICAL", "OPTED_OUT"), 0)
-                for i in range(CHATS):
+                for i in range(chats):
                     counts[chain.status[chat_id_for(phone, i)]] += 1
                 if seen.get(phone) == counts:
                     continue
                 seen[phone] = counts
                 before = last[phone]
-                after = assess(ChatHealthSummary("main", phone, counts, CHATS, (), at),
+                after = assess(ChatHealthSummary("main", phone, counts, chats, (), at),
                                thresholds, before)
                 entries += after.watch and not (before is not None and before.watch)
                 last[phone] = after
@@ -281,11 +281,13 @@ async def main_async(args: argparse.Namespace) -> None:
         thresholds = parse_config({
             "accounts": [{"name": "main", "base_url": "http://127.0.0.1:9", "token": "t"}],
             "chats": {"watch": args.watch}}, environ={}).chats.watch.rules().base
-        lines = 50
+        # 1,000 chats a seed whatever their size: 50 lines of 20, 2 of 500
+        lines = max(1, 50 * CHATS // args.model_chats)
         per_seed = model(range(args.model_seeds), lines=lines, steps=args.steps,
-                         thresholds=thresholds)
+                         thresholds=thresholds, chats=args.model_chats)
         line_days = args.model_seeds * lines * args.steps * STEP / timedelta(days=1)
-        print(f"\nThe core's assess alone on the same noise (no daemon): {lines} x {CHATS}, "
+        print(f"\nThe core's assess alone on the same noise (no daemon): {lines} x "
+              f"{args.model_chats}, "
               f"{args.steps} steps, seeds 0-{args.model_seeds - 1}: {sum(per_seed)} WATCH "
               f"warnings in {line_days:,.0f} line-days, "
               f"{sum(per_seed) / line_days * 3000:.2f} per 3,000 line-days; seeds with any: "
@@ -302,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-seeds", type=int, default=0,
                         help="also run the core's assess alone on the steady scenario's "
                              "noise for this many seeds (thousands take seconds)")
+    parser.add_argument("--model-chats", type=int, default=CHATS,
+                        help="chats a line in the core-alone run (busy lines: e.g. 200)")
     parser.add_argument("--steps", type=int, default=24,
                         help="steps of the noisy scenarios (6 h each)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

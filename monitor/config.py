@@ -634,7 +634,8 @@ def _exit_not_above_enter(values: Mapping[str, Any]) -> str | None:
     """What is wrong with a set of thresholds whose exit level is above its enter level
     (the warning could never clear), or None."""
     for enter, leave in _WATCH_PAIRS:
-        if values.get(leave) is not None and values.get(enter) is not None \
+        # enter_opted_out 0 turns that signal off; its exit level then does not apply
+        if values.get(leave) is not None and values.get(enter) \
                 and values[leave] > values[enter]:
             return (f"{leave} ({values[leave]:g}) must not be above {enter} "
                     f"({values[enter]:g}): WATCH would never clear")
@@ -658,7 +659,7 @@ class ChatWatchOverride(_Section):
     """As in ``[chats.watch]``, for the lines selected."""
     exit_unhealthy: int | None = Field(default=None, ge=0)
     """As in ``[chats.watch]``, for the lines selected."""
-    enter_opted_out: int | None = Field(default=None, ge=1)
+    enter_opted_out: int | None = Field(default=None, ge=0)
     """As in ``[chats.watch]``, for the lines selected."""
     exit_opted_out: int | None = Field(default=None, ge=0)
     """As in ``[chats.watch]``, for the lines selected."""
@@ -692,11 +693,13 @@ class ChatWatchConfig(_Section):
     exit_share: float = Field(default=_W.exit_share, ge=0, le=1)
     """The share below which that signal clears."""
     enter_unhealthy: int = Field(default=_W.enter_unhealthy, ge=1)
-    """Unhealthy chats that put a line on WATCH, whatever the share."""
+    """Unhealthy chats that put a line on WATCH, whatever the share (on a busy line: also
+    more than ordinary traffic shows, see ``baseline_share``)."""
     exit_unhealthy: int = Field(default=_W.exit_unhealthy, ge=0)
     """The count below which that signal clears."""
-    enter_opted_out: int = Field(default=_W.enter_opted_out, ge=1)
-    """Opted-out chats in the window that put a line on WATCH."""
+    enter_opted_out: int = Field(default=_W.enter_opted_out, ge=0)
+    """Opted-out chats in the window that put a line on WATCH (``0``: opt-outs are shown,
+    never warn)."""
     exit_opted_out: int = Field(default=_W.exit_opted_out, ge=0)
     """The count below which that signal clears."""
     rise_share: float = Field(default=_W.rise_share, ge=0, le=1)
@@ -705,12 +708,12 @@ class ChatWatchConfig(_Section):
     rise_within: Duration = _W.rise_within
     """The window of ``rise_share``."""
     baseline_share: float = Field(default=_W.baseline_share, ge=0, lt=1)
-    """The share of unhealthy chats (0-1) a line with ordinary traffic has: the share and
-    the rise put a line on WATCH only with more unhealthy chats than that traffic shows
-    (see ``noise_chance``; ``0``: no such check)."""
+    """The share of unhealthy chats (0-1) a line with ordinary traffic has: the share, the
+    count and the rise put a line on WATCH only with more unhealthy chats than that traffic
+    shows (see ``noise_chance``; ``0``: no such check)."""
     noise_chance: float = Field(default=_W.noise_chance, gt=0, lt=1)
     """How unlikely (0-1) the line's unhealthy count must be under ``baseline_share``, its
-    active chats each unhealthy by chance, for the share or the rise to count (1e-5: 7
+    active chats each unhealthy by chance, for any unhealthy signal to count (1e-5: 7
     of 20 chats, 9 of 40)."""
     overrides: list[ChatWatchOverride] = []
     """Other thresholds by account and labels; entries apply in file order."""

@@ -82,11 +82,32 @@ def test_many_unhealthy_chats_warn_whatever_the_share() -> None:
     assert assess(summary(9, 500)).watch is False
 
 
-def test_opted_out_chats_warn() -> None:
-    assessment = assess(summary(0, 100, opted_out=5))
+def test_opted_out_chats_warn_where_the_signal_is_set() -> None:
+    opt_outs = WatchThresholds(enter_opted_out=5)
+    assessment = assess(summary(0, 100, opted_out=5), opt_outs)
     assert assessment.watch is True
     assert assessment.reasons == ("5 chats opted out (WATCH from 5)",)
-    assert assess(summary(0, 100, opted_out=4)).watch is False
+    assert assess(summary(0, 100, opted_out=4), opt_outs).watch is False
+    # ... and hold down to their exit level (2), then clear
+    assert step(None, (0, 100), thresholds=opt_outs) == [False]
+    held = assess(summary(0, 100, opted_out=2, at=T0 + timedelta(hours=1)), opt_outs,
+                  assessment)
+    assert held.reasons == ("2 chats opted out (clears below 2)",)
+    assert assess(summary(0, 100, opted_out=1, at=T0 + timedelta(hours=2)), opt_outs,
+                  held).watch is False
+
+
+def test_by_default_opt_outs_neither_warn_nor_hold_a_line() -> None:
+    # Opt-outs are for good and pile up on lines with ordinary traffic (bench/watch.py);
+    # by default they are shown in the summary but put no line on WATCH ...
+    quiet = core_assess(summary(0, 20, opted_out=9), SHIPPED)
+    assert quiet.watch is False
+    assert quiet.summary is not None and quiet.summary.opted_out == 9
+    # ... nor keep one there once its unhealthy chats are back to normal.
+    warned = core_assess(summary(8, 20, opted_out=6), SHIPPED)
+    assert warned.watch is True
+    later = summary(1, 20, opted_out=6, at=T0 + timedelta(hours=6))
+    assert core_assess(later, SHIPPED, warned).watch is False
 
 
 # -- the noise gate (shipped defaults) ---------------------------------------------------
@@ -117,6 +138,30 @@ def test_a_fast_rise_within_ordinary_noise_does_not_warn() -> None:
         False, False]
     assert step(None, (0, 20), (7, 20), thresholds=SHIPPED, every=timedelta(hours=6)) == [
         False, True]
+
+
+def test_a_busy_line_with_ordinary_noise_is_not_on_watch_for_its_count() -> None:
+    # 500 active chats, 3 % unhealthy as usual: 15, often 20-30; ten is no pattern there.
+    assert core_assess(summary(30, 500), SHIPPED).watch is False
+    warned = core_assess(summary(35, 500), SHIPPED)
+    assert warned.reasons == ("35 chats AT_RISK or CRITICAL (WATCH from 35)",)
+    # It clears once back at what that traffic shows on average (15 of 500), not at 5.
+    assert step(warned, (20, 500), (16, 500), (15, 500), thresholds=SHIPPED) == [
+        True, True, False]
+    # On a line of dozens of chats the count is still ten.
+    assert core_assess(summary(10, 45), SHIPPED).reasons == (
+        "10 chats AT_RISK or CRITICAL (WATCH from 10)",)
+
+
+def test_a_fast_rise_warns_a_line_of_forty_chats_a_chat_early() -> None:
+    # 1 -> 9 of 40 in six hours: 22 %, below the share and the count (10), above noise (9).
+    first = core_assess(summary(1, 40), SHIPPED)
+    risen = core_assess(summary(9, 40, at=T0 + timedelta(hours=6)), SHIPPED, first)
+    assert risen.reasons == (
+        "unhealthy share rose from 2% to 22% within 24h (WATCH on a rise of 15%)",)
+    # The same count reached over days is no rise: no warning yet.
+    assert step(None, (1, 40), (5, 40), (9, 40), thresholds=SHIPPED,
+                every=timedelta(hours=30)) == [False, False, False]
 
 
 def test_a_line_that_entered_stays_until_its_exit_level_not_the_noise_level() -> None:

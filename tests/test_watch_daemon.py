@@ -31,14 +31,15 @@ pytestmark = [pytest.mark.both_databases, pytest.mark.timeout(120), pytest.mark.
 SOURING = "+12020000001"  # Simulator.add_lines' numbers
 CALM = "+12020000002"
 
-# A line goes on WATCH at 3 unhealthy chats and clears below 1; the share and the rise
-# stay out of the way (the chats here are few).
+# A line goes on WATCH at 3 unhealthy chats and clears below 1; the share, the rise and
+# the noise check (7 of 20 by default) stay out of the way (the chats here are few).
 WATCH = """
 [chats.watch]
 enter_unhealthy = 3
 exit_unhealthy = 1
 min_active = 1000
 rise_share = 0
+baseline_share = 0
 """
 
 

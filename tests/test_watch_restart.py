@@ -43,7 +43,7 @@ def config(database_url: str, sim_server: SimulatorServer) -> dict[str, Any]:
                                  "repeat_interval": "1h"}]},
         "chats": {"enabled": True, "requests_per_minute": 600, "interval": "1d",
                   "watch": {"enter_unhealthy": 3, "exit_unhealthy": 1, "min_active": 1000,
-                            "rise_share": 0}},
+                            "rise_share": 0, "baseline_share": 0}},
     }
 
 

@@ -60,22 +60,34 @@ class WatchThresholds:
       line-days of simulated noise; 0.25 about once per 1,700, and once per 40,000 with
       the noise check below (bench/watch.py, docs/early-warning.md).
     - ``enter_unhealthy`` 10 / ``exit_unhealthy`` 5: "many AT_RISK or CRITICAL chats",
-      whatever the share: on a line with hundreds of chats 10 unhealthy ones are a small
-      share but already a pattern Linq can see.
-    - ``enter_opted_out`` 5 / ``exit_opted_out`` 2: recipients opting out (STOP) are the
-      clearest complaint signal carriers act on; five within the window is a pattern.
-    - ``rise_share`` 0.25 within ``rise_within`` 24h: a jump of 25 points in a day (e.g.
-      from 0 % to 25 % before the share has settled there) is the slope signal; 15 points
-      is three chats of twenty, which noise alone reaches. ``rise_share`` 0 turns it off.
-    - ``baseline_share`` 0.03 / ``noise_chance`` 1e-5: the share and the rise count only
-      when the line has more unhealthy chats than ordinary traffic shows: if each chat
+      whatever the share: on a line with dozens of chats 10 unhealthy ones are a small
+      share but already a pattern Linq can see. Past about 60 active chats ordinary
+      traffic shows ten at times (200 chats at 3 %: 8 % of the time), so the count too
+      needs the noise check below (100 chats: 13, 500: 35), and it clears below the
+      larger of ``exit_unhealthy`` and that traffic's average + 1 (500 chats: 16).
+    - ``enter_opted_out`` 0 (off) / ``exit_opted_out`` 2: opt-outs (STOP) are shown with
+      every summary but do not warn by default. Linq names AT_RISK and CRITICAL chats as
+      the flagging risk, not opt-outs, and an opt-out is for good, so a count of them in
+      the window piles up on lines with ordinary traffic: at 5 it made 13 of the 15 false
+      warnings of 600,000 simulated line-days and every false warning the daemon runs
+      had (bench/RESULTS.md). Set it for lines whose recipients rarely opt out.
+    - ``rise_share`` 0.15 within ``rise_within`` 24h: a jump of 15 points in a day is the
+      slope signal. It passes the same noise check, and a count that passes it is close to
+      a warning already, so the rise comes first only on lines of some 30-50 active chats,
+      by a chat or two (40 chats: 1 -> 9 in a day, where the share and the count wait for
+      10); on twenty chats it needs the 7 the share needs and adds no false warning
+      (bench/watch.py). At 0.25, the share level, it could never come first at all.
+      ``rise_share`` 0 turns it off.
+    - ``baseline_share`` 0.03 / ``noise_chance`` 1e-5: the share, the count and the rise
+      count only when the line has more unhealthy chats than ordinary traffic shows: if each chat
       were unhealthy with probability ``baseline_share`` (about what a line with ordinary
       traffic has), that many of the line's active chats would be unhealthy at once with
       probability below ``noise_chance`` (``noise_floor``). On twenty chats that is 7
-      (35 %), on forty 9, on a hundred 13; from about 35 active chats up the 25 % share
-      is the higher bar and the gate changes nothing. Six of twenty (30 %) is what the noise of
-      bench/watch.py sustained for 36 h on one line (docs/early-warning.md: no rule on
-      the line's own counts tells it from the souring line before 18 h ahead).
+      (35 %), on forty 9, on a hundred 13, on 500 35; from about 35 active chats up the
+      25 % share is the higher bar and the gate changes nothing for it. Six of twenty
+      (30 %) is what the noise of bench/watch.py sustained for 36 h on one line
+      (docs/early-warning.md: no rule on the line's own counts tells it from the souring
+      line before 18 h ahead).
       ``baseline_share`` 0 turns the gate off.
     """
 
@@ -84,9 +96,9 @@ class WatchThresholds:
     exit_share: float = 0.10
     enter_unhealthy: int = 10
     exit_unhealthy: int = 5
-    enter_opted_out: int = 5
+    enter_opted_out: int = 0
     exit_opted_out: int = 2
-    rise_share: float = 0.25
+    rise_share: float = 0.15
     rise_within: timedelta = timedelta(hours=24)
     baseline_share: float = 0.03
     noise_chance: float = 1e-5
@@ -162,18 +174,21 @@ def assess(summary: ChatHealthSummary, thresholds: WatchThresholds = DEFAULT_THR
     now = summary.observed_at
     share = share_of(summary)
     enough = summary.active >= t.min_active
-    # Entering on the share or the rise also needs more unhealthy chats than ordinary
-    # traffic shows on that many (noise_floor); staying does not (the exit levels say).
-    unusual = enough and summary.unhealthy >= noise_floor(
-        summary.active, t.baseline_share, t.noise_chance)
+    # Entering on any unhealthy signal also needs more unhealthy chats than ordinary
+    # traffic shows on that many (noise_floor): without it a line with 500 active chats,
+    # 3 % of them unhealthy as usual, would sit on WATCH for good on the count alone.
+    # Staying needs less (the exit levels), but never less than that traffic's average.
+    floor = noise_floor(summary.active, t.baseline_share, t.noise_chance)
+    unusual = enough and summary.unhealthy >= floor
+    count_level = max(t.enter_unhealthy, floor)
     history = _history(previous, now, t.rise_within)
     enter: list[str] = []
     if unusual and share >= t.enter_share:
         enter.append(_share_text(summary, share, t.enter_share))
-    if summary.unhealthy >= t.enter_unhealthy:
+    if summary.unhealthy >= count_level:
         enter.append(f"{summary.unhealthy} chats AT_RISK or CRITICAL "
-                     f"(WATCH from {t.enter_unhealthy})")
-    if summary.opted_out >= t.enter_opted_out:
+                     f"(WATCH from {count_level})")
+    if t.enter_opted_out and summary.opted_out >= t.enter_opted_out:
         enter.append(f"{summary.opted_out} chats opted out (WATCH from {t.enter_opted_out})")
     if unusual and t.rise_share > 0 and history:
         low = min(s for _, s in history)
@@ -186,10 +201,12 @@ def assess(summary: ChatHealthSummary, thresholds: WatchThresholds = DEFAULT_THR
         hold: list[str] = []
         if enough and share >= t.exit_share:
             hold.append(_share_text(summary, share, t.exit_share, clears=True))
-        if summary.unhealthy >= t.exit_unhealthy:
+        ordinary = math.floor(summary.active * t.baseline_share)
+        count_exit = max(t.exit_unhealthy, ordinary + 1)
+        if summary.unhealthy >= count_exit:
             hold.append(f"{summary.unhealthy} chats AT_RISK or CRITICAL "
-                        f"(clears below {t.exit_unhealthy})")
-        if summary.opted_out >= t.exit_opted_out:
+                        f"(clears below {count_exit})")
+        if t.enter_opted_out and summary.opted_out >= t.exit_opted_out:
             hold.append(f"{summary.opted_out} chats opted out "
                         f"(clears below {t.exit_opted_out})")
         watch, reasons = bool(hold), hold
